@@ -16,7 +16,9 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise DeviceError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from exc
+        raise DeviceError(
+            f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device

@@ -30,7 +30,9 @@ def derive_seed(seed: int, *tags: str | int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def make_generator(seed: int, *tags: str | int, device: str | torch.device = "cpu") -> torch.Generator:
+def make_generator(
+    seed: int, *tags: str | int, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with :func:`derive_seed` ``(seed, *tags)``."""
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, *tags) if tags else int(seed))

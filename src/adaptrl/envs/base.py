@@ -134,7 +134,9 @@ class TaskFamily(ABC):
         """A batched environment of ``num_envs`` rows on ``device``."""
 
     # --- reproducible meta-train / meta-test split -----------------------------------------
-    def tasks(self, n: int, split: Split, seed: int, device: str | torch.device = "cpu") -> TaskBatch:
+    def tasks(
+        self, n: int, split: Split, seed: int, device: str | torch.device = "cpu"
+    ) -> TaskBatch:
         """``n`` tasks of ``split`` drawn reproducibly from ``seed``.
 
         The default draws train and test tasks from independent, domain-separated generator

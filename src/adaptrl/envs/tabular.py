@@ -1,0 +1,125 @@
+"""``tabular-mdp-v0``: random tabular MDPs as in RL² (Duan et al. 2016, §3.2).
+
+Per task: reward means ``R[s, a] ~ N(1, 1)``, rewards ``~ N(R[s, a], 1)``, transitions
+``P[s, a] ~ Dirichlet(1, ..., 1)``. Episodes last ``horizon`` steps (a time limit, reported as
+``truncated``) and start in state 0; a trial is ``n`` episodes. Observations are the state index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import torch
+
+from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily, positive
+from adaptrl.envs.registry import register_family
+
+
+@dataclasses.dataclass(frozen=True)
+class TabularMDPConfig(FamilyConfig):
+    """Sizes and priors of the random MDPs."""
+
+    num_states: int = 10
+    """|S| (>= 1)."""
+    num_actions: int = 5
+    """|A| (>= 2)."""
+    horizon: int = 10
+    """Steps per episode, T."""
+    n: int = 10
+    """Episodes per trial."""
+    reward_prior_mean: float = 1.0
+    """Mean of the Normal prior over reward means."""
+    reward_prior_std: float = 1.0
+    """Std of the Normal prior over reward means."""
+    reward_noise_std: float = 1.0
+    """Std of the Gaussian reward noise around its mean."""
+    dirichlet_alpha: float = 1.0
+    """Concentration of the symmetric Dirichlet prior over next states."""
+
+    def validate(self) -> None:
+        positive("num_states", self.num_states)
+        positive("num_actions", self.num_actions, 2)
+        positive("horizon", self.horizon)
+        positive("n (episodes per trial)", self.n)
+        if self.reward_prior_std < 0 or self.reward_noise_std < 0 or self.dirichlet_alpha <= 0:
+            from adaptrl.core.errors import ConfigError
+
+            raise ConfigError("reward stds must be >= 0 and dirichlet_alpha > 0")
+
+
+def sample_dirichlet(alpha: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Dirichlet samples along the last dim, reproducible from ``generator``.
+
+    ``torch.distributions`` cannot take a generator. Normalised Gamma(alpha) draws are Dirichlet;
+    for the flat Dirichlet(1) the Gammas are Exponential(1), drawn exactly as ``-log(1 - U)`` from
+    the generator. Other concentrations use NumPy's Gamma sampler seeded from ``generator``.
+    """
+    if bool((alpha == 1).all()):
+        u = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=torch.float64)
+        e = -torch.log1p(-u)
+    else:
+        import numpy as np
+
+        seed = int(torch.randint(0, 2**63 - 1, (), generator=generator, device=generator.device))
+        rng = np.random.default_rng(seed)
+        e = torch.from_numpy(rng.standard_gamma(alpha.double().cpu().numpy())).to(alpha.device)
+    return (e / e.sum(-1, keepdim=True)).float()
+
+
+@register_family
+class TabularMDP(TaskFamily):
+    family_id = "tabular-mdp-v0"
+    config_cls = TabularMDPConfig
+    config: TabularMDPConfig
+
+    def __init__(self, config: TabularMDPConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        self.num_states, self.num_actions = c.num_states, c.num_actions
+        self.observation_space = gym.spaces.Discrete(c.num_states)
+        self.action_space = gym.spaces.Discrete(c.num_actions)
+        self.max_episode_steps = c.horizon
+        self.episodes_per_trial = c.n
+
+    def sample_tasks(self, n: int, generator: torch.Generator) -> TaskBatch:
+        c, dev = self.config, generator.device
+        shape = (n, c.num_states, c.num_actions)
+        noise = torch.randn(shape, generator=generator, device=dev)
+        reward_mean = c.reward_prior_mean + c.reward_prior_std * noise
+        alpha = torch.full((*shape, c.num_states), c.dirichlet_alpha, device=dev)
+        transition = sample_dirichlet(alpha, generator)
+        return TaskBatch({"reward_mean": reward_mean, "transition": transition})
+
+    def tabular_model(self, tasks: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P [n, S, A, S], R [n, S, A])``: true transition probabilities and mean rewards."""
+        return tasks.transition, tasks.reward_mean
+
+    def make_env(self, num_envs: int, device: str | torch.device = "cpu") -> TabularEnv:
+        return TabularEnv(self, num_envs, device)
+
+
+class TabularEnv(BatchedEnv):
+    family: TabularMDP
+
+    def _bind_tasks(self, tasks: TaskBatch) -> None:
+        self._cdf = tasks.transition.cumsum(-1)
+        self._cdf[..., -1] = 1.0  # guard against round-off: the last bucket always catches u
+        self._reward_mean = tasks.reward_mean
+        self._rows = torch.arange(self.num_envs, device=self.device)
+        self.state = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+
+    def _reset_rows(self, mask: torch.Tensor) -> torch.Tensor:
+        self.state = torch.where(mask, 0, self.state)
+        return self.state
+
+    def _transition(self, action):
+        a = action.long()
+        mean = self._reward_mean[self._rows, self.state, a]
+        noise = torch.randn(self.num_envs, generator=self.generator, device=self.device)
+        reward = mean + self.family.config.reward_noise_std * noise
+        cdf = self._cdf[self._rows, self.state, a]
+        u = torch.rand(self.num_envs, 1, generator=self.generator, device=self.device)
+        self.state = (cdf < u).sum(-1).clamp_max(self.family.num_states - 1)
+        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        return self.state, reward, terminated
