@@ -1,0 +1,282 @@
+"""``adaptrl bench baselines-bandits`` and ``baselines-mdps``: the classic columns of RL² Tables 1-2.
+
+Each setting evaluates the classic agents on the same held-out tasks (fixed evaluation seed) and
+prints ours beside the paper's number. Parameters the paper grid-searched (UCB1's ``c``,
+epsilon-greedy's ``eps``) are tuned here on *meta-train* tasks only, then frozen for the test tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from adaptrl.bench.reference import (
+    BANDIT_TARGETS,
+    MDP_TARGETS,
+    RL2_TABLE1,
+    RL2_TABLE1_SOURCE,
+    RL2_TABLE2,
+    RL2_TABLE2_SOURCE,
+)
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.progress import print_table
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.envs import make_family
+from adaptrl.envs.base import TaskFamily
+from adaptrl.eval.protocol import EVAL_SEED, evaluate
+from adaptrl.eval.stats import within
+
+# (agent id, column in the paper's table, {param: grid to tune on meta-train tasks})
+BANDIT_AGENTS: list[tuple[str, str, dict[str, Sequence[float]]]] = [
+    ("random", "random", {}),
+    ("gittins", "gittins", {}),
+    ("thompson", "thompson", {}),
+    ("ots", "ots", {}),
+    ("ucb1", "ucb1", {"c": (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)}),
+    ("eps-greedy", "eps_greedy", {"eps": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)}),
+    ("greedy", "greedy", {}),
+]
+MDP_AGENTS: list[tuple[str, str, dict[str, Sequence[float]]]] = [
+    ("random", "random", {}),
+    ("psrl", "psrl", {}),
+    ("eps-greedy-mdp", "eps_greedy", {"eps": (0.0, 0.02, 0.05, 0.1, 0.2)}),
+    ("greedy-mdp", "greedy", {}),
+    ("oracle", "", {}),
+]
+ALL_BANDIT_SETTINGS = (
+    "10x5",
+    "10x10",
+    "10x50",
+    "100x5",
+    "100x10",
+    "100x50",
+    "500x5",
+    "500x10",
+    "500x50",
+)
+ALL_MDP_SETTINGS = (10, 25, 50, 75, 100)
+
+
+@dataclasses.dataclass(frozen=True)
+class BanditBenchConfig:
+    """RL² Table 1 (Bernoulli bandits): classic agents on held-out tasks beside the paper."""
+
+    quick: bool = False
+    """Few settings and tasks (n x k in 10x5, 100x5; 200 tasks), for the tests and CI."""
+    settings: tuple[str, ...] = ALL_BANDIT_SETTINGS
+    """Settings as 'n x k' strings, e.g. 10x5 = 10 pulls, 5 arms."""
+    num_tasks: int = 1000
+    """Held-out test tasks per setting (the paper used 1000)."""
+    tune_tasks: int = 500
+    """Meta-train tasks used to pick UCB1's c and epsilon-greedy's eps per setting."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks."""
+    seed: int = 0
+    """Agents' randomness and the tuning tasks."""
+    device: str = "cpu"
+    """Device for tasks, environments and agents."""
+    out: Path = Path("results/baselines-bandits")
+    """Directory for results.json and results.md."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MDPBenchConfig:
+    """RL² Table 2 (random tabular MDPs): classic agents on held-out tasks beside the paper."""
+
+    quick: bool = False
+    """Few settings and tasks (n in 10, 25; 200 tasks), for the tests and CI."""
+    settings: tuple[int, ...] = ALL_MDP_SETTINGS
+    """Episodes per trial n."""
+    num_tasks: int = 1000
+    """Held-out test tasks per setting."""
+    tune_tasks: int = 300
+    """Meta-train tasks used to pick epsilon-greedy's eps per setting."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks."""
+    seed: int = 0
+    """Agents' randomness and the tuning tasks."""
+    device: str = "cpu"
+    """Device for tasks, environments and agents."""
+    out: Path = Path("results/baselines-mdps")
+    """Directory for results.json and results.md."""
+
+
+def parse_bandit_setting(text: str) -> tuple[int, int]:
+    try:
+        n, k = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(
+            f"bandit settings look like '10x5' (n pulls x k arms), got {text!r}"
+        ) from None
+    return n, k
+
+
+def tune(
+    family: TaskFamily,
+    name: str,
+    grid: dict[str, Sequence[float]],
+    tasks: int,
+    seed: int,
+    device: str,
+) -> dict[str, float]:
+    """Pick the parameter value with the best mean trial return on meta-train tasks."""
+    if not grid:
+        return {}
+    ((param, values),) = grid.items()
+    res = evaluate(
+        family,
+        [(name, {param: v}) for v in values],
+        num_tasks=tasks,
+        split="train",
+        eval_seed=seed,
+        seeds=(seed,),
+        device=device,
+        show_progress=False,
+    )
+    best = max(res.agents, key=lambda a: a.trial_return()[0])
+    return dict(best.params)
+
+
+def run_setting(
+    family: TaskFamily,
+    agents: list[tuple[str, str, dict[str, Sequence[float]]]],
+    paper: dict[str, float],
+    targets: Sequence[str],
+    cfg: Any,
+) -> list[dict[str, Any]]:
+    """Tune, evaluate and compare every agent on one setting; one row per agent."""
+    specs = []
+    for name, _, grid in agents:
+        specs.append((name, tune(family, name, grid, cfg.tune_tasks, cfg.seed, cfg.device)))
+    res = evaluate(
+        family,
+        specs,
+        num_tasks=cfg.num_tasks,
+        eval_seed=cfg.eval_seed,
+        seeds=(cfg.seed,),
+        device=cfg.device,
+    )
+    rows = []
+    for (name, column, _), result in zip(agents, res.agents, strict=True):
+        mean, ci = result.trial_return()
+        ref = paper.get(column) if column else None
+        rows.append(
+            {
+                "agent": name,
+                "params": result.params,
+                "mean": mean,
+                "ci95": ci,
+                "paper": ref,
+                "target": column in targets,
+                "match": None if ref is None else within(mean, ci, ref),
+            }
+        )
+    return rows
+
+
+def _report(
+    title: str, source: str, header: dict[str, Any], table: list[dict[str, Any]], out: Path
+) -> dict[str, Any]:
+    def mark(r: dict[str, Any]) -> str:
+        if r["match"] is None:
+            return "—"
+        return ("yes" if r["match"] else "NO") + (" (target)" if r["target"] else "")
+
+    rows = [
+        [
+            r["setting"],
+            r["agent"] + ("".join(f" {k}={v}" for k, v in r["params"].items())),
+            f"{r['mean']:.2f} ± {r['ci95']:.2f}",
+            "—" if r["paper"] is None else f"{r['paper']}",
+            mark(r),
+        ]
+        for r in table
+    ]
+    cols = ["setting", "agent", "ours (95% CI)", source, "match (CI or 1%)"]
+    print_table(title, cols, rows)
+    payload = {
+        **header,
+        "reference": source,
+        "rows": table,
+        "provenance": provenance(seeds=[header["seed"]]),
+    }
+    write_json(out / "results.json", payload)
+    md = [
+        f"# {title}",
+        "",
+        *(f"- {k}: {v}" for k, v in header.items()),
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    return payload
+
+
+def _run(
+    title: str,
+    source: str,
+    cfg: Any,
+    settings: Sequence[Any],
+    make: Callable[[Any], TaskFamily],
+    agents: list[tuple[str, str, dict[str, Sequence[float]]]],
+    paper: Callable[[Any], dict[str, float]],
+    targets: Callable[[Any], Sequence[str]],
+) -> dict[str, Any]:
+    table = []
+    for setting in settings:
+        family = make(setting)
+        for row in run_setting(family, agents, paper(setting), targets(setting), cfg):
+            table.append({"setting": str(setting), **row})
+    header = {
+        "tasks": f"{cfg.num_tasks} held-out test tasks per setting (eval seed {cfg.eval_seed})",
+        "tuning": f"{cfg.tune_tasks} meta-train tasks per setting (seed {cfg.seed})",
+        "seed": cfg.seed,
+        "ci": "95% Student-t over tasks",
+    }
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    return _report(title, source, header, table, cfg.out)
+
+
+def run_bandits(cfg: BanditBenchConfig) -> dict[str, Any]:
+    if cfg.quick:
+        cfg = dataclasses.replace(
+            cfg,
+            settings=("10x5", "100x5"),
+            num_tasks=min(cfg.num_tasks, 200),
+            tune_tasks=min(cfg.tune_tasks, 100),
+        )
+    settings = [parse_bandit_setting(s) for s in cfg.settings]
+    return _run(
+        "RL² Table 1: Bernoulli bandits, total reward over n pulls",
+        RL2_TABLE1_SOURCE,
+        cfg,
+        settings,
+        lambda s: make_family("bandit-bernoulli-v0", n=s[0], k=s[1]),
+        BANDIT_AGENTS,
+        lambda s: RL2_TABLE1.get(s, {}),
+        lambda s: BANDIT_TARGETS.get(s, ()),
+    )
+
+
+def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
+    if cfg.quick:
+        cfg = dataclasses.replace(
+            cfg,
+            settings=(10, 25),
+            num_tasks=min(cfg.num_tasks, 200),
+            tune_tasks=min(cfg.tune_tasks, 100),
+        )
+    return _run(
+        "RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10), total reward over n episodes",
+        RL2_TABLE2_SOURCE,
+        cfg,
+        cfg.settings,
+        lambda n: make_family("tabular-mdp-v0", n=n),
+        MDP_AGENTS,
+        lambda n: RL2_TABLE2.get(n, {}),
+        lambda n: MDP_TARGETS.get(n, ()),
+    )

@@ -1,0 +1,127 @@
+"""Reports of an evaluation: a JSON file with every raw number, a markdown table, a PNG curve."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.eval.protocol import EvalResult
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def to_dict(result: EvalResult) -> dict[str, Any]:
+    """Every raw number (per seed, task and episode) plus the summary and its provenance."""
+    agents = []
+    for a in result.agents:
+        mean, ci = a.trial_return()
+        curve, curve_ci = a.episode_curve()
+        agents.append(
+            {
+                "name": a.name,
+                "label": a.label,
+                "params": a.params,
+                "trial_return_mean": mean,
+                "trial_return_ci95": ci,
+                "episode_return_mean": curve,
+                "episode_return_ci95": curve_ci,
+                "returns": [
+                    [[round(float(x), 5) for x in task] for task in seed]
+                    for seed in a.returns.tolist()
+                ],
+            }
+        )
+    return {
+        "family": result.family.family_id,
+        "family_config": _config_dict(result.family.config),
+        "split": "test",
+        "num_tasks": result.num_tasks,
+        "episodes": result.episodes,
+        "max_episode_steps": result.family.max_episode_steps,
+        "budget": result.budget(),
+        "eval_seed": result.eval_seed,
+        "seeds": list(result.seeds),
+        "ci": "95% Student-t over " + ("seed means" if len(result.seeds) > 1 else "tasks"),
+        "provenance": provenance(seeds=list(result.seeds)),
+        "agents": agents,
+    }
+
+
+def fmt_ci(mean: float, ci: float, digits: int = 2) -> str:
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}" if ci != float("inf") else f"{mean:.{digits}f}"
+
+
+def to_markdown(result: EvalResult) -> str:
+    """A table of trial returns with 95% CIs, headed by tasks, seeds and budget."""
+    fam = result.family
+    lines = [
+        f"# Evaluation on {fam.family_id}",
+        "",
+        f"- family config: `{_config_dict(fam.config)}`",
+        f"- tasks: {result.num_tasks} held-out test tasks (eval seed {result.eval_seed})",
+        f"- budget: {result.budget()}",
+        f"- seeds: {', '.join(map(str, result.seeds))}; "
+        f"95% CI (Student t) over {'seed means' if len(result.seeds) > 1 else 'tasks'}",
+        "",
+        "| agent | trial return (95% CI) | first episode | last episode |",
+        "|---|---|---|---|",
+    ]
+    for a in result.agents:
+        curve, curve_ci = a.episode_curve()
+        lines.append(
+            f"| {a.label} | {fmt_ci(*a.trial_return())} | {fmt_ci(curve[0], curve_ci[0], 3)} "
+            f"| {fmt_ci(curve[-1], curve_ci[-1], 3)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(result: EvalResult, path: Path) -> Path:
+    """Mean return per episode of the trial, with 95% CI bands, one line per agent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for a in result.agents:
+        mean, ci = (np.asarray(v) for v in a.episode_curve())
+        x = np.arange(1, len(mean) + 1)
+        ci = np.where(np.isfinite(ci), ci, 0.0)
+        ax.plot(x, mean, label=a.label, marker="o" if len(x) <= 20 else None, ms=3)
+        ax.fill_between(x, mean - ci, mean + ci, alpha=0.2)
+    fam = result.family
+    unit = "pull" if fam.max_episode_steps == 1 else "episode"
+    ax.set_xlabel(f"{unit} within the trial")
+    ax.set_ylabel(f"mean return per {unit}")
+    ax.set_title(f"{fam.family_id}: {result.num_tasks} held-out tasks, 95% CI", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_report(result: EvalResult, out_dir: Path) -> dict[str, Path]:
+    """Write ``results.json``, ``report.md`` and ``curve.png`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": write_json(out_dir / "results.json", to_dict(result)),
+        "markdown": out_dir / "report.md",
+        "plot": plot_curves(result, out_dir / "curve.png"),
+    }
+    paths["markdown"].write_text(to_markdown(result))
+    return paths
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read a ``results.json`` written by :func:`save_report`."""
+    return json.loads(Path(path).read_text())
