@@ -1,0 +1,512 @@
+"""``adaptrl bench env-throughput``: how fast the batched families step with a policy in the loop.
+
+For each family and batch size three things are timed in the same run, with the same small MLP
+policy choosing every action:
+
+* **ours**: the family's :class:`~adaptrl.envs.base.BatchedEnv` (tensors in, tensors out);
+* **reference**: Gymnasium's ``SyncVectorEnv`` over the same dynamics written as a plain NumPy
+  ``gymnasium.Env`` (:class:`RefNav2DEnv`, :class:`RefTabularMDPEnv`), fed the way a user would
+  (NumPy obs -> torch -> policy -> NumPy action);
+* **floor**: the policy forward pass and action sampling alone on a batch of the same shape, the
+  lower bound any rollout on this machine pays.
+
+Reported: env-steps/s (``batch * steps / seconds``, median over repeats) for each, the speed-up
+ours/reference and the time ratio ours/floor. The reference is given every advantage that keeps it
+"plain Gymnasium": no checker or order-enforcing wrappers, ``copy=False``, internal time limits and a
+precomputed CDF for tabular transitions, so the speed-up is not inflated by a slow reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from torch import nn
+
+from adaptrl.bench.common import provenance, write_json
+from adaptrl.core.errors import ConfigError
+from adaptrl.envs import make_family
+from adaptrl.envs.base import TaskBatch, TaskFamily
+from adaptrl.envs.nav2d import Nav2DConfig
+from adaptrl.envs.tabular import TabularMDPConfig
+
+BENCHMARK = "env-throughput"
+DEFAULT_BATCH_SIZES = (20, 400, 4000)
+QUICK_BATCH_SIZES = (20, 400)
+DEFAULT_FAMILIES = ("nav2d-goal-v0", "tabular-mdp-v0")
+TARGET_SPEEDUP = 50.0
+"""Ours must be at least this many times faster than SyncVectorEnv at batch >= TARGET_MIN_BATCH."""
+TARGET_FLOOR_RATIO = 2.0
+"""Ours must take at most this many times the policy-forward floor's time."""
+TARGET_MIN_BATCH = 400
+
+
+# --- reference environments: the same dynamics as a plain gymnasium.Env ---------------------------
+class RefNav2DEnv(gym.Env[np.ndarray, np.ndarray]):
+    """One ``nav2d-goal-v0`` task as a plain NumPy ``gymnasium.Env`` (the reference for timing).
+
+    Starts at the origin; the action is clipped to ``[-max_action, max_action]``; the reward after
+    the move is ``-distance`` (or ``-distance**2``); terminates within ``goal_radius``; truncates at
+    ``horizon`` steps. Float32 throughout, like the batched env, so trajectories agree exactly.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self,
+        goal: np.ndarray,
+        max_action: float = 0.1,
+        horizon: int = 100,
+        goal_radius: float = 0.01,
+        reward: str = "distance",
+    ):
+        self.goal = np.asarray(goal, dtype=np.float32).reshape(2)
+        self.max_action = np.float32(max_action)
+        self.horizon = int(horizon)
+        self.goal_radius = np.float32(goal_radius)
+        self.squared = reward == "squared"
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-self.max_action, self.max_action, (2,), np.float32)
+        self.position = np.zeros(2, dtype=np.float32)
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.position = np.zeros(2, dtype=np.float32)
+        self.t = 0
+        return self.position.copy(), {}
+
+    def step(self, action: np.ndarray):
+        a = np.clip(np.asarray(action, dtype=np.float32), -self.max_action, self.max_action)
+        self.position = self.position + a
+        delta = self.position - self.goal
+        dist = np.sqrt(delta[0] * delta[0] + delta[1] * delta[1])
+        reward = -(dist * dist) if self.squared else -dist
+        self.t += 1
+        terminated = bool(dist < self.goal_radius)
+        truncated = not terminated and self.t >= self.horizon
+        return self.position.copy(), float(reward), terminated, truncated, {}
+
+
+class RefTabularMDPEnv(gym.Env[int, int]):
+    """One ``tabular-mdp-v0`` task as a plain NumPy ``gymnasium.Env`` (the reference for timing).
+
+    Starts in state 0; reward ``~ N(R[s, a], reward_noise_std)``; next state ``~ P[s, a]`` (sampled
+    by inverting the precomputed CDF, as the batched env does); truncates at ``horizon`` steps.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self,
+        reward_mean: np.ndarray,
+        transition: np.ndarray,
+        horizon: int = 10,
+        reward_noise_std: float = 1.0,
+    ):
+        self.reward_mean = np.asarray(reward_mean, dtype=np.float64)
+        num_states, num_actions = self.reward_mean.shape
+        self.cdf = np.cumsum(np.asarray(transition, dtype=np.float64), axis=-1)
+        self.cdf[..., -1] = 1.0
+        self.horizon = int(horizon)
+        self.noise_std = float(reward_noise_std)
+        self.last_state = num_states - 1
+        self.observation_space = gym.spaces.Discrete(num_states)
+        self.action_space = gym.spaces.Discrete(num_actions)
+        self.state = 0
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.state = 0
+        self.t = 0
+        return self.state, {}
+
+    def step(self, action: int):
+        s, a = self.state, int(action)
+        reward = self.reward_mean[s, a] + self.noise_std * self.np_random.standard_normal()
+        u = self.np_random.random()
+        self.state = min(int(np.searchsorted(self.cdf[s, a], u, side="left")), self.last_state)
+        self.t += 1
+        return self.state, float(reward), False, self.t >= self.horizon, {}
+
+
+def reference_env_fns(family: TaskFamily, tasks: TaskBatch) -> list[Callable[[], gym.Env]]:
+    """One constructor per task: the plain-Gymnasium twin of ``family`` bound to ``tasks[i]``."""
+    c = family.config
+    if isinstance(c, Nav2DConfig):
+        goals = tasks.goal.cpu().numpy()
+        return [
+            partial(RefNav2DEnv, g, c.max_action, c.horizon, c.goal_radius, c.reward) for g in goals
+        ]
+    if isinstance(c, TabularMDPConfig):
+        means = tasks.reward_mean.cpu().numpy()
+        trans = tasks.transition.cpu().numpy()
+        return [
+            partial(RefTabularMDPEnv, r, p, c.horizon, c.reward_noise_std)
+            for r, p in zip(means, trans, strict=True)
+        ]
+    raise ConfigError(f"no reference Gymnasium env for {family.family_id}")
+
+
+def reference_vector_env(family: TaskFamily, tasks: TaskBatch) -> SyncVectorEnv:
+    """Gymnasium's ``SyncVectorEnv`` over the reference envs, same-step auto-reset like ours."""
+    return SyncVectorEnv(
+        reference_env_fns(family, tasks), copy=False, autoreset_mode=AutoresetMode.SAME_STEP
+    )
+
+
+# --- the policy in the loop ------------------------------------------------------------------
+class SmallPolicy(nn.Module):
+    """A small tanh MLP (obs -> 64 -> 64 -> head) that samples one action per row.
+
+    Discrete observations are one-hot encoded inside; discrete actions come from a categorical over
+    logits, continuous ones from a Gaussian around the predicted mean.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden: int = 64,
+    ):
+        super().__init__()
+        self.num_states = (
+            int(observation_space.n) if isinstance(observation_space, gym.spaces.Discrete) else 0
+        )
+        obs_dim = self.num_states or int(np.prod(observation_space.shape))
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        self.body = nn.Sequential(
+            nn.Linear(obs_dim, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, out),
+        )
+        self.log_std = nn.Parameter(torch.full((out,), math.log(0.1)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (discrete actions) or Gaussian means (continuous), one row per observation."""
+        if self.num_states:
+            x = nn.functional.one_hot(obs.long(), self.num_states).float()
+        else:
+            x = obs.float()
+        return self.body(x)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Sample one action per row (call under ``torch.no_grad()``)."""
+        head = self.forward(obs)
+        if self.discrete:
+            return torch.multinomial(head.softmax(-1), 1).squeeze(-1)
+        return head + self.log_std.exp() * torch.randn_like(head)
+
+
+# --- timing ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TimingPlan:
+    """How long and how often each measurement runs."""
+
+    target_seconds: float
+    """Each timed repeat is sized (by a short calibration) to take about this long."""
+    repeats: int
+    """Timed repeats per measurement; the median is reported."""
+    warmup_steps: int
+    """Untimed steps before calibration."""
+    max_steps: int
+    """Upper bound on the steps of one repeat."""
+
+
+FULL_PLAN = TimingPlan(target_seconds=0.5, repeats=5, warmup_steps=20, max_steps=100_000)
+QUICK_PLAN = TimingPlan(target_seconds=0.01, repeats=2, warmup_steps=2, max_steps=200)
+
+
+def _calibrate(run: Callable[[int], float], plan: TimingPlan) -> int:
+    """Steps per repeat so that one repeat takes about ``plan.target_seconds`` (at least 1)."""
+    n = 1
+    while True:
+        seconds = run(n)
+        if seconds >= 0.2 * plan.target_seconds or n >= plan.max_steps:
+            break
+        n = min(n * 4, plan.max_steps)
+    per_step = max(seconds / n, 1e-9)
+    return int(min(max(round(plan.target_seconds / per_step), 1), plan.max_steps))
+
+
+def _measure(run: Callable[[int], float], batch_size: int, plan: TimingPlan) -> dict[str, Any]:
+    """Warm up, calibrate, then time ``plan.repeats`` repeats; report the median."""
+    run(plan.warmup_steps)
+    steps = _calibrate(run, plan)
+    times = [run(steps) for _ in range(plan.repeats)]
+    median = statistics.median(times)
+    return {
+        "steps": steps,
+        "repeat_seconds": times,
+        "median_seconds": median,
+        "seconds_per_step": median / steps,
+        "env_steps_per_second": batch_size * steps / median,
+    }
+
+
+class _OursLoop:
+    """Policy -> ``BatchedEnv.step`` -> next obs, all tensors; no host sync in the loop."""
+
+    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
+        self.env = family.make_env(len(tasks))
+        self.env.set_tasks(tasks)
+        self.obs = self.env.reset(seed=seed)
+        self.policy = policy
+
+    def __call__(self, steps: int) -> float:
+        env, policy, obs = self.env, self.policy, self.obs
+        with torch.no_grad():
+            start = time.perf_counter()
+            for _ in range(steps):
+                obs = env.step(policy.act(obs)).obs
+            seconds = time.perf_counter() - start
+        self.obs = obs
+        return seconds
+
+
+class _ReferenceLoop:
+    """NumPy obs -> torch -> policy -> NumPy action -> ``SyncVectorEnv.step``, as a user writes it."""
+
+    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
+        self.env = reference_vector_env(family, tasks)
+        self.obs, _ = self.env.reset(seed=seed)
+        self.policy = policy
+
+    def __call__(self, steps: int) -> float:
+        env, policy, obs = self.env, self.policy, self.obs
+        with torch.no_grad():
+            start = time.perf_counter()
+            for _ in range(steps):
+                action = policy.act(torch.as_tensor(obs)).numpy()
+                obs, _reward, _term, _trunc, _info = env.step(action)
+            seconds = time.perf_counter() - start
+        self.obs = obs
+        return seconds
+
+
+class _FloorLoop:
+    """The policy alone: forward and sampling on a fixed batch of observations of the same shape."""
+
+    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
+        env = family.make_env(len(tasks))
+        env.set_tasks(tasks)
+        self.obs = env.reset(seed=seed)
+        self.policy = policy
+
+    def __call__(self, steps: int) -> float:
+        policy, obs = self.policy, self.obs
+        with torch.no_grad():
+            start = time.perf_counter()
+            for _ in range(steps):
+                action = policy.act(obs)
+            seconds = time.perf_counter() - start
+        del action
+        return seconds
+
+
+def measure_family(
+    family_id: str, batch_size: int, plan: TimingPlan, seed: int = 0
+) -> dict[str, Any]:
+    """Time ours, the Gymnasium reference and the policy floor for one (family, batch size)."""
+    family = make_family(family_id)
+    tasks = family.tasks(batch_size, "train", seed)
+    torch.manual_seed(seed)
+    policy = SmallPolicy(family.observation_space, family.action_space).eval()
+    row: dict[str, Any] = {"family": family_id, "batch_size": batch_size}
+    for name, loop_cls in (
+        ("ours", _OursLoop),
+        ("reference", _ReferenceLoop),
+        ("floor", _FloorLoop),
+    ):
+        torch.manual_seed(seed)
+        loop = loop_cls(family, policy, tasks, seed)
+        row[name] = _measure(loop, batch_size, plan)
+        if name == "reference":
+            loop.env.close()
+    ours, ref, floor = row["ours"], row["reference"], row["floor"]
+    row["speedup_vs_reference"] = ours["env_steps_per_second"] / ref["env_steps_per_second"]
+    row["ours_over_floor"] = ours["seconds_per_step"] / floor["seconds_per_step"]
+    row["meets_speedup_target"] = (
+        row["speedup_vs_reference"] >= TARGET_SPEEDUP if batch_size >= TARGET_MIN_BATCH else None
+    )
+    row["meets_floor_target"] = row["ours_over_floor"] <= TARGET_FLOOR_RATIO
+    return row
+
+
+def run_throughput(
+    batch_sizes: Sequence[int] | None = None,
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    quick: bool = False,
+    out_dir: Path | None = None,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and return every raw timing with provenance; write JSON + markdown to
+    ``out_dir`` (as ``env-throughput.json`` / ``.md``) when given.
+
+    ``batch_sizes=None`` means (20, 400, 4000), or (20, 400) with ``quick=True``. ``quick`` uses tiny
+    step counts (a smoke run of a few seconds; its numbers are not meaningful). ``threads`` sets
+    ``torch.set_num_threads`` for the run (``None``: leave torch's default); it is restored after.
+    """
+    if batch_sizes is None:
+        batch_sizes = QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES
+    batch_sizes = tuple(int(b) for b in batch_sizes)
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ConfigError(f"batch sizes must be >= 1, got {batch_sizes}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1 (or unset for torch's default), got {threads}")
+    plan = QUICK_PLAN if quick else FULL_PLAN
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        result: dict[str, Any] = {
+            "benchmark": BENCHMARK,
+            **provenance(seeds={"seed": seed, "tasks": f"family.tasks(batch, 'train', {seed})"}),
+            "settings": {
+                "batch_sizes": list(batch_sizes),
+                "families": list(families),
+                "quick": quick,
+                "torch_threads": torch.get_num_threads(),
+                "threads_requested": threads,
+                "plan": dataclasses.asdict(plan),
+                "policy": "SmallPolicy: obs(one-hot if discrete) -> 64 -> 64 -> head, tanh",
+                "reference": "gymnasium.vector.SyncVectorEnv(copy=False, autoreset SAME_STEP)",
+                "versions": {"gymnasium": gym.__version__, "numpy": np.__version__},
+                "targets": {
+                    "speedup_vs_reference_min": TARGET_SPEEDUP,
+                    "at_batch_sizes_from": TARGET_MIN_BATCH,
+                    "ours_over_floor_max": TARGET_FLOOR_RATIO,
+                },
+            },
+            "rows": [measure_family(f, b, plan, seed=seed) for f in families for b in batch_sizes],
+        }
+    finally:
+        torch.set_num_threads(previous_threads)
+    result["markdown"] = format_markdown(result)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json(out_dir / f"{BENCHMARK}.json", result)
+        (out_dir / f"{BENCHMARK}.md").write_text(result["markdown"])
+    return result
+
+
+# --- reporting -------------------------------------------------------------------------------
+COLUMNS = (
+    "family",
+    "batch",
+    "ours steps/s",
+    "SyncVectorEnv steps/s",
+    "policy floor steps/s",
+    "ours / SyncVectorEnv",
+    "ours time / floor time",
+)
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _row_cells(row: dict[str, Any]) -> list[str]:
+    speed = f"{row['speedup_vs_reference']:.1f}x"
+    if row["meets_speedup_target"] is not None:
+        speed += " ok" if row["meets_speedup_target"] else " BELOW 50x"
+    floor = f"{row['ours_over_floor']:.2f}x" + (" ok" if row["meets_floor_target"] else " OVER 2x")
+    return [
+        row["family"],
+        str(row["batch_size"]),
+        _fmt_rate(row["ours"]["env_steps_per_second"]),
+        _fmt_rate(row["reference"]["env_steps_per_second"]),
+        _fmt_rate(row["floor"]["env_steps_per_second"]),
+        speed,
+        floor,
+    ]
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The results as a markdown table with a provenance line underneath."""
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(COLUMNS) - 2)) + "|",
+    ]
+    lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in result["rows"]]
+    m, s = result["machine"], result["settings"]
+    lines += [
+        "",
+        f"Env-steps/s = batch x steps / s, median of {s['plan']['repeats']} repeats. Targets: "
+        f">= {TARGET_SPEEDUP:.0f}x SyncVectorEnv at batch >= {TARGET_MIN_BATCH}, "
+        f"<= {TARGET_FLOOR_RATIO:.0f}x the policy floor."
+        + (" QUICK smoke run: numbers not meaningful." if s["quick"] else ""),
+        f"Commit {result['commit']}, {result['date']}; {m['cpu']} ({m['cores']} cores), "
+        f"torch {m['torch']} with {s['torch_threads']} threads, gymnasium "
+        f"{s['versions']['gymnasium']}; seed {result['seeds']['seed']}; "
+        f"command `{result['command']}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """A rich table on a terminal; the plain markdown otherwise (logs, pipes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        print(result["markdown"], end="")
+        return
+    table = Table(title=f"{BENCHMARK} ({result['machine']['cpu']})")
+    for i, col in enumerate(COLUMNS):
+        table.add_column(col, justify="left" if i < 1 else "right")
+    for row in result["rows"]:
+        table.add_row(*_row_cells(row))
+    console.print(table)
+    console.print(result["markdown"].split("\n\n", 1)[1].rstrip(), highlight=False, markup=False)
+
+
+# --- entry point -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ThroughputConfig:
+    """Env-steps/s of the batched families vs Gymnasium's SyncVectorEnv and the policy floor."""
+
+    batch_sizes: tuple[int, ...] | None = None
+    """Batch sizes to time (default: 20 400 4000; 20 400 with --quick)."""
+    families: tuple[str, ...] = DEFAULT_FAMILIES
+    """Family ids to time (each needs a reference Gymnasium env here)."""
+    quick: bool = False
+    """Smoke run: tiny step counts, a few seconds; numbers are not meaningful."""
+    out_dir: Path = Path("results")
+    """Where env-throughput.json and env-throughput.md are written."""
+    seed: int = 0
+    """Seed for tasks, policy weights, env and action sampling."""
+    threads: int | None = None
+    """torch.set_num_threads for the run (default: torch's own choice; recorded either way)."""
+
+
+def main(config: ThroughputConfig) -> int:
+    """Run the benchmark, print its table and write the results; returns the exit code."""
+    result = run_throughput(
+        config.batch_sizes,
+        config.families,
+        config.quick,
+        config.out_dir,
+        seed=config.seed,
+        threads=config.threads,
+    )
+    print_table(result)
+    print(f"wrote {Path(config.out_dir) / BENCHMARK}.json and .md")
+    return 0
