@@ -10,7 +10,7 @@ same tasks and the same environment seed (common random numbers), so differences
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -111,6 +111,12 @@ class EvalResult:
 AgentSpecLike = str | tuple[str, dict[str, Any]] | tuple[str, Callable[[TaskFamily], TrialAgent]]
 
 
+def unit_key(name: str, params: Mapping[str, Any], seed: int, chunk: int) -> str:
+    """The id of one unit of evaluation work (used as a checkpoint tensor name)."""
+    label = name + "".join(f",{k}={v}" for k, v in sorted(params.items()))
+    return f"{label}/seed={seed}/chunk={chunk}"
+
+
 def _build(spec: AgentSpecLike, family: TaskFamily) -> tuple[str, dict[str, Any], TrialAgent]:
     if isinstance(spec, str):
         return spec, {}, make_agent(spec, family)
@@ -132,11 +138,17 @@ def evaluate(
     device: str | torch.device = "cpu",
     chunk_size: int = 1000,
     show_progress: bool = True,
+    completed: Mapping[str, torch.Tensor] | None = None,
+    on_unit: Callable[[str, torch.Tensor], None] | None = None,
 ) -> EvalResult:
     """Run every agent on the same ``num_tasks`` held-out tasks within the same budget.
 
     ``agents`` items are agent ids, ``(id, params)`` pairs, or ``(label, factory)`` pairs where
     ``factory(family)`` returns a :class:`TrialAgent` (e.g. a trained meta-learner).
+
+    Work is done in units of (agent, seed, chunk of tasks), each seeded only by its own key, so a
+    unit gives the same numbers whatever ran before it. ``on_unit(key, returns)`` is called after
+    each unit (to checkpoint it) and units found in ``completed`` are not run again (to resume).
     """
     episodes = family.episodes_per_trial if episodes is None else episodes
     if episodes < 1:
@@ -160,10 +172,17 @@ def evaluate(
                 for seed in seeds:
                     parts = []
                     for i, chunk in chunks:
-                        env = family.make_env(len(chunk), device)
-                        gen = make_generator(seed, "agent", name, i, device=device)
-                        env_seed = derive_seed(eval_seed, "env", i)
-                        parts.append(run_trials(agent, env, chunk, episodes, gen, env_seed).cpu())
+                        key = unit_key(name, params, seed, i)
+                        if completed is not None and key in completed:
+                            parts.append(completed[key])
+                        else:
+                            env = family.make_env(len(chunk), device)
+                            gen = make_generator(seed, "agent", name, i, device=device)
+                            env_seed = derive_seed(eval_seed, "env", i)
+                            out = run_trials(agent, env, chunk, episodes, gen, env_seed).cpu()
+                            parts.append(out)
+                            if on_unit is not None:
+                                on_unit(key, out)
                         bar.advance()
                     per_seed.append(torch.cat(parts))
                 results.append(AgentResult(name, params, torch.stack(per_seed)))

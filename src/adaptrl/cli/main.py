@@ -1,0 +1,79 @@
+"""Entry point of the ``adaptrl`` command.
+
+Errors caused by input (unknown ids, impossible sizes, bad files, missing extras) print one line
+naming the fix and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+
+import tyro
+
+from adaptrl.cli.commands import BENCH_NAMES, BenchCmd, Command, DemoCmd, EvalCmd, ListCmd, PlotCmd
+from adaptrl.core.errors import AdaptrlError, UnknownIdError
+
+DESCRIPTION = (
+    "adaptrl: meta-learning and meta-RL. Commands: list, eval, bench, plot, demo. "
+    "Add --help after any command for its options; --debug shows tracebacks."
+)
+
+
+def _precheck(argv: list[str]) -> None:
+    """Turn a mistyped family or bench id into a one-line error with the nearest id."""
+    from adaptrl.envs import FAMILIES
+
+    if argv[:1] == ["eval"]:
+        for tok in argv[1:]:
+            if re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*-v\d+", tok) and tok not in FAMILIES:
+                raise UnknownIdError("family", tok, FAMILIES)
+    bench = argv[1] if argv[:1] == ["bench"] and len(argv) > 1 else "-"
+    if not bench.startswith("-") and bench not in BENCH_NAMES:
+        raise UnknownIdError("bench", bench, BENCH_NAMES)
+
+
+def run(cmd: object) -> int:
+    """Dispatch a parsed command to the code that runs it."""
+    from adaptrl.cli import run_cmds
+
+    if isinstance(cmd, ListCmd):
+        return run_cmds.run_list()
+    if isinstance(cmd, EvalCmd):
+        return run_cmds.run_eval(cmd)
+    if isinstance(cmd, BenchCmd):
+        return run_cmds.run_bench(cmd.bench)
+    if isinstance(cmd, PlotCmd):
+        return run_cmds.run_plot(cmd.run_dir)
+    if isinstance(cmd, DemoCmd):
+        return run_cmds.run_demo(cmd)
+    raise TypeError(f"unknown command {cmd!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        _precheck(args)
+        cmd = tyro.cli(
+            Command,
+            args=args,
+            prog="adaptrl",
+            description=DESCRIPTION,
+            config=(tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs),
+        )
+        return run(cmd)
+    except AdaptrlError as exc:
+        if debug:
+            raise
+        print(f"adaptrl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("adaptrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

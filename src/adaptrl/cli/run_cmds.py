@@ -1,0 +1,233 @@
+"""What each ``adaptrl`` command does, built from library calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adaptrl.baselines import AGENTS
+from adaptrl.cli.commands import DemoCmd, EvalCmd, parse_params
+from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
+from adaptrl.core.config import load_yaml_config
+from adaptrl.core.device import resolve_device
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.logging import MetricLogger
+from adaptrl.core.progress import console, print_table
+from adaptrl.core.rundir import RunDir
+from adaptrl.envs import FAMILIES, make_family
+from adaptrl.eval.protocol import evaluate
+from adaptrl.eval.report import load_results, plot_curves, save_report, to_markdown
+
+PARTIAL = "partial"
+
+
+def run_list() -> int:
+    rows = []
+    for fid, cls in FAMILIES.items():
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.config_cls))
+        rows.append([fid, (cls.__doc__ or "").strip().splitlines()[0], opts])
+    print_table(
+        "Task families (adaptrl eval FAMILY --help)", ["id", "what", "options (defaults)"], rows
+    )
+    fams = [make_family(fid) for fid in FAMILIES]
+    rows = []
+    for name, spec in AGENTS.items():
+        where = ", ".join(f.family_id for f in fams if spec.supports(f))
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "—"
+        rows.append([name, spec.description, params, where])
+    print_table("Agents (adaptrl eval ... --agents ID)", ["id", "what", "params", "families"], rows)
+    from adaptrl.cli.commands import BENCH_NAMES
+
+    print_table("Benchmarks (adaptrl bench NAME --help)", ["id"], [[b] for b in BENCH_NAMES])
+    return 0
+
+
+def _agent_specs(cmd: EvalCmd) -> list[tuple[str, dict[str, Any]]]:
+    params = parse_params(cmd.params)
+    unknown = sorted(set(params) - set(cmd.agents))
+    if unknown:
+        raise ConfigError(f"--params given for agent(s) not in --agents: {', '.join(unknown)}")
+    return [(name, params.get(name, {})) for name in cmd.agents]
+
+
+def run_eval(cmd: EvalCmd) -> int:
+    """Evaluate into a run directory; with ``--resume`` continue one that was killed."""
+    if cmd.resume is not None:
+        run = RunDir.open(cmd.resume)
+        cmd = dataclasses.replace(load_yaml_config(EvalCmd, run.config_path), resume=None)
+        completed = _load_partial(run)
+    else:
+        if not cmd.agents:
+            raise ConfigError("give at least one agent with --agents")
+        run = RunDir.create(cmd.out.parent, cmd.out.name)
+        run.save_config(cmd)
+        completed = {}
+    family = make_family(cmd.family)
+    device = resolve_device(cmd.device)
+    specs = _agent_specs(cmd)
+    for name, params in specs:  # fail fast on bad ids/params before any work
+        from adaptrl.baselines import make_agent
+
+        make_agent(name, family, **params)
+
+    with MetricLogger(run) as logger:
+
+        def on_unit(key: str, returns: torch.Tensor) -> None:
+            completed[key] = returns
+            save_checkpoint(
+                run.checkpoint_dir / PARTIAL, dict(completed), {"units": sorted(completed)}
+            )
+            logger.log(len(completed), {f"{key}/trial_return": float(returns.sum(1).mean())})
+
+        if completed:
+            logger.truncate_after(len(completed))
+        result = evaluate(
+            family,
+            specs,
+            num_tasks=cmd.num_tasks,
+            episodes=cmd.episodes,
+            eval_seed=cmd.eval_seed,
+            seeds=cmd.seeds,
+            device=device,
+            chunk_size=cmd.chunk_size,
+            completed=completed,
+            on_unit=on_unit,
+        )
+    paths = save_report(result, run.path)
+    console().print(to_markdown(result))
+    console().print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
+    return 0
+
+
+def _load_partial(run: RunDir) -> dict[str, torch.Tensor]:
+    path = run.checkpoint_dir / PARTIAL
+    if not path.with_suffix(".json").exists():
+        return {}
+    tensors, _ = load_checkpoint(path)
+    return dict(tensors)
+
+
+def run_bench(cfg: Any) -> int:
+    from adaptrl.bench.baselines import BanditBenchConfig, MDPBenchConfig, run_bandits, run_mdps
+    from adaptrl.bench.throughput import ThroughputConfig
+    from adaptrl.bench.throughput import main as throughput_main
+
+    if isinstance(cfg, BanditBenchConfig):
+        run_bandits(cfg)
+    elif isinstance(cfg, MDPBenchConfig):
+        run_mdps(cfg)
+    elif isinstance(cfg, ThroughputConfig):
+        return throughput_main(cfg)
+    return 0
+
+
+def run_plot(run_dir: Path) -> int:
+    """Redraw an evaluation's curve (from results.json) and a run's metrics (from metrics.csv)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a directory; give a run directory made by adaptrl")
+    made = []
+    if (run_dir / "results.json").exists():
+        made.append(plot_curves_from_json(run_dir / "results.json", run_dir / "curve.png"))
+    if (run_dir / "metrics.csv").exists():
+        made.extend(plot_metrics(run_dir / "metrics.csv", run_dir / "plots"))
+    if not made:
+        raise ConfigError(f"{run_dir} has neither results.json nor metrics.csv to plot")
+    for p in made:
+        console().print(f"wrote {p}")
+    return 0
+
+
+def plot_curves_from_json(path: Path, out: Path) -> Path:
+    """Rebuild an :class:`EvalResult` from its JSON and draw its adaptation curve."""
+    from adaptrl.eval.protocol import AgentResult, EvalResult
+
+    data = load_results(path)
+    family = make_family(data["family"], **data["family_config"])
+    agents = [
+        AgentResult(a["name"], a["params"], torch.tensor(a["returns"])) for a in data["agents"]
+    ]
+    result = EvalResult(
+        family, data["num_tasks"], data["episodes"], data["eval_seed"], tuple(data["seeds"]), agents
+    )
+    return plot_curves(result, out)
+
+
+def plot_metrics(csv_path: Path, out_dir: Path) -> list[Path]:
+    """One PNG per numeric column of metrics.csv against the step column."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ConfigError(f"{csv_path} has no rows yet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for col in rows[0]:
+        if col == "step":
+            continue
+        pts = [(float(r["step"]), float(r[col])) for r in rows if r.get(col) not in (None, "")]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        ax.plot(*zip(*pts, strict=True))
+        ax.set_xlabel("step")
+        ax.set_title(col, fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / (col.replace("/", "_").replace("=", "-") + ".png")
+        fig.savefig(path)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+DEMO_FAMILIES: list[tuple[str, dict[str, Any], list[str]]] = [
+    (
+        "bandit-bernoulli-v0",
+        {"k": 5, "n": 100},
+        ["random", "greedy", "thompson", "ucb1", "gittins"],
+    ),
+    ("tabular-mdp-v0", {"n": 10}, ["random", "greedy-mdp", "psrl", "oracle"]),
+    ("gridworld-goal-v0", {}, ["random", "psrl", "oracle"]),
+    ("nav2d-goal-v0", {}, ["random", "oracle"]),
+]
+
+
+def run_demo(cmd: DemoCmd) -> int:
+    """Every family with its classic agents on held-out tasks; a markdown report with plots."""
+    start = time.perf_counter()
+    if cmd.out.exists():
+        shutil.rmtree(cmd.out)
+    cmd.out.mkdir(parents=True)
+    device = resolve_device(cmd.device)
+    sections = [
+        "# adaptrl demo",
+        "",
+        "Classic agents on held-out tasks of every built-in family.",
+        "",
+    ]
+    for fid, overrides, agents in DEMO_FAMILIES:
+        if fid not in FAMILIES:
+            continue
+        family = make_family(fid, **overrides)
+        usable = [a for a in agents if a in AGENTS and AGENTS.get(a).supports(family)]
+        result = evaluate(family, usable, num_tasks=cmd.num_tasks, device=device)
+        save_report(result, cmd.out / fid)
+        md = to_markdown(result).replace("# Evaluation on", "## Evaluation on")
+        sections += [md, f"![{fid}]({fid}/curve.png)", ""]
+        console().print(md)
+    report = cmd.out / "README.md"
+    report.write_text("\n".join(sections))
+    console().print(f"demo report: {report} ({time.perf_counter() - start:.0f} s)")
+    return 0
