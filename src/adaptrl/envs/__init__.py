@@ -1,6 +1,6 @@
 """Task families and batched environments (layer 2: knows nothing of learning)."""
 
-from adaptrl.envs import bandit, nav2d, tabular  # noqa: F401  (registers the built-in families)
+from adaptrl.envs import bandit, gridworld, nav2d, tabular  # noqa: F401  (registers the built-in families)
 from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch, TaskFamily
 from adaptrl.envs.registry import FAMILIES, make_family
 

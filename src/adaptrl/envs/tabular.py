@@ -72,6 +72,8 @@ class TabularMDP(TaskFamily):
     family_id = "tabular-mdp-v0"
     config_cls = TabularMDPConfig
     config: TabularMDPConfig
+    initial_state = 0
+    """Every episode starts in state 0 (read by tabular planners)."""
 
     def __init__(self, config: TabularMDPConfig | None = None):
         super().__init__(config)
