@@ -2,14 +2,21 @@
 
 from adaptrl.envs import bandit, gridworld, nav2d, tabular  # noqa: F401  (registers the built-in families)
 from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch, TaskFamily
+from adaptrl.envs.check import FamilyContractError, check_family
+from adaptrl.envs.gym_adapter import FamilyEnv, GymVectorFamily, family_env
 from adaptrl.envs.registry import FAMILIES, make_family
 
 __all__ = [
     "FAMILIES",
     "BatchedEnv",
     "FamilyConfig",
+    "FamilyContractError",
+    "FamilyEnv",
+    "GymVectorFamily",
     "Step",
     "TaskBatch",
     "TaskFamily",
+    "check_family",
+    "family_env",
     "make_family",
 ]
