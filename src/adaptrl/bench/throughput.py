@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -243,11 +244,8 @@ def _calibrate(run: Callable[[int], float], plan: TimingPlan) -> int:
     return int(min(max(round(plan.target_seconds / per_step), 1), plan.max_steps))
 
 
-def _measure(run: Callable[[int], float], batch_size: int, plan: TimingPlan) -> dict[str, Any]:
-    """Warm up, calibrate, then time ``plan.repeats`` repeats; report the median."""
-    run(plan.warmup_steps)
-    steps = _calibrate(run, plan)
-    times = [run(steps) for _ in range(plan.repeats)]
+def _summary(steps: int, times: list[float], batch_size: int) -> dict[str, Any]:
+    """Median seconds of the timed repeats and the env-steps/s they give."""
     median = statistics.median(times)
     return {
         "steps": steps,
@@ -312,9 +310,8 @@ class _FloorLoop:
         with torch.no_grad():
             start = time.perf_counter()
             for _ in range(steps):
-                action = policy.act(obs)
+                policy.act(obs)
             seconds = time.perf_counter() - start
-        del action
         return seconds
 
 
@@ -326,17 +323,26 @@ def measure_family(
     tasks = family.tasks(batch_size, "train", seed)
     torch.manual_seed(seed)
     policy = SmallPolicy(family.observation_space, family.action_space).eval()
+    torch.manual_seed(seed)
+    reference = _ReferenceLoop(family, policy, tasks, seed)
+    loops: dict[str, Callable[[int], float]] = {
+        "ours": _OursLoop(family, policy, tasks, seed),
+        "reference": reference,
+        "floor": _FloorLoop(family, policy, tasks, seed),
+    }
+    steps: dict[str, int] = {}
+    for name, loop in loops.items():
+        loop(plan.warmup_steps)
+        steps[name] = _calibrate(loop, plan)
+    # interleave the repeats so that a burst of load elsewhere hits all three alike
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(plan.repeats):
+        for name, loop in loops.items():
+            times[name].append(loop(steps[name]))
+    reference.env.close()
     row: dict[str, Any] = {"family": family_id, "batch_size": batch_size}
-    for name, loop_cls in (
-        ("ours", _OursLoop),
-        ("reference", _ReferenceLoop),
-        ("floor", _FloorLoop),
-    ):
-        torch.manual_seed(seed)
-        loop = loop_cls(family, policy, tasks, seed)
-        row[name] = _measure(loop, batch_size, plan)
-        if name == "reference":
-            loop.env.close()
+    for name in loops:
+        row[name] = _summary(steps[name], times[name], batch_size)
     ours, ref, floor = row["ours"], row["reference"], row["floor"]
     row["speedup_vs_reference"] = ours["env_steps_per_second"] / ref["env_steps_per_second"]
     row["ours_over_floor"] = ours["seconds_per_step"] / floor["seconds_per_step"]
@@ -345,6 +351,14 @@ def measure_family(
     )
     row["meets_floor_target"] = row["ours_over_floor"] <= TARGET_FLOOR_RATIO
     return row
+
+
+def _loadavg() -> float | None:
+    """The 1-minute load average, or ``None`` where the OS does not report it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def run_throughput(
@@ -374,6 +388,7 @@ def run_throughput(
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    load_before = _loadavg()
     try:
         result: dict[str, Any] = {
             "benchmark": BENCHMARK,
@@ -398,6 +413,8 @@ def run_throughput(
         }
     finally:
         torch.set_num_threads(previous_threads)
+    # a shared machine slows multi-threaded torch badly: say how busy it was
+    result["settings"]["loadavg_1min"] = {"before": load_before, "after": _loadavg()}
     result["markdown"] = format_markdown(result)
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -420,6 +437,11 @@ COLUMNS = (
 
 def _fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
+
+
+def _fmt_load(settings: dict[str, Any]) -> str:
+    load = settings.get("loadavg_1min") or {}
+    return " -> ".join("n/a" if v is None else f"{v:.2f}" for v in load.values()) or "n/a"
 
 
 def _row_cells(row: dict[str, Any]) -> list[str]:
@@ -455,7 +477,7 @@ def format_markdown(result: dict[str, Any]) -> str:
         f"Commit {result['commit']}, {result['date']}; {m['cpu']} ({m['cores']} cores), "
         f"torch {m['torch']} with {s['torch_threads']} threads, gymnasium "
         f"{s['versions']['gymnasium']}; seed {result['seeds']['seed']}; "
-        f"command `{result['command']}`.",
+        f"command `{result['command']}`; 1-min load average {_fmt_load(s)}.",
     ]
     return "\n".join(lines) + "\n"
 
