@@ -78,11 +78,12 @@ def run_eval(cmd: EvalCmd) -> int:
     with MetricLogger(run) as logger:
 
         def on_unit(key: str, returns: torch.Tensor) -> None:
+            # Log before checkpointing: a kill between the two re-runs the unit on resume, and
+            # truncate_after() then drops its orphan row, so metrics.csv matches an unkilled run.
             completed[key] = returns
-            save_checkpoint(
-                run.checkpoint_dir / PARTIAL, dict(completed), {"units": sorted(completed)}
-            )
-            logger.log(len(completed), {f"{key}/trial_return": float(returns.sum(1).mean())})
+            column = key.rsplit("/chunk=", 1)[0] + "/trial_return"  # one column per agent and seed
+            logger.log(len(completed), {column: float(returns.sum(1).mean())})
+            save_checkpoint(run.checkpoint_dir / PARTIAL, dict(completed), {"units": sorted(completed)})
 
         if completed:
             logger.truncate_after(len(completed))

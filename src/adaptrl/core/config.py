@@ -32,9 +32,10 @@ Conventions (checked against tyro 1.0.x):
   default. Underscores in flags print as hyphens; both spellings parse.
 * **Errors.** tyro prints its own boxed message to stderr and raises ``SystemExit(2)`` on bad flags,
   an unknown subcommand (``Unrecognized options: family:navv ... Available subcommands: ...``), a
-  missing required subcommand, or a :class:`ConfigError`/``ValueError`` raised by a config's
-  ``__post_init__`` (shown as ``Error parsing <field>: <message>``). Problems with the ``--config``
-  file itself raise :class:`ConfigError` from :func:`parse_cli` (the CLI prints it and exits 2).
+  missing required subcommand, or a ``ValueError`` raised by a config's ``__post_init__`` (shown
+  as ``Error parsing <field>: <message>``). :class:`ConfigError` is deliberately not a
+  ``ValueError``: it passes through tyro to the caller, and the CLI prints it on one line and exits
+  2. Problems with the ``--config`` file itself also raise :class:`ConfigError`.
 
 .. _tyro: https://brentyi.github.io/tyro/
 """

@@ -13,8 +13,12 @@ class AdaptrlError(Exception):
     exit_code = 2
 
 
-class ConfigError(AdaptrlError, ValueError):
-    """A configuration value or file is invalid (unknown key, impossible size, wrong type)."""
+class ConfigError(AdaptrlError):
+    """A configuration value or file is invalid (unknown key, impossible size, wrong type).
+
+    Deliberately not a ``ValueError``: tyro turns ValueErrors raised while building configs into
+    multi-line boxes, and we want the one-line message of ``adaptrl.cli.main``.
+    """
 
 
 class UnknownIdError(AdaptrlError, KeyError):
