@@ -18,6 +18,7 @@ from adaptrl.bench.throughput import (
     main,
     reference_vector_env,
     run_throughput,
+    sample_categorical,
 )
 from adaptrl.envs import TaskBatch, make_family
 
@@ -133,6 +134,28 @@ def test_small_policy_actions_fit_the_action_space(family_id):
         action = policy.act(env.reset(seed=0))
     env.step(action)  # the env's own checks accept the shape and dtype
     assert action.shape[0] == 16
+
+
+def test_one_hot_table_equals_one_hot_linear_layer():
+    import gymnasium as gym
+
+    torch.manual_seed(0)
+    policy = SmallPolicy(gym.spaces.Discrete(6), gym.spaces.Discrete(3))
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(6, 64)  # the layer the table was folded from (same init draw)
+    states = torch.tensor([0, 5, 2, 2, 3])
+    one_hot = torch.nn.functional.one_hot(states, 6).float()
+    expected = policy.body(linear(one_hot))
+    torch.testing.assert_close(policy(states), expected)
+
+
+def test_sample_categorical_matches_softmax_probabilities():
+    gen_logits = torch.tensor([[0.0, 1.0, -1.0, 2.0], [5.0, -30.0, 5.0, 0.0]])
+    torch.manual_seed(0)
+    draws = sample_categorical(gen_logits.repeat_interleave(50_000, 0)).view(2, 50_000)
+    assert draws.min() >= 0 and draws.max() <= 3
+    freq = torch.stack([torch.bincount(d, minlength=4) for d in draws]).float() / 50_000
+    torch.testing.assert_close(freq, gen_logits.softmax(-1), atol=0.01, rtol=0)
 
 
 def _check_result(result, batch_sizes):

@@ -168,48 +168,58 @@ def reference_vector_env(family: TaskFamily, tasks: TaskBatch) -> SyncVectorEnv:
 
 
 # --- the policy in the loop ------------------------------------------------------------------
+def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
+    """One draw per row from ``softmax(logits)`` by inverting the CDF with a single uniform.
+
+    Same distribution as ``torch.multinomial(logits.softmax(-1), 1)`` but ~5x cheaper at batch
+    4000 on CPU and free of argument checks that read values back (host syncs).
+    """
+    weights = (logits - logits.amax(-1, keepdim=True)).exp()
+    cdf = weights.cumsum(-1)
+    u = torch.rand(logits.shape[0], 1, device=logits.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).squeeze(-1)  # u <= cdf[-1]: always a valid index
+
+
 class SmallPolicy(nn.Module):
     """A small tanh MLP (obs -> 64 -> 64 -> head) that samples one action per row.
 
-    Discrete observations are one-hot encoded inside; discrete actions come from a categorical over
-    logits, continuous ones from a Gaussian around the predicted mean.
+    Discrete observations are one-hot encoded: the one-hot input layer is stored as a table of its
+    rows (``one_hot(s) @ W.T + b == table[s]``), looked up instead of multiplied. Discrete actions
+    come from a categorical over logits, continuous ones from a Gaussian around the predicted mean.
     """
 
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        hidden: int = 64,
-    ):
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden: int = 64):
         super().__init__()
-        self.num_states = (
-            int(observation_space.n) if isinstance(observation_space, gym.spaces.Discrete) else 0
+        discrete_obs = isinstance(observation_space, gym.spaces.Discrete)
+        obs_dim = (
+            int(observation_space.n) if discrete_obs else int(np.prod(observation_space.shape))
         )
-        obs_dim = self.num_states or int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        first = nn.Linear(obs_dim, hidden)
+        self.one_hot_layer: nn.Embedding | None = None
+        if discrete_obs:
+            self.one_hot_layer = nn.Embedding(obs_dim, hidden)
+            with torch.no_grad():
+                self.one_hot_layer.weight.copy_(first.weight.t() + first.bias)
+        self.input_layer = None if discrete_obs else first
         self.body = nn.Sequential(
-            nn.Linear(obs_dim, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, out),
+            nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, out)
         )
         self.log_std = nn.Parameter(torch.full((out,), math.log(0.1)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (discrete actions) or Gaussian means (continuous), one row per observation."""
-        if self.num_states:
-            x = nn.functional.one_hot(obs.long(), self.num_states).float()
-        else:
-            x = obs.float()
-        return self.body(x)
+        if self.one_hot_layer is not None:
+            return self.body(self.one_hot_layer(obs.long()))
+        assert self.input_layer is not None
+        return self.body(self.input_layer(obs.float()))
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Sample one action per row (call under ``torch.no_grad()``)."""
         head = self.forward(obs)
         if self.discrete:
-            return torch.multinomial(head.softmax(-1), 1).squeeze(-1)
+            return sample_categorical(head)
         return head + self.log_std.exp() * torch.randn_like(head)
 
 
@@ -400,7 +410,8 @@ def run_throughput(
                 "torch_threads": torch.get_num_threads(),
                 "threads_requested": threads,
                 "plan": dataclasses.asdict(plan),
-                "policy": "SmallPolicy: obs(one-hot if discrete) -> 64 -> 64 -> head, tanh",
+                "policy": "SmallPolicy: obs (one-hot if discrete) -> 64 -> 64 -> head, tanh; "
+                "Gaussian or inverse-CDF categorical sampling",
                 "reference": "gymnasium.vector.SyncVectorEnv(copy=False, autoreset SAME_STEP)",
                 "versions": {"gymnasium": gym.__version__, "numpy": np.__version__},
                 "targets": {
