@@ -81,7 +81,7 @@ class BenchCmd:
 class PlotCmd:
     """Redraw the plots of a run directory (an evaluation's curve.png, a training run's metrics)."""
 
-    run_dir: tyro.conf.Positional[Path]
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
     """The run directory."""
 
 

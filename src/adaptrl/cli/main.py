@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import tyro
 
@@ -34,6 +35,21 @@ def _precheck(argv: list[str]) -> None:
         raise UnknownIdError("bench", bench, BENCH_NAMES)
 
 
+def _resume_eval(args: list[str]) -> int:
+    """``adaptrl eval --resume RUN_DIR``: everything else comes from the run's config.yaml."""
+    from adaptrl.cli.run_cmds import resume_eval
+    from adaptrl.core.errors import ConfigError
+
+    i = args.index("--resume")
+    rest = args[:i] + args[i + 2 :]
+    if i + 1 >= len(args) or rest:
+        raise ConfigError(
+            "use `adaptrl eval --resume RUN_DIR` alone: the other options are read from the run's "
+            "config.yaml"
+        )
+    return resume_eval(Path(args[i + 1]))
+
+
 def run(cmd: object) -> int:
     """Dispatch a parsed command to the code that runs it."""
     from adaptrl.cli import run_cmds
@@ -56,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
+        if args[:1] == ["eval"] and "--resume" in args:
+            return _resume_eval(args[1:])
         _precheck(args)
         cmd = tyro.cli(
             Command,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from adaptrl.baselines import AGENTS
+from adaptrl.baselines import AGENTS, make_agent
 from adaptrl.cli.commands import DemoCmd, EvalCmd, parse_params
 from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
 from adaptrl.core.config import load_yaml_config
@@ -55,25 +55,31 @@ def _agent_specs(cmd: EvalCmd) -> list[tuple[str, dict[str, Any]]]:
     return [(name, params.get(name, {})) for name in cmd.agents]
 
 
+def resume_eval(path: Path) -> int:
+    """Continue a killed evaluation: finished units come from its checkpoint, the rest are run."""
+    run = RunDir.open(path)
+    cmd = load_yaml_config(EvalCmd, run.config_path)
+    return _eval_into(run, cmd, _load_partial(run))
+
+
 def run_eval(cmd: EvalCmd) -> int:
-    """Evaluate into a run directory; with ``--resume`` continue one that was killed."""
+    """Evaluate into a new run directory (``--resume`` continues an existing one)."""
     if cmd.resume is not None:
-        run = RunDir.open(cmd.resume)
-        cmd = dataclasses.replace(load_yaml_config(EvalCmd, run.config_path), resume=None)
-        completed = _load_partial(run)
-    else:
-        if not cmd.agents:
-            raise ConfigError("give at least one agent with --agents")
-        run = RunDir.create(cmd.out.parent, cmd.out.name)
-        run.save_config(cmd)
-        completed = {}
+        return resume_eval(cmd.resume)
+    if not cmd.agents:
+        raise ConfigError("give at least one agent with --agents")
+    family = make_family(cmd.family)  # validate before creating anything on disk
+    for name, params in _agent_specs(cmd):
+        make_agent(name, family, **params)
+    run = RunDir.create(cmd.out.parent, cmd.out.name)
+    run.save_config(cmd)
+    return _eval_into(run, cmd, {})
+
+
+def _eval_into(run: RunDir, cmd: EvalCmd, completed: dict[str, torch.Tensor]) -> int:
     family = make_family(cmd.family)
     device = resolve_device(cmd.device)
     specs = _agent_specs(cmd)
-    for name, params in specs:  # fail fast on bad ids/params before any work
-        from adaptrl.baselines import make_agent
-
-        make_agent(name, family, **params)
 
     with MetricLogger(run) as logger:
 
@@ -83,7 +89,9 @@ def run_eval(cmd: EvalCmd) -> int:
             completed[key] = returns
             column = key.rsplit("/chunk=", 1)[0] + "/trial_return"  # one column per agent and seed
             logger.log(len(completed), {column: float(returns.sum(1).mean())})
-            save_checkpoint(run.checkpoint_dir / PARTIAL, dict(completed), {"units": sorted(completed)})
+            save_checkpoint(
+                run.checkpoint_dir / PARTIAL, dict(completed), {"units": sorted(completed)}
+            )
 
         if completed:
             logger.truncate_after(len(completed))

@@ -32,6 +32,8 @@ class BanditConfig(FamilyConfig):
 
 @register_family
 class BernoulliBandit(TaskFamily):
+    """k-armed Bernoulli bandits, arm probabilities ~ U[0,1]; a trial is n pulls (RL² §3.1)."""
+
     family_id = "bandit-bernoulli-v0"
     config_cls = BanditConfig
     config: BanditConfig

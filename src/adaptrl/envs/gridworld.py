@@ -104,6 +104,8 @@ class GridworldConfig(FamilyConfig):
 
 @register_family
 class GridworldGoal(TaskFamily):
+    """A grid with a hidden goal cell per task; reward 1 per step on the goal; trials of n episodes."""
+
     family_id = "gridworld-goal-v0"
     config_cls = GridworldConfig
     config: GridworldConfig

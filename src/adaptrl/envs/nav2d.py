@@ -54,6 +54,8 @@ class Nav2DConfig(FamilyConfig):
 
 @register_family
 class Nav2DGoal(TaskFamily):
+    """Point mass in the plane reaching a hidden goal ~ U[-0.5,0.5]^2 (MAML §5.3)."""
+
     family_id = "nav2d-goal-v0"
     config_cls = Nav2DConfig
     config: Nav2DConfig
