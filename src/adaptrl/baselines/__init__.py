@@ -1,0 +1,12 @@
+"""Non-meta agents for comparison (layer 7): random, classic bandit agents (Gittins, UCB1,
+Thompson sampling, ...), tabular planners (PSRL, certainty equivalence, oracle) and oracles.
+
+Importing this package registers every agent id in :data:`AGENTS`; build one with
+:func:`make_agent`.
+"""
+
+from adaptrl.baselines import bandits, generic  # noqa: F401  (register the agents)
+from adaptrl.baselines.base import TrialAgent
+from adaptrl.baselines.registry import AGENTS, AgentSpec, make_agent
+
+__all__ = ["AGENTS", "AgentSpec", "TrialAgent", "make_agent"]
