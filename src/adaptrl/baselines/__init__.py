@@ -5,7 +5,7 @@ Importing this package registers every agent id in :data:`AGENTS`; build one wit
 :func:`make_agent`.
 """
 
-from adaptrl.baselines import bandits, generic  # noqa: F401  (register the agents)
+from adaptrl.baselines import bandits, generic, nav2d, tabular  # noqa: F401  (register the agents)
 from adaptrl.baselines.base import TrialAgent
 from adaptrl.baselines.registry import AGENTS, AgentSpec, make_agent
 
