@@ -175,6 +175,7 @@ def _check_result(result, batch_sizes):
             assert all(t > 0 for t in m["repeat_seconds"])
             assert m["median_seconds"] > 0 and m["env_steps_per_second"] > 0
         assert r["speedup_vs_reference"] > 0 and r["ours_over_floor"] > 0
+        assert r["speedup_ceiling"] > 0
 
 
 def test_quick_run_reports_every_field_and_writes_json(tmp_path):
