@@ -187,3 +187,24 @@ def test_unsupported_family_is_a_config_error(name, family_id):
 def test_bad_eps_is_a_config_error():
     with pytest.raises(ConfigError):
         make_agent("eps-greedy-mdp", make_family("tabular-mdp-v0"), eps=-0.1)
+
+
+def test_psrl_reward_prior_defaults_to_the_family_prior_and_can_be_overridden():
+    fam = make_family("tabular-mdp-v0", num_states=2, num_actions=2)
+    env = fam.make_env(1)
+    tasks = fam.tasks(1, "test", 0)
+    rows = torch.arange(1)
+    true_prior = make_agent("psrl", fam)
+    true_prior.begin_trial(env, tasks, torch.Generator().manual_seed(0))
+    mean, std = true_prior.reward_posterior(rows)
+    assert torch.all(mean == 1.0) and torch.all(std == 1.0)
+    # one observed reward of 3 at (s=0, a=1): N(1,1) prior, unit noise -> N(2, 1/2)
+    true_prior.visits[0, 0, 1] = 1.0
+    true_prior.reward_sum[0, 0, 1] = 3.0
+    mean, std = true_prior.reward_posterior(rows)
+    assert mean[0, 0, 1].item() == pytest.approx(2.0)
+    assert std[0, 0, 1].item() == pytest.approx(0.5**0.5)
+    vague = make_agent("psrl", fam, reward_prior_mean=0.0, reward_prior_std=2.0)
+    vague.begin_trial(env, tasks, torch.Generator().manual_seed(0))
+    mean, std = vague.reward_posterior(rows)
+    assert torch.all(mean == 0.0) and torch.all(std == 2.0)

@@ -21,29 +21,41 @@ from adaptrl.bench.reference import (
     RL2_TABLE2_SOURCE,
 )
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.progress import print_table
+from adaptrl.core.progress import print_table, progress
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.envs import make_family
 from adaptrl.envs.base import TaskFamily
 from adaptrl.eval.protocol import EVAL_SEED, evaluate
 from adaptrl.eval.stats import within
 
-# (agent id, column in the paper's table, {param: grid to tune on meta-train tasks})
-BANDIT_AGENTS: list[tuple[str, str, dict[str, Sequence[float]]]] = [
-    ("random", "random", {}),
-    ("gittins", "gittins", {}),
-    ("thompson", "thompson", {}),
-    ("ots", "ots", {}),
-    ("ucb1", "ucb1", {"c": (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)}),
-    ("eps-greedy", "eps_greedy", {"eps": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)}),
-    ("greedy", "greedy", {}),
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One row per setting: an agent, the paper column it is compared with, fixed parameters, and
+    at most one parameter to tune on meta-train tasks (the paper grid-searched UCB1's c and eps)."""
+
+    agent: str
+    column: str
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grid: dict[str, Sequence[float]] = dataclasses.field(default_factory=dict)
+
+
+BANDIT_AGENTS = [
+    Entry("random", "random"),
+    Entry("gittins", "gittins"),
+    Entry("thompson", "thompson"),
+    Entry("ots", "ots"),
+    Entry("ucb1", "ucb1", grid={"c": (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)}),
+    Entry("eps-greedy", "eps_greedy", grid={"eps": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)}),
+    Entry("greedy", "greedy"),
 ]
-MDP_AGENTS: list[tuple[str, str, dict[str, Sequence[float]]]] = [
-    ("random", "random", {}),
-    ("psrl", "psrl", {}),
-    ("eps-greedy-mdp", "eps_greedy", {"eps": (0.0, 0.02, 0.05, 0.1, 0.2)}),
-    ("greedy-mdp", "greedy", {}),
-    ("oracle", "", {}),
+MDP_AGENTS = [
+    Entry("random", "random"),
+    Entry("psrl", "psrl"),  # exact Bayes: the family's true N(1, 1) reward prior
+    Entry("psrl", "psrl", fixed={"reward_prior_mean": 0.0}),  # a N(0, 1) reward prior
+    Entry("eps-greedy-mdp", "eps_greedy", grid={"eps": (0.0, 0.02, 0.05, 0.1, 0.2)}),
+    Entry("greedy-mdp", "greedy"),
+    Entry("oracle", ""),  # the value-iteration upper bound; no paper column
 ]
 ALL_BANDIT_SETTINGS = (
     "10x5",
@@ -64,7 +76,7 @@ class BanditBenchConfig:
     """RL² Table 1 (Bernoulli bandits): classic agents on held-out tasks beside the paper."""
 
     quick: bool = False
-    """Few settings and tasks (n x k in 10x5, 100x5; 200 tasks), for the tests and CI."""
+    """Fewer tasks (200) and, unless --settings is given, only 10x5 and 100x5: for tests and CI."""
     settings: tuple[str, ...] = ALL_BANDIT_SETTINGS
     """Settings as 'n x k' strings, e.g. 10x5 = 10 pulls, 5 arms."""
     num_tasks: int = 1000
@@ -86,7 +98,7 @@ class MDPBenchConfig:
     """RL² Table 2 (random tabular MDPs): classic agents on held-out tasks beside the paper."""
 
     quick: bool = False
-    """Few settings and tasks (n in 10, 25; 200 tasks), for the tests and CI."""
+    """Fewer tasks (200) and, unless --settings is given, only n = 10 and 25: for tests and CI."""
     settings: tuple[int, ...] = ALL_MDP_SETTINGS
     """Episodes per trial n."""
     num_tasks: int = 1000
@@ -113,21 +125,15 @@ def parse_bandit_setting(text: str) -> tuple[int, int]:
     return n, k
 
 
-def tune(
-    family: TaskFamily,
-    name: str,
-    grid: dict[str, Sequence[float]],
-    tasks: int,
-    seed: int,
-    device: str,
-) -> dict[str, float]:
-    """Pick the parameter value with the best mean trial return on meta-train tasks."""
-    if not grid:
-        return {}
-    ((param, values),) = grid.items()
+def tune(family: TaskFamily, entry: Entry, tasks: int, seed: int, device: str) -> dict[str, Any]:
+    """The entry's parameters, with its tuned parameter set to the value that gives the best mean
+    trial return on meta-train tasks."""
+    if not entry.grid:
+        return dict(entry.fixed)
+    ((param, values),) = entry.grid.items()
     res = evaluate(
         family,
-        [(name, {param: v}) for v in values],
+        [(entry.agent, {**entry.fixed, param: v}) for v in values],
         num_tasks=tasks,
         split="train",
         eval_seed=seed,
@@ -141,15 +147,13 @@ def tune(
 
 def run_setting(
     family: TaskFamily,
-    agents: list[tuple[str, str, dict[str, Sequence[float]]]],
+    entries: Sequence[Entry],
     paper: dict[str, float],
     targets: Sequence[str],
     cfg: Any,
 ) -> list[dict[str, Any]]:
-    """Tune, evaluate and compare every agent on one setting; one row per agent."""
-    specs = []
-    for name, _, grid in agents:
-        specs.append((name, tune(family, name, grid, cfg.tune_tasks, cfg.seed, cfg.device)))
+    """Tune, evaluate and compare every entry on one setting; one row per entry."""
+    specs = [(e.agent, tune(family, e, cfg.tune_tasks, cfg.seed, cfg.device)) for e in entries]
     res = evaluate(
         family,
         specs,
@@ -157,19 +161,20 @@ def run_setting(
         eval_seed=cfg.eval_seed,
         seeds=(cfg.seed,),
         device=cfg.device,
+        show_progress=False,
     )
     rows = []
-    for (name, column, _), result in zip(agents, res.agents, strict=True):
+    for entry, result in zip(entries, res.agents, strict=True):
         mean, ci = result.trial_return()
-        ref = paper.get(column) if column else None
+        ref = paper.get(entry.column) if entry.column else None
         rows.append(
             {
-                "agent": name,
+                "agent": entry.agent,
                 "params": result.params,
                 "mean": mean,
                 "ci95": ci,
                 "paper": ref,
-                "target": column in targets,
+                "target": entry.column in targets,
                 "match": None if ref is None else within(mean, ci, ref),
             }
         )
@@ -222,15 +227,18 @@ def _run(
     cfg: Any,
     settings: Sequence[Any],
     make: Callable[[Any], TaskFamily],
-    agents: list[tuple[str, str, dict[str, Sequence[float]]]],
+    agents: Sequence[Entry],
     paper: Callable[[Any], dict[str, float]],
     targets: Callable[[Any], Sequence[str]],
 ) -> dict[str, Any]:
     table = []
-    for setting in settings:
-        family = make(setting)
-        for row in run_setting(family, agents, paper(setting), targets(setting), cfg):
-            table.append({"setting": str(setting), **row})
+    with progress(total=len(settings), description=title.split(":")[0]) as bar:
+        for setting in settings:
+            family = make(setting)
+            label = "x".join(map(str, setting)) if isinstance(setting, tuple) else str(setting)
+            for row in run_setting(family, agents, paper(setting), targets(setting), cfg):
+                table.append({"setting": label, **row})
+            bar.advance()
     header = {
         "tasks": f"{cfg.num_tasks} held-out test tasks per setting (eval seed {cfg.eval_seed})",
         "tuning": f"{cfg.tune_tasks} meta-train tasks per setting (seed {cfg.seed})",
@@ -245,7 +253,7 @@ def run_bandits(cfg: BanditBenchConfig) -> dict[str, Any]:
     if cfg.quick:
         cfg = dataclasses.replace(
             cfg,
-            settings=("10x5", "100x5"),
+            settings=("10x5", "100x5") if cfg.settings == ALL_BANDIT_SETTINGS else cfg.settings,
             num_tasks=min(cfg.num_tasks, 200),
             tune_tasks=min(cfg.tune_tasks, 100),
         )
@@ -266,7 +274,7 @@ def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
     if cfg.quick:
         cfg = dataclasses.replace(
             cfg,
-            settings=(10, 25),
+            settings=(10, 25) if cfg.settings == ALL_MDP_SETTINGS else cfg.settings,
             num_tasks=min(cfg.num_tasks, 200),
             tune_tasks=min(cfg.tune_tasks, 100),
         )
