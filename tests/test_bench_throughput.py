@@ -168,14 +168,14 @@ def _check_result(result, batch_sizes):
         (f, b) for f in ("nav2d-goal-v0", "tabular-mdp-v0") for b in batch_sizes
     ]
     for r in rows:
-        for name in ("ours", "reference", "floor"):
+        for name in ("ours", "reference", "floor", "ours_env_only", "reference_env_only"):
             m = r[name]
             assert m["steps"] >= 1
             assert len(m["repeat_seconds"]) >= 1
             assert all(t > 0 for t in m["repeat_seconds"])
             assert m["median_seconds"] > 0 and m["env_steps_per_second"] > 0
         assert r["speedup_vs_reference"] > 0 and r["ours_over_floor"] > 0
-        assert r["speedup_ceiling"] > 0
+        assert r["speedup_ceiling"] > 0 and r["env_only_speedup"] > 0
 
 
 def test_quick_run_reports_every_field_and_writes_json(tmp_path):

@@ -8,7 +8,12 @@ policy choosing every action:
   ``gymnasium.Env`` (:class:`RefNav2DEnv`, :class:`RefTabularMDPEnv`), fed the way a user would
   (NumPy obs -> torch -> policy -> NumPy action);
 * **floor**: the policy forward pass and action sampling alone on a batch of the same shape, the
-  lower bound any rollout on this machine pays.
+  lower bound any rollout on this machine pays;
+* **environments alone**: ours and the reference stepped with a fixed action batch, no policy.
+
+With the same policy in both loops, ours/reference can never exceed reference time / floor time
+(the *ceiling*, reported): a free environment would still pay for the policy. The env-alone ratio
+shows what the batched environment itself gains.
 
 Reported: env-steps/s (``batch * steps / seconds``, median over repeats) for each, the speed-up
 ours/reference and the time ratio ours/floor. The reference is given every advantage that keeps it
@@ -325,6 +330,41 @@ class _FloorLoop:
         return seconds
 
 
+class _OursEnvOnly:
+    """``BatchedEnv.step`` alone with a fixed valid action batch (no policy)."""
+
+    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
+        self.env = family.make_env(len(tasks))
+        self.env.set_tasks(tasks)
+        obs = self.env.reset(seed=seed)
+        with torch.no_grad():
+            self.action = policy.act(obs)
+
+    def __call__(self, steps: int) -> float:
+        env, action = self.env, self.action
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step(action)
+        return time.perf_counter() - start
+
+
+class _ReferenceEnvOnly:
+    """``SyncVectorEnv.step`` alone with a fixed valid NumPy action batch (no policy)."""
+
+    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
+        self.env = reference_vector_env(family, tasks)
+        obs, _ = self.env.reset(seed=seed)
+        with torch.no_grad():
+            self.action = policy.act(torch.as_tensor(obs)).numpy()
+
+    def __call__(self, steps: int) -> float:
+        env, action = self.env, self.action
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step(action)
+        return time.perf_counter() - start
+
+
 def measure_family(
     family_id: str, batch_size: int, plan: TimingPlan, seed: int = 0
 ) -> dict[str, Any]:
@@ -339,6 +379,8 @@ def measure_family(
         "ours": _OursLoop(family, policy, tasks, seed),
         "reference": reference,
         "floor": _FloorLoop(family, policy, tasks, seed),
+        "ours_env_only": _OursEnvOnly(family, policy, tasks, seed),
+        "reference_env_only": _ReferenceEnvOnly(family, policy, tasks, seed),
     }
     steps: dict[str, int] = {}
     for name, loop in loops.items():
@@ -350,6 +392,7 @@ def measure_family(
         for name, loop in loops.items():
             times[name].append(loop(steps[name]))
     reference.env.close()
+    loops["reference_env_only"].env.close()  # type: ignore[attr-defined]
     row: dict[str, Any] = {"family": family_id, "batch_size": batch_size}
     for name in loops:
         row[name] = _summary(steps[name], times[name], batch_size)
@@ -358,6 +401,10 @@ def measure_family(
     row["ours_over_floor"] = ours["seconds_per_step"] / floor["seconds_per_step"]
     # the best speed-up any environment could show with this policy in the loop: a free env
     row["speedup_ceiling"] = ref["seconds_per_step"] / floor["seconds_per_step"]
+    row["env_only_speedup"] = (
+        row["ours_env_only"]["env_steps_per_second"]
+        / row["reference_env_only"]["env_steps_per_second"]
+    )
     row["meets_speedup_target"] = (
         row["speedup_vs_reference"] >= TARGET_SPEEDUP if batch_size >= TARGET_MIN_BATCH else None
     )
@@ -446,6 +493,7 @@ COLUMNS = (
     "ours / SyncVectorEnv",
     "ceiling (ref / floor)",
     "ours time / floor time",
+    "env alone: ours / SyncVectorEnv",
 )
 
 
@@ -472,6 +520,7 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
         speed,
         f"{row['speedup_ceiling']:.1f}x",
         floor,
+        f"{row['env_only_speedup']:.1f}x",
     ]
 
 
@@ -488,7 +537,8 @@ def format_markdown(result: dict[str, Any]) -> str:
         f"Env-steps/s = batch x steps / s, median of {s['plan']['repeats']} repeats. Targets: "
         f">= {TARGET_SPEEDUP:.0f}x SyncVectorEnv at batch >= {TARGET_MIN_BATCH}, "
         f"<= {TARGET_FLOOR_RATIO:.0f}x the policy floor. The ceiling is the speed-up a zero-cost env "
-        "would show with this policy in the loop (reference time / floor time)."
+        "would show with this policy in the loop (reference time / floor time). The last column "
+        "steps both environments alone with a fixed action batch (no policy)."
         + (" QUICK smoke run: numbers not meaningful." if s["quick"] else ""),
         f"Commit {result['commit']}, {result['date']}; {m['cpu']} ({m['cores']} cores), "
         f"torch {m['torch']} with {s['torch_threads']} threads, gymnasium "

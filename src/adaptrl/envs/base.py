@@ -207,8 +207,8 @@ class BatchedEnv(ABC):
         action = self._check_action(action)
         next_obs, reward, terminated = self._transition(action)
         self.elapsed += 1
-        truncated = (self.elapsed >= self.max_episode_steps) & ~terminated
-        done = terminated | truncated
+        done = (self.elapsed >= self.max_episode_steps) | terminated
+        truncated = done ^ terminated  # a time limit only where the MDP did not terminate
         obs = self._reset_rows(done)
         self.elapsed.masked_fill_(done, 0)
         return Step(obs, reward, terminated, truncated, next_obs)

@@ -85,7 +85,7 @@ class Nav2DEnv(BatchedEnv):
         self.position = torch.zeros(self.num_envs, 2, device=self.device)
 
     def _reset_rows(self, mask: torch.Tensor) -> torch.Tensor:
-        self.position = torch.where(mask.unsqueeze(1), 0.0, self.position)
+        self.position = self.position.masked_fill(mask.unsqueeze(1), 0.0)
         return self.position
 
     def _transition(self, action):

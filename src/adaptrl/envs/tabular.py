@@ -107,23 +107,27 @@ class TabularEnv(BatchedEnv):
     family: TabularMDP
 
     def _bind_tasks(self, tasks: TaskBatch) -> None:
-        self._cdf = tasks.transition.cumsum(-1)
-        self._cdf[..., -1] = 1.0  # guard against round-off: the last bucket always catches u
-        self._reward_mean = tasks.reward_mean
-        self._rows = torch.arange(self.num_envs, device=self.device)
+        S, A = self.family.num_states, self.family.num_actions
+        cdf = tasks.transition.cumsum(-1)
+        cdf[..., -1] = 1.0  # guard against round-off: the last bucket always catches u < 1
+        # Flat [B*S*A, ...] tables: one index per row replaces a three-tensor advanced index.
+        self._cdf = cdf.reshape(-1, S)
+        self._reward_mean = tasks.reward_mean.reshape(-1)
+        self._row_base = torch.arange(self.num_envs, device=self.device) * (S * A)
+        self._never = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self.state = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
 
     def _reset_rows(self, mask: torch.Tensor) -> torch.Tensor:
-        self.state = torch.where(mask, 0, self.state)
+        self.state = self.state.masked_fill(mask, 0)
         return self.state
 
     def _transition(self, action):
-        a = action.long()
-        mean = self._reward_mean[self._rows, self.state, a]
+        idx = self._row_base + self.state * self.family.num_actions + action.long()
         noise = torch.randn(self.num_envs, generator=self.generator, device=self.device)
-        reward = mean + self.family.config.reward_noise_std * noise
-        cdf = self._cdf[self._rows, self.state, a]
+        reward = torch.add(
+            self._reward_mean.take(idx), noise, alpha=self.family.config.reward_noise_std
+        )
         u = torch.rand(self.num_envs, 1, generator=self.generator, device=self.device)
-        self.state = (cdf < u).sum(-1).clamp_max(self.family.num_states - 1)
-        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        return self.state, reward, terminated
+        # first next state whose cumulative probability reaches u (the last one is exactly 1)
+        self.state = torch.searchsorted(self._cdf.index_select(0, idx), u).squeeze(1)
+        return self.state, reward, self._never
