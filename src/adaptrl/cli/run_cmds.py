@@ -208,7 +208,7 @@ DEMO_FAMILIES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["random", "greedy", "thompson", "ucb1", "gittins"],
     ),
     ("tabular-mdp-v0", {"n": 10}, ["random", "greedy-mdp", "psrl", "oracle"]),
-    ("gridworld-goal-v0", {}, ["random", "psrl", "oracle"]),
+    ("gridworld-goal-v0", {}, ["random", "psrl", "goal-search", "oracle"]),
     ("nav2d-goal-v0", {}, ["random", "oracle"]),
 ]
 
