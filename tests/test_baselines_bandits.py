@@ -6,6 +6,7 @@ import gymnasium as gym
 import pytest
 import torch
 
+import _trials as trials
 from adaptrl.baselines import AGENTS, make_agent
 from adaptrl.baselines import gittins as gittins_module
 from adaptrl.baselines.generic import random_argmax
@@ -23,23 +24,9 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 def run_trial(family, agent, num_tasks, seed=0, task_seed=11, env_seed=5, record=False):
-    """Tiny trial runner: total reward per task over a trial (and the actions taken)."""
-    tasks = family.tasks(num_tasks, "test", task_seed)
-    env = family.make_env(num_tasks)
-    env.set_tasks(tasks)
-    obs = env.reset(seed=env_seed)
-    agent.begin_trial(env, tasks, make_generator(seed, "agent"))
-    total = torch.zeros(num_tasks, dtype=torch.float64)
-    actions = []
-    for _ in range(family.episodes_per_trial * family.max_episode_steps):
-        action = agent.act(obs)
-        step = env.step(action)
-        agent.observe(obs, action, step)
-        total += step.reward.double()
-        obs = step.obs
-        if record:
-            actions.append(action.clone())
-    return (total, torch.stack(actions)) if record else total
+    """Total reward per task over one trial (and the actions taken)."""
+    out = trials.run_trial(family, agent, num_tasks, seed, task_seed, env_seed, record)
+    return (out[0].sum(1), out[1]) if record else out.sum(1)
 
 
 @pytest.fixture(scope="module")

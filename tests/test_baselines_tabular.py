@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _trials import run_trial
 from adaptrl.baselines import make_agent
 from adaptrl.baselines.tabular import plan_finite_horizon
 from adaptrl.core.errors import ConfigError
@@ -12,30 +13,6 @@ from adaptrl.core.seeding import make_generator
 from adaptrl.envs import make_family
 
 MDP_AGENTS = ["random", "oracle", "psrl", "greedy-mdp", "eps-greedy-mdp"]
-
-
-def run_trial(family, agent, num_tasks, seed=0, task_seed=11, env_seed=5, record=False):
-    """Tiny trial runner: per-episode returns ``[tasks, n]`` (and the actions taken)."""
-    tasks = family.tasks(num_tasks, "test", task_seed)
-    env = family.make_env(num_tasks)
-    env.set_tasks(tasks)
-    obs = env.reset(seed=env_seed)
-    agent.begin_trial(env, tasks, make_generator(seed, "agent"))
-    n = family.episodes_per_trial
-    returns = torch.zeros(num_tasks, n + 1, dtype=torch.float64)
-    episode = torch.zeros(num_tasks, dtype=torch.long)
-    actions = []
-    for _ in range(n * family.max_episode_steps):
-        action = agent.act(obs)
-        step = env.step(action)
-        agent.observe(obs, action, step)
-        returns[torch.arange(num_tasks), episode.clamp_max(n)] += step.reward.double()
-        episode += step.terminated | step.truncated
-        obs = step.obs
-        if record:
-            actions.append(action.clone())
-    out = returns[:, :n]
-    return (out, torch.stack(actions)) if record else out
 
 
 def test_plan_finite_horizon_two_states_by_hand():

@@ -328,6 +328,18 @@ def finite_horizon_gittins_table(
     return GittinsTable(horizon, values)
 
 
+def _root_in_index_range(diff, lo: float, tol: float) -> float:
+    """The root of the calibration difference in ``[p, 1]``, where it is >= 0 at ``p`` and <= 0
+    at 1 (Brent's method; the reference against which the grid tables are tested)."""
+    from scipy.optimize import brentq
+
+    if diff(1.0) >= 0:  # continuing is worth it even against a sure reward of 1 per pull
+        return 1.0
+    if diff(lo) <= 0:  # indifferent already at the posterior mean (e.g. one pull left)
+        return lo
+    return float(brentq(diff, lo, 1.0, xtol=tol))
+
+
 def finite_horizon_index_bisect(a: float, b: float, r: int, tol: float = 1e-12) -> float:
     """Reference: the finite-horizon index of Beta(a, b) with ``r`` pulls left by bisection on λ,
     running the exact recursion over the cells reachable from (a, b) for each trial λ."""
@@ -344,14 +356,7 @@ def finite_horizon_index_bisect(a: float, b: float, r: int, tol: float = 1e-12) 
             v = np.maximum(cont, (r - d) * lam)
         raise AssertionError
 
-    lo, hi = a / (a + b), 1.0
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if diff(mid) >= 0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return _root_in_index_range(diff, a / (a + b), tol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,11 +454,4 @@ def discounted_index_bisect(
             v = np.maximum(cont, lam * scale)
         raise AssertionError
 
-    lo, hi = a / (a + b), 1.0
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if diff(mid) >= 0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return _root_in_index_range(diff, a / (a + b), tol)
