@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -122,6 +121,24 @@ def test_config_file_with_unknown_keys_is_refused(tmp_path, capsys):
     code, _, err = run_cli(["eval", "--resume", str(out)], capsys)
     assert code == 2 and "num_taks" in err and "num_tasks" in err
     assert (out / "results.json").exists()
+
+
+def test_eval_reads_a_config_file_and_flags_override_it(tmp_path, capsys):
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(
+        "family: {family_id: tabular-mdp-v0, n: 3, horizon: 4}\n"
+        "agents: [psrl, random]\nnum_tasks: 7\n"
+    )
+    out = tmp_path / "run"
+    assert main(["eval", "--config", str(cfg), "--num-tasks", "5", "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["family"]["n"] == 3 and saved["family"]["horizon"] == 4
+    assert saved["agents"] == ["psrl", "random"] and saved["num_tasks"] == 5
+    data = json.loads((out / "results.json").read_text())
+    assert data["num_tasks"] == 5 and data["episodes"] == 3
+    cfg.write_text("agents: [psrl]\nnum_task: 7\n")
+    code, _, err = run_cli(["eval", "--config", str(cfg)], capsys)
+    assert code == 2 and "num_task" in err and "num_tasks" in err
 
 
 def test_tampered_checkpoint_is_refused_and_kept(tmp_path, capsys):

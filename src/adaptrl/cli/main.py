@@ -14,8 +14,10 @@ from pathlib import Path
 import tyro
 
 from adaptrl.cli.commands import BENCH_NAMES, BenchCmd, Command, DemoCmd, EvalCmd, ListCmd, PlotCmd
+from adaptrl.core.config import parse_cli
 from adaptrl.core.errors import AdaptrlError, UnknownIdError
 
+MARKERS = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
 DESCRIPTION = (
     "adaptrl: meta-learning and meta-RL. Commands: list, eval, bench, plot, demo. "
     "Add --help after any command for its options; --debug shows tracebacks."
@@ -75,12 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args[:1] == ["eval"] and "--resume" in args:
             return _resume_eval(args[1:])
         _precheck(args)
+        if args[:1] == ["eval"]:  # eval also takes --config PATH.yaml (flags override the file)
+            cmd = parse_cli(EvalCmd, args[1:], prog="adaptrl eval", markers=MARKERS)
+            return run(cmd)
         cmd = tyro.cli(
             Command,
             args=args,
             prog="adaptrl",
             description=DESCRIPTION,
-            config=(tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs),
+            config=MARKERS,
         )
         return run(cmd)
     except AdaptrlError as exc:
