@@ -173,10 +173,14 @@ class GittinsAgent(BetaBernoulliAgent):
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         super().begin_trial(env, tasks, generator)
-        if self.gamma is None and self._finite is None:
-            self._finite = finite_horizon_gittins_table(self.horizon)
-        if self.gamma is not None and self._discounted is None:
-            self._discounted = discounted_gittins_table(self.gamma, self.horizon)
+        if self.gamma is None and (
+            self._finite is None or self._finite.values.device != env.device
+        ):
+            self._finite = finite_horizon_gittins_table(self.horizon).to(env.device)
+        if self.gamma is not None and (
+            self._discounted is None or self._discounted.device != env.device
+        ):
+            self._discounted = discounted_gittins_table(self.gamma, self.horizon).to(env.device)
 
     def scores(self) -> torch.Tensor:
         remaining = self.horizon - self.pulls
@@ -187,7 +191,7 @@ class GittinsAgent(BetaBernoulliAgent):
             assert self._finite is not None
             return self._finite.lookup(s, f, torch.full_like(s, remaining))
         assert self._discounted is not None
-        table = self._discounted.to(s.device)
+        table = self._discounted
         inside = (s + f) <= self.horizon
         lim = self.horizon
         index = table[s.clamp_max(lim), f.clamp_max(lim)]

@@ -279,15 +279,22 @@ class GittinsTable:
         sizes = [_tri(horizon - r + 1) for r in range(1, horizon + 1)]
         self._offsets = torch.tensor([0, 0, *np.cumsum(sizes)[:-1].tolist()], dtype=torch.long)
 
+    def to(self, device: str | torch.device) -> GittinsTable:
+        """The same table with its values on ``device`` (move it once, not on every lookup)."""
+        moved = GittinsTable.__new__(GittinsTable)
+        moved.horizon, moved.values = self.horizon, self.values.to(device)
+        moved._offsets = self._offsets.to(device)
+        return moved
+
     def flat_index(self, s: torch.Tensor, f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Positions in :attr:`values` (no range checks; see :meth:`__getitem__`)."""
         n = s + f
-        return self._offsets.to(r.device)[r] + n * (n + 1) // 2 + s
+        return self._offsets[r] + n * (n + 1) // 2 + s
 
     def lookup(self, s: torch.Tensor, f: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Indices for integer tensors (broadcast), without range checks (for agents' hot loops)."""
         s, f, r = torch.broadcast_tensors(s, f, r)
-        return self.values.to(s.device)[self.flat_index(s, f, r)]
+        return self.values[self.flat_index(s, f, r)]
 
     def __getitem__(self, key: tuple) -> torch.Tensor:
         s, f, r = (torch.as_tensor(k, dtype=torch.long) for k in key)
