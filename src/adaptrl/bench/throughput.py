@@ -41,6 +41,7 @@ from torch import nn
 
 from adaptrl.bench.common import provenance, write_json
 from adaptrl.core.errors import ConfigError
+from adaptrl.core.progress import progress
 from adaptrl.envs import make_family
 from adaptrl.envs.base import TaskBatch, TaskFamily
 from adaptrl.envs.nav2d import Nav2DConfig
@@ -469,8 +470,13 @@ def run_throughput(
                     "ours_over_floor_max": TARGET_FLOOR_RATIO,
                 },
             },
-            "rows": [measure_family(f, b, plan, seed=seed) for f in families for b in batch_sizes],
+            "rows": [],
         }
+        cells = [(f, b) for f in families for b in batch_sizes]
+        with progress(total=len(cells), description=BENCHMARK, disable=quick) as bar:
+            for family_id, batch_size in cells:
+                result["rows"].append(measure_family(family_id, batch_size, plan, seed=seed))
+                bar.advance()
     finally:
         torch.set_num_threads(previous_threads)
     # a shared machine slows multi-threaded torch badly: say how busy it was

@@ -19,6 +19,7 @@ from adaptrl.core.errors import ConfigError
 from adaptrl.core.logging import MetricLogger
 from adaptrl.core.progress import console, print_table
 from adaptrl.core.rundir import RunDir
+from adaptrl.core.seeding import seed_everything
 from adaptrl.envs import FAMILIES, make_family
 from adaptrl.eval.protocol import evaluate
 from adaptrl.eval.report import load_results, plot_curves, save_report, to_markdown
@@ -77,6 +78,7 @@ def run_eval(cmd: EvalCmd) -> int:
 
 
 def _eval_into(run: RunDir, cmd: EvalCmd, completed: dict[str, torch.Tensor]) -> int:
+    seed_everything(cmd.seeds[0] if cmd.seeds else 0)  # for user agents using global RNGs
     family = make_family(cmd.family)
     device = resolve_device(cmd.device)
     specs = _agent_specs(cmd)
