@@ -184,3 +184,19 @@ def test_killed_eval_resumes_to_identical_results(tmp_path):
     rows_ref = (ref / "metrics.csv").read_text().splitlines()
     rows_run = (run / "metrics.csv").read_text().splitlines()
     assert rows_ref == rows_run
+
+
+def test_demo_writes_a_report_and_never_deletes_what_it_did_not_make(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--num-tasks", "50"]) == 0
+    for fid in ["bandit-bernoulli-v0", "tabular-mdp-v0", "gridworld-goal-v0", "nav2d-goal-v0"]:
+        assert (out / fid / "curve.png").exists() and (out / fid / "results.json").exists()
+    assert (out / "overview.png").stat().st_size > 10_000
+    assert "goal-search" in (out / "README.md").read_text()
+    assert main(["demo", "--out", str(out), "--num-tasks", "50"]) == 0  # its own folder: replaced
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    code, _, err = run_cli(["demo", "--out", str(precious)], capsys)
+    assert code == 2 and "not made by `adaptrl demo`" in err
+    assert (precious / "notes.txt").read_text() == "keep me"

@@ -98,7 +98,11 @@ def test_evaluate_resume_from_completed_units_gives_identical_numbers():
     first = dict(list(units.items())[:2])
     ran: list[str] = []
     resumed = evaluate(
-        fam, [("noisy", lambda f: NoisyAgent())], completed=first, on_unit=lambda k, v: ran.append(k), **kw
+        fam,
+        [("noisy", lambda f: NoisyAgent())],
+        completed=first,
+        on_unit=lambda k, v: ran.append(k),
+        **kw,
     )
     assert ran == [list(units)[2]]
     assert torch.equal(full.agents[0].returns, resumed.agents[0].returns)

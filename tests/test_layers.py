@@ -36,7 +36,9 @@ def test_no_upward_imports(layer):
     for path in sorted((ROOT / layer).rglob("*.py")):
         for used in imported_layers(path):
             if used in LAYERS:
-                assert LAYERS.index(used) <= rank, f"{path.relative_to(ROOT)} imports adaptrl.{used}"
+                assert LAYERS.index(used) <= rank, (
+                    f"{path.relative_to(ROOT)} imports adaptrl.{used}"
+                )
 
 
 def test_the_checker_sees_imports(tmp_path):

@@ -22,7 +22,13 @@ from adaptrl.core.rundir import RunDir
 from adaptrl.core.seeding import seed_everything
 from adaptrl.envs import FAMILIES, make_family
 from adaptrl.eval.protocol import evaluate
-from adaptrl.eval.report import load_results, plot_curves, save_report, to_markdown
+from adaptrl.eval.report import (
+    load_results,
+    plot_curves,
+    plot_overview,
+    save_report,
+    to_markdown,
+)
 
 PARTIAL = "partial"
 
@@ -215,12 +221,26 @@ DEMO_FAMILIES: list[tuple[str, dict[str, Any], list[str]]] = [
 ]
 
 
+DEMO_MARKER = ".adaptrl-demo"
+
+
 def run_demo(cmd: DemoCmd) -> int:
-    """Every family with its classic agents on held-out tasks; a markdown report with plots."""
+    """Every family with its classic agents on held-out tasks; a markdown report with plots.
+
+    The output directory is replaced only if an earlier demo made it (it holds a marker file);
+    anything else already there is refused, never deleted.
+    """
     start = time.perf_counter()
-    if cmd.out.exists():
+    if cmd.out.exists() and any(cmd.out.iterdir()):
+        if not (cmd.out / DEMO_MARKER).exists():
+            raise ConfigError(
+                f"{cmd.out} exists and was not made by `adaptrl demo`; choose another --out"
+            )
         shutil.rmtree(cmd.out)
-    cmd.out.mkdir(parents=True)
+    cmd.out.mkdir(parents=True, exist_ok=True)
+    (cmd.out / DEMO_MARKER).write_text(
+        "made by adaptrl demo; the next demo may replace this folder\n"
+    )
     device = resolve_device(cmd.device)
     sections = [
         "# adaptrl demo",
@@ -228,17 +248,21 @@ def run_demo(cmd: DemoCmd) -> int:
         "Classic agents on held-out tasks of every built-in family.",
         "",
     ]
+    sections += ["![every family](overview.png)", ""]
+    results = []
     for fid, overrides, agents in DEMO_FAMILIES:
-        if fid not in FAMILIES:
-            continue
         family = make_family(fid, **overrides)
-        usable = [a for a in agents if a in AGENTS and AGENTS.get(a).supports(family)]
+        usable = [a for a in agents if AGENTS.get(a).supports(family)]
         result = evaluate(family, usable, num_tasks=cmd.num_tasks, device=device)
         save_report(result, cmd.out / fid)
+        results.append(result)
         md = to_markdown(result).replace("# Evaluation on", "## Evaluation on")
         sections += [md, f"![{fid}]({fid}/curve.png)", ""]
         console().print(md)
+    plot_overview(results, cmd.out / "overview.png")
     report = cmd.out / "README.md"
     report.write_text("\n".join(sections))
-    console().print(f"demo report: {report} ({time.perf_counter() - start:.0f} s)")
+    console().print(
+        f"demo report: {report} and {cmd.out / 'overview.png'} ({time.perf_counter() - start:.0f} s)"
+    )
     return 0

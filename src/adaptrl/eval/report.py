@@ -80,15 +80,11 @@ def to_markdown(result: EvalResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(result: EvalResult, path: Path) -> Path:
-    """Mean return per episode of the trial, with 95% CI bands, one line per agent."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _draw_curves(result: EvalResult, ax) -> None:
+    """Mean return per episode of the trial, with 95% CI bands, one line per agent, on ``ax``."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for a in result.agents:
         mean, ci = (np.asarray(v) for v in a.episode_curve())
         x = np.arange(1, len(mean) + 1)
@@ -100,9 +96,32 @@ def plot_curves(result: EvalResult, path: Path) -> Path:
     ax.set_xlabel(f"{unit} within the trial")
     ax.set_ylabel(f"mean return per {unit}")
     ax.set_title(f"{fam.family_id}: {result.num_tasks} held-out tasks, 95% CI", fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def plot_curves(result: EvalResult, path: Path) -> Path:
+    """The adaptation curve of one evaluation as a PNG."""
+    return plot_overview([result], path)
+
+
+def plot_overview(results: list[EvalResult], path: Path) -> Path:
+    """Several evaluations' curves side by side (two per row) in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(results), 2)
+    rows = (len(results) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.2 * rows), dpi=110, squeeze=False)
+    for ax, result in zip(axes.flat, results, strict=False):
+        _draw_curves(result, ax)
+    for ax in list(axes.flat)[len(results) :]:
+        ax.set_visible(False)
     fig.tight_layout()
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
