@@ -331,39 +331,32 @@ class _FloorLoop:
         return seconds
 
 
-class _OursEnvOnly:
-    """``BatchedEnv.step`` alone with a fixed valid action batch (no policy)."""
+class _EnvOnly:
+    """An environment's ``step`` alone, repeated with one fixed valid action batch (no policy)."""
 
-    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
-        self.env = family.make_env(len(tasks))
-        self.env.set_tasks(tasks)
-        obs = self.env.reset(seed=seed)
-        with torch.no_grad():
-            self.action = policy.act(obs)
+    def __init__(self, step: Callable[[Any], Any], action: Any):
+        self.step, self.action = step, action
 
     def __call__(self, steps: int) -> float:
-        env, action = self.env, self.action
+        step, action = self.step, self.action
         start = time.perf_counter()
         for _ in range(steps):
-            env.step(action)
+            step(action)
         return time.perf_counter() - start
 
 
-class _ReferenceEnvOnly:
-    """``SyncVectorEnv.step`` alone with a fixed valid NumPy action batch (no policy)."""
-
-    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
-        self.env = reference_vector_env(family, tasks)
-        obs, _ = self.env.reset(seed=seed)
-        with torch.no_grad():
-            self.action = policy.act(torch.as_tensor(obs)).numpy()
-
-    def __call__(self, steps: int) -> float:
-        env, action = self.env, self.action
-        start = time.perf_counter()
-        for _ in range(steps):
-            env.step(action)
-        return time.perf_counter() - start
+def _env_only_loops(
+    family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int
+) -> tuple[_EnvOnly, _EnvOnly, SyncVectorEnv]:
+    """Env-alone loops for ours and the reference (and the reference env, to close it)."""
+    ours = family.make_env(len(tasks))
+    ours.set_tasks(tasks)
+    ref = reference_vector_env(family, tasks)
+    ref_obs, _ = ref.reset(seed=seed)
+    with torch.no_grad():
+        action = policy.act(ours.reset(seed=seed))
+        ref_action = policy.act(torch.as_tensor(ref_obs)).numpy()
+    return _EnvOnly(ours.step, action), _EnvOnly(ref.step, ref_action), ref
 
 
 def measure_family(
@@ -380,9 +373,10 @@ def measure_family(
         "ours": _OursLoop(family, policy, tasks, seed),
         "reference": reference,
         "floor": _FloorLoop(family, policy, tasks, seed),
-        "ours_env_only": _OursEnvOnly(family, policy, tasks, seed),
-        "reference_env_only": _ReferenceEnvOnly(family, policy, tasks, seed),
     }
+    loops["ours_env_only"], loops["reference_env_only"], ref_env_only = _env_only_loops(
+        family, policy, tasks, seed
+    )
     steps: dict[str, int] = {}
     for name, loop in loops.items():
         loop(plan.warmup_steps)
@@ -393,7 +387,7 @@ def measure_family(
         for name, loop in loops.items():
             times[name].append(loop(steps[name]))
     reference.env.close()
-    loops["reference_env_only"].env.close()  # type: ignore[attr-defined]
+    ref_env_only.close()
     row: dict[str, Any] = {"family": family_id, "batch_size": batch_size}
     for name in loops:
         row[name] = _summary(steps[name], times[name], batch_size)
