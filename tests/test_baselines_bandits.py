@@ -169,3 +169,40 @@ def test_registry_lists_every_bandit_agent():
     ok = {n for n, spec in AGENTS.items() if spec.supports(family)}
     assert set(BANDIT_AGENTS) <= ok
     assert isinstance(family.action_space, gym.spaces.Discrete)
+
+
+def test_ucb1_scores_and_choice_exactly():
+    """Arm 0: 6 successes, 4 failures; arm 1 never pulled. With the Beta(1,1) pseudo-counts,
+    n = (12, 2) and t = 14: greedy prefers arm 0 (7/12 > 1/2), UCB1's bonus picks arm 1."""
+    import math
+
+    family = make_family("bandit-bernoulli-v0", k=2, n=20)
+    env = family.make_env(1)
+    tasks = family.tasks(1, "test", 0)
+    agent = make_agent("ucb1", family, c=0.2)
+    agent.begin_trial(env, tasks, make_generator(0))
+    agent.successes[0] = torch.tensor([6.0, 0.0], dtype=torch.float64)
+    agent.failures[0] = torch.tensor([4.0, 0.0], dtype=torch.float64)
+    expected = [
+        7 / 12 + 0.2 * math.sqrt(2 * math.log(14) / 12),
+        1 / 2 + 0.2 * math.sqrt(2 * math.log(14) / 2),
+    ]
+    assert agent.scores()[0].tolist() == pytest.approx(expected, rel=1e-12)
+    assert agent.act(torch.zeros(1, dtype=torch.long)).item() == 1
+    greedy = make_agent("greedy", family)
+    greedy.begin_trial(env, tasks, make_generator(0))
+    greedy.successes[0], greedy.failures[0] = agent.successes[0], agent.failures[0]
+    assert greedy.act(torch.zeros(1, dtype=torch.long)).item() == 0
+
+
+@pytest.mark.parametrize("eps, expected_best", [(0.0, 1.0), (0.5, 0.5 + 0.5 / 5), (1.0, 1 / 5)])
+def test_eps_greedy_explores_at_rate_eps(eps, expected_best):
+    """Arm 0 is the clear posterior favourite; eps-greedy must pick it w.p. 1 - eps + eps / k."""
+    family = make_family("bandit-bernoulli-v0", k=5, n=10)
+    rows = 4000
+    env = family.make_env(rows)
+    agent = make_agent("eps-greedy", family, eps=eps)
+    agent.begin_trial(env, family.tasks(rows, "test", 0), make_generator(0))
+    agent.successes[:, 0] = 9.0
+    picks = agent.act(torch.zeros(rows, dtype=torch.long))
+    assert (picks == 0).double().mean().item() == pytest.approx(expected_best, abs=0.03)

@@ -185,3 +185,18 @@ def test_psrl_reward_prior_defaults_to_the_family_prior_and_can_be_overridden():
     vague.begin_trial(env, tasks, torch.Generator().manual_seed(0))
     mean, std = vague.reward_posterior(rows)
     assert torch.all(mean == 0.0) and torch.all(std == 2.0)
+
+
+@pytest.mark.parametrize("eps, expected_best", [(0.0, 1.0), (0.5, 0.5 + 0.5 / 5), (1.0, 1 / 5)])
+def test_eps_greedy_mdp_explores_at_rate_eps(eps, expected_best):
+    """Action 2 in state 0 has paid about 5 per step five times; the plan prefers it, and
+    eps-greedy-mdp must take it w.p. 1 - eps + eps / |A|."""
+    family = make_family("tabular-mdp-v0")
+    rows = 4000
+    env = family.make_env(rows)
+    agent = make_agent("eps-greedy-mdp", family, eps=eps)
+    agent.begin_trial(env, family.tasks(rows, "test", 0), make_generator(0))
+    agent.visits[:, 0, 2] = 5.0
+    agent.reward_sum[:, 0, 2] = 25.0
+    picks = agent.act(torch.zeros(rows, dtype=torch.long))
+    assert (picks == 2).double().mean().item() == pytest.approx(expected_best, abs=0.03)
