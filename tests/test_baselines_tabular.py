@@ -11,6 +11,7 @@ from adaptrl.baselines.tabular import plan_finite_horizon
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs import make_family
+from adaptrl.envs.base import Step
 
 MDP_AGENTS = ["random", "oracle", "psrl", "greedy-mdp", "eps-greedy-mdp"]
 
@@ -200,3 +201,30 @@ def test_eps_greedy_mdp_explores_at_rate_eps(eps, expected_best):
     agent.reward_sum[:, 0, 2] = 25.0
     picks = agent.act(torch.zeros(rows, dtype=torch.long))
     assert (picks == 2).double().mean().item() == pytest.approx(expected_best, abs=0.03)
+
+
+def test_posteriors_learn_transitions_and_rewards_from_observed_steps():
+    """After many observed (s=0, a=1) -> s'=3 transitions paying 2.5, PSRL's sampled MDP and
+    greedy-mdp's mean MDP both put almost all mass on s'=3 and a reward mean near 2.5 there."""
+    family = make_family("tabular-mdp-v0")
+    env = family.make_env(2)
+    tasks = family.tasks(2, "test", 0)
+    env.set_tasks(tasks)
+    obs = env.reset(seed=0)
+    for name in ("psrl", "greedy-mdp"):
+        agent = make_agent(name, family)
+        agent.begin_trial(env, tasks, make_generator(0))
+        action = torch.tensor([1, 1])
+        for _ in range(400):
+            step = Step(
+                obs=obs,
+                reward=torch.tensor([2.5, 2.5]),
+                terminated=torch.tensor([False, False]),
+                truncated=torch.tensor([False, False]),
+                final_obs=torch.tensor([3, 3]),
+            )
+            agent.observe(torch.tensor([0, 0]), action, step)
+        P, R = agent.model(torch.arange(2))
+        assert P[:, 0, 1, 3].min().item() > 0.95, name
+        assert R[:, 0, 1].sub(2.5).abs().max().item() < 0.2, name
+        assert P[:, 0, 0].max().item() < 0.99, name  # unvisited pairs keep their prior spread
