@@ -87,7 +87,7 @@ class PlotCmd:
 
 @dataclasses.dataclass(frozen=True)
 class DemoCmd:
-    """A two-minute tour: every family with its classic baselines, written to a report with plots."""
+    """A quick tour: every family with its classic baselines, written to a report with plots."""
 
     out: Path = Path("runs/demo")
     """Where the demo report goes (overwritten)."""
