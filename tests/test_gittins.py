@@ -144,6 +144,12 @@ def test_cache_on_disk_roundtrip_and_corruption(tmp_path):
     # the corrupt file was replaced by a valid one
     gittins._MEMORY.clear()
     assert gittins._load(files[0], (first.values.numel(),)) is not None
+    # a still-readable file whose numbers were altered fails its hash check and is not used
+    data = bytearray(files[0].read_bytes())
+    data[-3] ^= 0x01
+    files[0].write_bytes(bytes(data))
+    assert gittins._load(files[0], (first.values.numel(),)) is None
+    assert torch.equal(finite_horizon_gittins_table(9).values, first.values)
 
 
 def test_table_indexing_and_errors():

@@ -44,16 +44,16 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from adaptrl.core.errors import ConfigError
+from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
+from adaptrl.core.errors import CheckpointError, ConfigError
 
 #: Bump when the computation changes, so that stale cache files are ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: stored through core.checkpoint (hash-checked)
 DEFAULT_GRID = 512
 #: Grid points per chunk of λ (bounds memory; the chunks overlap by one point).
 _CHUNK = 64
@@ -84,16 +84,14 @@ def _cache_dir() -> Path:
 
 
 def _load(path: Path, expect_shape: tuple[int, ...]) -> torch.Tensor | None:
-    """The cached table, or ``None`` if missing, unreadable or of the wrong shape."""
-    if not path.is_file():
-        return None
+    """The cached table, or ``None`` if missing, truncated, tampered with (hash-checked by
+    :func:`~adaptrl.core.checkpoint.load_checkpoint`) or of the wrong shape."""
     try:
-        from safetensors.torch import load_file
-
-        table = load_file(str(path))["index"]
-    except Exception:  # a truncated or tampered file: recompute
+        tensors, _ = load_checkpoint(path)
+    except CheckpointError:
         return None
-    if tuple(table.shape) != expect_shape or table.dtype != torch.float64:
+    table = tensors.get("index")
+    if table is None or tuple(table.shape) != expect_shape or table.dtype != torch.float64:
         return None
     if not bool(torch.isfinite(table).all()):
         return None
@@ -101,19 +99,10 @@ def _load(path: Path, expect_shape: tuple[int, ...]) -> torch.Tensor | None:
 
 
 def _save(path: Path, table: torch.Tensor, meta: dict[str, str]) -> None:
-    """Write atomically (temporary file + rename); a failure to write only costs a recompute."""
-    from safetensors.torch import save_file
-
+    """Write atomically through the checkpoint format; a failure to write only costs a recompute."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"index": table.contiguous()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_checkpoint(path, {"index": table.contiguous()}, meta)
     except OSError:
         pass
 
