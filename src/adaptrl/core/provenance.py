@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from adaptrl.core.checkpoint import atomic_write
+
 
 def git_commit() -> str:
     """The current commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
@@ -66,10 +68,5 @@ def provenance(seeds: Any = None) -> dict[str, Any]:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as pretty JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``payload`` as pretty JSON atomically (:func:`~adaptrl.core.checkpoint.atomic_write`)."""
+    return atomic_write(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
