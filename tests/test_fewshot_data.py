@@ -12,6 +12,7 @@ from adaptrl.core.config import (
     config_from_dict,
     config_to_dict,
     load_yaml_config,
+    parse_cli,
     save_yaml_config,
 )
 from adaptrl.core.errors import ConfigError, UnknownIdError
@@ -20,9 +21,11 @@ from adaptrl.fewshot import (
     FEWSHOT_FAMILIES,
     FewShotBatch,
     FewShotConfigUnion,
+    GlyphsConfig,
     SinusoidConfig,
     make_fewshot_family,
 )
+from adaptrl.fewshot.glyphs import glyph_segments
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -120,10 +123,147 @@ class _Holder:
     family: FewShotConfigUnion = dataclasses.field(default_factory=SinusoidConfig)  # type: ignore[valid-type]
 
 
-@pytest.mark.parametrize("cfg", [SinusoidConfig(shots=5, amplitude=(0.5, 2.0))])
+@pytest.mark.parametrize(
+    "cfg",
+    [SinusoidConfig(shots=5, amplitude=(0.5, 2.0)), GlyphsConfig(ways=20, rotations=True)],
+)
 def test_config_yaml_round_trip(cfg, tmp_path):
     data = config_to_dict(cfg)
     assert data["family_id"] == cfg.family_id
     assert config_from_dict(type(cfg), data) == cfg
     path = save_yaml_config(_Holder(cfg), tmp_path / "c.yaml")
     assert load_yaml_config(_Holder, path) == _Holder(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# shared checks for classification families
+
+
+def assert_classification_batch(b: FewShotBatch, tasks: int, ways: int, shots: int, queries: int):
+    shape = b.support_x.shape[2:]
+    assert len(b) == tasks and (b.ways, b.shots, b.queries) == (ways, shots, queries)
+    assert b.support_x.shape == (tasks, ways * shots, *shape)
+    assert b.query_x.shape == (tasks, ways * queries, *shape)
+    assert b.support_x.dtype == b.query_x.dtype == torch.float32
+    assert b.support_y.dtype == b.query_y.dtype == torch.int64
+    assert b.support_x.min() >= 0 and b.support_x.max() <= 1
+    # labels 0..N-1, class-major, exactly `shots` / `queries` of each per task
+    expected = torch.arange(ways).repeat_interleave(shots)
+    assert torch.equal(b.support_y, expected.expand(tasks, -1))
+    assert torch.equal(b.query_y, torch.arange(ways).repeat_interleave(queries).expand(tasks, -1))
+    for y, n in ((b.support_y, shots), (b.query_y, queries)):
+        counts = torch.nn.functional.one_hot(y, ways).sum(1)
+        assert torch.all(counts == n)
+    # N distinct classes per task
+    assert b.classes.shape == (tasks, ways)
+    assert torch.all(b.classes.sort(1).values.diff(dim=1) > 0)
+
+
+def assert_splits_disjoint(fam, tasks: int = 40) -> None:
+    """Every split's tasks use only that split's classes, and the splits share none."""
+    pools = {s: set(fam.split_classes(s).tolist()) for s in ("train", "val", "test")}
+    assert not pools["train"] & pools["val"]
+    assert not pools["train"] & pools["test"]
+    assert not pools["val"] & pools["test"]
+    for split, pool in pools.items():
+        b = fam.sample(tasks, split, generator=gen(1), ways=2, shots=1, queries=1)
+        assert set(b.classes.reshape(-1).tolist()) <= pool
+
+
+# --------------------------------------------------------------------------------------------
+# glyphs
+
+
+@pytest.fixture(scope="module")
+def glyphs():
+    return make_fewshot_family("glyphs-v0")
+
+
+def test_glyphs_shapes_labels_and_dtypes(glyphs):
+    assert glyphs.kind == "classification" and glyphs.input_shape == (1, 28, 28)
+    assert glyphs.output_dim == 5
+    b = glyphs.sample(3, generator=gen())
+    assert_classification_batch(b, 3, 5, 1, 15)
+    b = glyphs.sample(2, "test", generator=gen(), ways=20, shots=2, queries=3)
+    assert_classification_batch(b, 2, 20, 2, 3)
+
+
+def test_glyphs_splits_are_disjoint(glyphs):
+    assert len(glyphs.split_classes("train")) == 1100
+    assert len(glyphs.split_classes("val")) == 100
+    assert len(glyphs.split_classes("test")) == 423
+    assert_splits_disjoint(glyphs)
+
+
+def test_glyphs_rotation_classes_stay_in_their_characters_split():
+    fam = make_fewshot_family(
+        "glyphs-v0", num_classes=60, train_classes=40, val_classes=10, rotations=True
+    )
+    assert len(fam.split_classes("train")) == 120 and len(fam.split_classes("test")) == 80
+    assert_splits_disjoint(fam)
+    assert set((fam.split_classes("test") // 4).tolist()) == set(range(40, 60))
+
+
+def test_glyphs_are_deterministic(glyphs):
+    a = glyphs.sample(4, "val", generator=gen(7))
+    fresh = make_fewshot_family("glyphs-v0")  # an empty glyph cache gives the same images
+    assert_batches_equal(a, fresh.sample(4, "val", generator=gen(7)))
+    assert not torch.equal(a.support_x, glyphs.sample(4, "val", generator=gen(8)).support_x)
+    assert_batches_equal(glyphs.tasks(2, "test", seed=3), fresh.tasks(2, "test", seed=3))
+    # the geometry is a function of (alphabet_seed, class id) only
+    assert torch.equal(glyph_segments(0, 17), glyph_segments(0, 17))
+    assert not torch.equal(glyph_segments(0, 17), glyph_segments(1, 17))
+    assert not torch.equal(glyph_segments(0, 17), glyph_segments(0, 18))
+
+
+def _blur(images: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    r = torch.arange(-4, 5.0)
+    k = torch.exp(-(r**2) / (2 * sigma**2))
+    k = (k / k.sum()).view(1, 1, 1, -1)
+    x = torch.nn.functional.conv2d(images.reshape(-1, 1, 28, 28), k, padding=(0, 4))
+    return torch.nn.functional.conv2d(x, k.transpose(2, 3), padding=(4, 0))
+
+
+def test_glyph_classes_differ_more_than_samples_of_a_class(glyphs):
+    images = glyphs.render(torch.arange(1200, 1240), 6, gen())  # [40, 6, 1, 28, 28]
+    for x, ratio in ((images.flatten(2), 0.95), (_blur(images).reshape(40, 6, -1), 0.8)):
+        within = torch.stack([torch.pdist(v).mean() for v in x]).mean()
+        between = torch.cdist(x[:, 0], x[:, 0]).sum() / (40 * 39)
+        assert within < ratio * between
+    ink = images.flatten(2).mean(-1)
+    assert torch.all((ink > 0.03) & (ink < 0.5))  # every image has ink and background
+    # distinguishable but not trivial: pixel nearest neighbour, 5-way 1-shot, chance 0.2
+    b = glyphs.tasks(100, "test", seed=0, queries=5)
+    nearest = torch.cdist(b.query_x.flatten(2), b.support_x.flatten(2)).argmin(-1)
+    accuracy = (b.support_y.gather(1, nearest) == b.query_y).float().mean()
+    assert 0.4 < accuracy < 0.85
+
+
+def test_glyph_rotation_classes_are_quarter_turns():
+    still = dict(rotation_deg=0.0, scale=(1.0, 1.0), shear=0.0, translate_px=0.0)
+    fam = make_fewshot_family(
+        "glyphs-v0", rotations=True, elastic_px=0.0, noise=0.0, stroke_width_px=(2.0, 2.0), **still
+    )
+    images = fam.render(torch.tensor([20, 21, 22, 23]), 2, gen())[:, :, 0]  # [4, 2, 28, 28]
+    assert torch.equal(images[:, 0], images[:, 1])  # no jitter: identical samples
+    for k in range(1, 4):
+        turned = torch.rot90(images[0, 0], k=k, dims=(0, 1))
+        torch.testing.assert_close(images[k, 0], turned, atol=1e-4, rtol=0)
+
+
+def test_glyphs_bad_configs():
+    with pytest.raises(ConfigError, match="val_classes < train_classes < num_classes"):
+        GlyphsConfig(num_classes=100)
+    with pytest.raises(ConfigError, match="ways must be >= 2"):
+        GlyphsConfig(ways=1)
+    fam = make_fewshot_family("glyphs-v0", num_classes=30, train_classes=20, val_classes=3)
+    with pytest.raises(ConfigError, match="cannot draw 5-way tasks from a split with 3 classes"):
+        fam.sample(1, "val", generator=gen())
+
+
+def test_cli_subcommands_are_family_ids():
+    argv = ["family:glyphs-v0", "--family.ways", "20", "--family.rotations"]
+    parsed = parse_cli(_Holder, argv, config_flag=False)
+    assert parsed.family == GlyphsConfig(ways=20, rotations=True)
+    parsed = parse_cli(_Holder, ["family:sinusoid-v0", "--family.shots", "5"], config_flag=False)
+    assert parsed.family == SinusoidConfig(shots=5)

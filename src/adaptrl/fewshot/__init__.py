@@ -9,8 +9,9 @@ from typing import Annotated, Union
 
 import tyro
 
-from adaptrl.fewshot import sinusoid  # noqa: F401  (registers the built-in families)
+from adaptrl.fewshot import glyphs, sinusoid  # noqa: F401  (registers the built-in families)
 from adaptrl.fewshot.base import FewShotBatch, FewShotConfig, FewShotFamily, Split
+from adaptrl.fewshot.glyphs import Glyphs, GlyphsConfig
 from adaptrl.fewshot.registry import (
     FEWSHOT_FAMILIES,
     make_fewshot_family,
@@ -37,6 +38,8 @@ __all__ = [
     "FewShotConfig",
     "FewShotConfigUnion",
     "FewShotFamily",
+    "Glyphs",
+    "GlyphsConfig",
     "Sinusoid",
     "SinusoidConfig",
     "Split",
