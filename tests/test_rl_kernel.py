@@ -9,7 +9,16 @@ import pytest
 import torch
 from torch.func import vmap
 
-from adaptrl.rl import discounted_returns, gae, masked_mean, normalize
+from adaptrl.rl import (
+    discounted_returns,
+    entropy_loss,
+    gae,
+    masked_mean,
+    normalize,
+    ppo_clip_loss,
+    value_loss,
+    vpg_loss,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -148,3 +157,49 @@ def test_masked_mean_and_normalize():
     assert abs(z.mean().item()) < 1e-6 and abs(z.std(unbiased=False).item() - 1) < 1e-5
     # a mask broadcast over a trailing dimension
     assert masked_mean(torch.ones(2, 3, 4), torch.tensor([[1, 0, 0], [0, 0, 1]])).item() == 1.0
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+
+def test_vpg_loss_value_and_gradient():
+    logp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)
+    adv = torch.tensor([2.0, -1.0, 4.0], requires_grad=True)
+    mask = torch.tensor([True, True, False])
+    loss = vpg_loss(logp, adv, mask)
+    assert loss.item() == -(-2.0 + 2.0) / 2
+    loss.backward()
+    assert logp.grad.tolist() == [-1.0, 0.5, 0.0]
+    assert adv.grad is None  # advantages are constants
+
+
+def test_ppo_clip_loss_hand_values():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 0.5, 1.1, 0.5])).requires_grad_()
+    adv = torch.tensor([1.0, 1.0, -2.0, -2.0])
+    loss, info = ppo_clip_loss(logp, old, adv, clip=0.2)
+    # min(rho A, clip(rho) A): 1.2 (clipped), 0.5, -2.2, -2*0.8=-1.6 vs -1.0 -> -1.6 (clipped)
+    torch.testing.assert_close(loss, -torch.tensor((1.2 + 0.5 - 2.2 - 1.6) / 4))
+    assert info["clip_fraction"].item() == 0.75
+    rho = torch.tensor([1.5, 0.5, 1.1, 0.5])
+    torch.testing.assert_close(info["approx_kl"], ((rho - 1) - rho.log()).mean())
+    assert not info["approx_kl"].requires_grad
+    loss.backward()
+    # gradient only where the unclipped term is the minimum: samples 1 and 2 (d rho A / d logp = rho A)
+    torch.testing.assert_close(logp.grad, torch.tensor([0.0, 0.5, -2.2, 0.0]) / -4)
+
+
+def test_value_loss_plain_clipped_and_errors():
+    v = torch.tensor([1.0, 3.0])
+    ret = torch.tensor([2.0, 0.0])
+    assert value_loss(v, ret).item() == 0.5 * (1.0 + 9.0) / 2
+    assert value_loss(v, ret, mask=torch.tensor([True, False])).item() == 0.5
+    old = torch.tensor([0.0, 2.5])
+    # clipped values: 0 + 0.5 = 0.5 and 2.5 + 0.5 = 3.0 -> errors max(1, 2.25), max(9, 9)
+    assert value_loss(v, ret, old, clip=0.5).item() == 0.5 * (2.25 + 9.0) / 2
+    with pytest.raises(ValueError, match="old_values"):
+        value_loss(v, ret, clip=0.5)
+
+
+def test_entropy_loss():
+    assert entropy_loss(torch.tensor([1.0, 3.0, 100.0]), torch.tensor([1, 1, 0])).item() == -2.0
