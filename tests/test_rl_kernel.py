@@ -9,13 +9,20 @@ import pytest
 import torch
 from torch.func import vmap
 
+from adaptrl.nn import DistSpec, kl, log_prob, mode, sample
 from adaptrl.rl import (
+    conjugate_gradient,
     discounted_returns,
     entropy_loss,
+    fisher_vector_product,
+    flat,
     gae,
+    line_search,
     masked_mean,
     normalize,
     ppo_clip_loss,
+    trpo_step,
+    unflat,
     value_loss,
     vpg_loss,
 )
@@ -203,3 +210,204 @@ def test_value_loss_plain_clipped_and_errors():
 
 def test_entropy_loss():
     assert entropy_loss(torch.tensor([1.0, 3.0, 100.0]), torch.tensor([1, 1, 0])).item() == -2.0
+
+
+# --- TRPO ---------------------------------------------------------------------------------------
+
+
+def test_flat_unflat_round_trip():
+    ts = [torch.arange(6.0).reshape(2, 3), torch.tensor(7.0), torch.ones(4)]
+    v = flat(ts)
+    assert v.tolist() == [0, 1, 2, 3, 4, 5, 7, 1, 1, 1, 1]
+    back = unflat(v, ts)
+    assert [b.shape for b in back] == [t.shape for t in ts]
+    assert all(torch.equal(a, b) for a, b in zip(back, ts, strict=True))
+    with pytest.raises(ValueError, match="11 entries"):
+        unflat(v, ts[:1])
+
+
+def random_spd(n, seed):
+    a = torch.randn(n, n, generator=gen(seed), dtype=torch.float64)
+    return a @ a.T + 0.5 * torch.eye(n, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_conjugate_gradient_solves_spd_systems(seed):
+    n = 8
+    a = random_spd(n, seed)
+    b = torch.randn(n, generator=gen(seed + 10), dtype=torch.float64)
+    x = conjugate_gradient(lambda v: a @ v, b, iters=n, residual_tol=1e-20)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-7)
+    # more iterations than needed: the converged solve is frozen, not polluted by 0/0
+    x = conjugate_gradient(lambda v: a @ v, b, iters=3 * n)
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-7)
+
+
+def test_conjugate_gradient_fixed_iterations_and_zero_rhs():
+    a = random_spd(6, 3)
+    calls = []
+
+    def avp(v):
+        calls.append(1)
+        return a @ v
+
+    b = torch.randn(6, generator=gen(4), dtype=torch.float64)
+    conjugate_gradient(avp, b, iters=4)
+    assert len(calls) == 4
+    x = conjugate_gradient(lambda v: a @ v, torch.zeros(6, dtype=torch.float64))
+    assert torch.equal(x, torch.zeros(6, dtype=torch.float64))
+    # fewer iterations than the dimension still reduce the residual
+    x2 = conjugate_gradient(lambda v: a @ v, b, iters=2)
+    assert (a @ x2 - b).norm() < b.norm()
+
+
+OBS = torch.randn(6, 3, generator=gen(20), dtype=torch.float64)
+
+
+def categorical_policy():
+    """Logits = obs @ W + bias for 4 actions; returns (params, logits_fn)."""
+    w = 0.5 * torch.randn(3, 4, generator=gen(21), dtype=torch.float64)
+    b = 0.1 * torch.randn(4, generator=gen(22), dtype=torch.float64)
+    return [w, b], lambda p: OBS @ p[0] + p[1], DistSpec("categorical", 4)
+
+
+def gaussian_policy():
+    """Mean = obs @ W, free log-std, 2 action dims; returns (params, dist_params_fn)."""
+    w = 0.5 * torch.randn(3, 2, generator=gen(23), dtype=torch.float64)
+    log_std = torch.tensor([-0.3, 0.2], dtype=torch.float64)
+
+    def dist(p):
+        mean = OBS @ p[0]
+        return torch.cat([mean, p[1].expand_as(mean)], dim=-1)
+
+    return [w, log_std], dist, DistSpec("gaussian", 2)
+
+
+def inner_adapted(policy):
+    """The same policy after one inner VPG step (as MAML-RL's outer objective sees it)."""
+    params, dist, spec = policy
+    actions = mode(spec, dist(params)).detach()
+    adv = torch.linspace(-1.0, 1.0, OBS.shape[0], dtype=torch.float64)
+
+    def adapted_dist(p):
+        inner = vpg_loss(log_prob(spec, dist(p), actions), adv)
+        grads = torch.autograd.grad(inner, p, create_graph=True)
+        return dist([q - 0.5 * g for q, g in zip(p, grads, strict=True)])
+
+    return params, adapted_dist, spec
+
+
+def kl_to_start(policy):
+    params, dist, spec = policy
+    leaves = [p.clone().requires_grad_() for p in params]
+    old = dist(leaves).detach()
+    return lambda p: kl(spec, old, dist(p)).mean()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [categorical_policy, gaussian_policy, lambda: inner_adapted(categorical_policy())],
+    ids=["categorical", "gaussian", "through-inner-step"],
+)
+def test_fisher_vector_product_matches_dense_hessian(make):
+    policy = make()
+    params = policy[0]
+    kl_fn = kl_to_start(policy)
+
+    hess = torch.autograd.functional.hessian(lambda x: kl_fn(unflat(x, params)), flat(params))
+    assert hess.abs().max() > 1e-3  # the test has something to compare
+    fvp = fisher_vector_product(kl_fn, params, damping=0.1)
+    for seed in range(3):
+        v = torch.randn(hess.shape[0], generator=gen(30 + seed), dtype=torch.float64)
+        torch.testing.assert_close(fvp(v), hess @ v + 0.1 * v)
+
+
+def quadratic(c, kl_scale=0.5):
+    def f(x):
+        return (x - c).square().sum(), kl_scale * x.square().sum()
+
+    return f
+
+
+def test_line_search_takes_first_acceptable_fraction():
+    c = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    step = torch.tensor([4.0, 0.0], dtype=torch.float64)
+    expected = 8.0  # -grad . step with grad = -2c
+    # fractions 1 and 1/2 do not improve enough; 1/4 lands on the minimum
+    x, info = line_search(quadratic(c), x0, step, expected, max_kl=1.0)
+    assert info["accepted"] and info["step_fraction"] == 0.25 and info["backtracks"] == 2
+    assert x.tolist() == [1.0, 0.0] and info["loss_before"] == 1.0 and info["loss_after"] == 0.0
+    assert info["kl"] == 0.5
+    # a tighter trust region: 1/4 (kl 0.5) and 1/8 (kl 0.125) exceed it, 1/16 fits
+    x, info = line_search(quadratic(c), x0, step, expected, max_kl=0.1)
+    assert info["step_fraction"] == 1 / 16 and info["kl"] <= 0.1
+    assert x.tolist() == [0.25, 0.0]
+
+
+def test_line_search_rejects_steps_that_increase_the_loss():
+    c = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    x, info = line_search(quadratic(c), x0, -c, expected_improve=2.0, max_kl=10.0)
+    assert not info["accepted"] and torch.equal(x, x0)
+    assert info["loss_after"] == info["loss_before"] == 1.0 and info["step_fraction"] == 0.0
+    # a NaN loss is never accepted either
+    x, info = line_search(lambda x: (x.sum() * torch.nan, x.sum()), x0, c, 1.0, max_kl=1.0)
+    assert not info["accepted"]
+
+
+def surrogate(policy, seed=40):
+    """Importance-weighted policy-gradient surrogate for fixed actions and advantages."""
+    params, dist, spec = policy
+    g = gen(seed)
+    old = dist([p.clone().requires_grad_() for p in params]).detach()
+    actions = sample(spec, old, g)
+    adv = torch.randn(OBS.shape[0], generator=g, dtype=torch.float64)
+    old_logp = log_prob(spec, old, actions)
+    return lambda p: -(torch.exp(log_prob(spec, dist(p), actions) - old_logp) * adv).mean()
+
+
+@pytest.mark.parametrize("make", [categorical_policy, gaussian_policy], ids=["cat", "gauss"])
+def test_trpo_step_is_the_scaled_natural_gradient(make):
+    policy = make()
+    params = policy[0]
+    loss_fn, kl_fn = surrogate(policy), kl_to_start(policy)
+    n = flat(params).numel()
+    new, info = trpo_step(
+        params, loss_fn, kl_fn, max_kl=0.01, damping=0.1, cg_iters=n, cg_residual_tol=1e-30
+    )
+    assert [t.shape for t in new] == [t.shape for t in params]
+    assert not any(t.requires_grad for t in new)
+    # dense reference: x = -(H + d I)^-1 g scaled to 0.5 x^T (H + d I) x = max_kl
+    x0 = flat(params).clone().requires_grad_()
+    g = torch.autograd.grad(loss_fn(unflat(x0, params)), x0)[0]
+    fisher = torch.autograd.functional.hessian(
+        lambda x: kl_fn(unflat(x, params)), flat(params)
+    ) + 0.1 * torch.eye(n, dtype=torch.float64)
+    direction = -torch.linalg.solve(fisher, g)
+    full = direction * math.sqrt(0.01 / (0.5 * direction @ fisher @ direction))
+    assert info["accepted"]
+    torch.testing.assert_close(flat(new) - flat(params), info["step_fraction"] * full)
+    assert info["loss_after"] < info["loss_before"]
+    assert info["kl"] <= 0.01
+    torch.testing.assert_close(torch.tensor(info["kl"]), kl_fn(new).float(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(torch.tensor(info["loss_after"]), loss_fn(new).float())
+    assert info["expected_improve"] > 0
+
+
+def test_trpo_step_through_an_inner_adaptation_step():
+    policy = inner_adapted(categorical_policy())
+    params = policy[0]
+    loss_fn, kl_fn = surrogate(policy, seed=41), kl_to_start(policy)
+    new, info = trpo_step(params, loss_fn, kl_fn, max_kl=0.005)
+    assert info["accepted"] and info["loss_after"] < info["loss_before"] and info["kl"] <= 0.005
+    assert not torch.equal(flat(new), flat(params))
+
+
+def test_trpo_step_at_a_stationary_point_changes_nothing():
+    params, dist, spec = categorical_policy()
+    kl_fn = kl_to_start((params, dist, spec))
+    new, info = trpo_step(params, kl_fn, kl_fn)  # KL to itself: zero gradient at params
+    assert not info["accepted"]
+    assert torch.equal(flat(new), flat(params))

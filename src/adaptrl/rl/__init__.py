@@ -2,14 +2,28 @@
 
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, masked_mean, normalize
+from adaptrl.rl.trpo import (
+    conjugate_gradient,
+    fisher_vector_product,
+    flat,
+    line_search,
+    trpo_step,
+    unflat,
+)
 
 __all__ = [
+    "conjugate_gradient",
     "discounted_returns",
     "entropy_loss",
+    "fisher_vector_product",
+    "flat",
     "gae",
+    "line_search",
     "masked_mean",
     "normalize",
     "ppo_clip_loss",
+    "trpo_step",
+    "unflat",
     "value_loss",
     "vpg_loss",
 ]
