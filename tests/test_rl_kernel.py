@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.func import vmap
 
 from adaptrl.nn import DistSpec, kl, log_prob, mode, sample
 from adaptrl.rl import (
+    baseline_features,
     conjugate_gradient,
     discounted_returns,
     entropy_loss,
     fisher_vector_product,
+    fit_linear_baseline,
     flat,
     gae,
     line_search,
+    linear_baseline_values,
     masked_mean,
     normalize,
     ppo_clip_loss,
@@ -411,3 +415,59 @@ def test_trpo_step_at_a_stationary_point_changes_nothing():
     new, info = trpo_step(params, kl_fn, kl_fn)  # KL to itself: zero gradient at params
     assert not info["accepted"]
     assert torch.equal(flat(new), flat(params))
+
+
+# --- linear feature baseline --------------------------------------------------------------------
+
+
+def test_baseline_features_hand_values():
+    obs = torch.tensor([[[2.0, -20.0]], [[0.5, 3.0]]])  # [T=2, B=1, D=2]
+    t = torch.tensor([[0], [50]])
+    f = baseline_features(obs, t)
+    assert f.shape == (2, 1, 8)
+    assert f[0, 0].tolist() == [2.0, -10.0, 4.0, 100.0, 0.0, 0.0, 0.0, 1.0]
+    assert f[1, 0].tolist() == [0.5, 3.0, 0.25, 9.0, 0.5, 0.25, 0.125, 1.0]
+
+
+def test_fit_linear_baseline_matches_lstsq():
+    g = gen(50)
+    x = torch.randn(3, 40, 5, generator=g)
+    y = torch.randn(3, 40, generator=g)
+    coeffs = fit_linear_baseline(x, y, reg=0.0)
+    assert coeffs.dtype == torch.float32 and coeffs.shape == (3, 5)
+    for i in range(3):
+        ref = np.linalg.lstsq(x[i].double().numpy(), y[i].double().numpy(), rcond=None)[0]
+        np.testing.assert_allclose(coeffs[i].numpy(), ref, rtol=1e-5, atol=1e-6)
+    # the ridge term shrinks towards zero
+    assert fit_linear_baseline(x, y, reg=1e3).norm() < coeffs.norm()
+
+
+def test_fit_linear_baseline_masking_equals_dropping_rows():
+    g = gen(51)
+    x = torch.randn(2, 30, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 30, generator=g, dtype=torch.float64)
+    mask = torch.rand(2, 30, generator=g) < 0.6
+    y_padded = torch.where(mask, y, torch.nan)  # invalid rows must not matter even as NaN
+    coeffs = fit_linear_baseline(x, y_padded, mask, reg=1e-5)
+    for i in range(2):
+        alone = fit_linear_baseline(x[i, mask[i]][None], y[i, mask[i]][None], reg=1e-5)
+        torch.testing.assert_close(coeffs[i], alone[0])
+
+
+def test_linear_baseline_values_fits_each_group_separately():
+    T, G, E = 12, 3, 4
+    g = gen(52)
+    obs = torch.randn(T, G, E, 2, generator=g)
+    t = torch.arange(T).view(T, 1, 1).expand(T, G, E)
+    true = torch.randn(G, 8, generator=g, dtype=torch.float64)
+    feats = baseline_features(obs.double(), t)
+    returns = torch.einsum("tgef,gf->tge", feats, true).float()  # exactly linear per group
+    values = linear_baseline_values(obs, t, returns, reg=1e-9)
+    assert values.shape == (T, G, E) and values.dtype == torch.float32
+    torch.testing.assert_close(values, returns, atol=1e-4, rtol=1e-4)
+    # a masked fit ignores garbage outside the mask
+    mask = torch.ones(T, G, E, dtype=torch.bool)
+    mask[-3:] = False
+    noisy = torch.where(mask, returns, torch.full_like(returns, 1e6))
+    values = linear_baseline_values(obs, t, noisy, mask=mask, reg=1e-9)
+    torch.testing.assert_close(values[mask], returns[mask], atol=1e-4, rtol=1e-4)
