@@ -1,0 +1,243 @@
+"""Matching Networks (Vinyals et al. 2016): few-shot classification by attention over the support set.
+
+A query's class distribution is an attention-weighted sum of the support labels,
+``p(y | x, S) = sum_i a(x, x_i) onehot(y_i)``, with ``a`` a softmax over cosine similarities
+between the query's embedding ``f(x)`` and each support embedding ``g(x_i)``. Training maximises
+``log p(y | x, S)`` of the queries over episodes from meta-train classes.
+
+Full context embeddings (FCE, the paper's section 2.1.2) make both embeddings depend on the whole
+support set: ``g`` adds a bidirectional LSTM over the support embeddings to each one, and ``f``
+refines the query embedding with an attention LSTM that reads the support set for ``K`` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.protonet import (
+    accuracy,
+    chunked,
+    embed_episodes,
+    embedding_net,
+    seeded_module,
+)
+from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import generator_state, make_generator, set_generator_state
+from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, make_fewshot_family
+from adaptrl.fewshot.glyphs import GlyphsConfig
+
+
+# --- kernels ---------------------------------------------------------------------------------
+def cosine_attention(query_emb: torch.Tensor, support_emb: torch.Tensor) -> torch.Tensor:
+    """Attention ``[T, Q, S]`` of each query over the support set: softmax of cosine similarities.
+
+    The paper's softmax has no temperature; every row sums to one.
+    """
+    q = F.normalize(query_emb, dim=-1, eps=1e-8)
+    s = F.normalize(support_emb, dim=-1, eps=1e-8)
+    return torch.softmax(q @ s.transpose(1, 2), dim=-1)
+
+
+def matching_probs(attention: torch.Tensor, support_y: torch.Tensor, ways: int) -> torch.Tensor:
+    """Class probabilities ``[T, Q, ways]``: the attention-weighted sum of one-hot support labels."""
+    return attention @ F.one_hot(support_y, ways).to(attention.dtype)
+
+
+class FullContextEmbedding(nn.Module):
+    """The FCE option: support embeddings read by a bidirectional LSTM, queries by an attention LSTM.
+
+    ``g(x_i, S) = g'(x_i) + h_fwd_i + h_bwd_i`` (skip connection plus both directions), and for a
+    query ``f(x, S)``, ``K`` processing steps of
+    ``h_k, c_k = LSTM([f'(x), r_{k-1}], (h_{k-1}, c_{k-1}))``, ``h_k += f'(x)``,
+    ``r_k = sum_i softmax_i(h_k . g_i) g_i``. The paper feeds ``r_{k-1}`` through the LSTM's hidden
+    state (concatenated to ``h``); we concatenate it to the input instead so that a standard
+    ``LSTMCell`` applies (same information, same number of steps).
+    """
+
+    def __init__(self, dim: int, steps: int):
+        super().__init__()
+        self.dim, self.steps = dim, steps
+        self.support_lstm = nn.LSTM(dim, dim, batch_first=True, bidirectional=True)
+        self.query_lstm = nn.LSTMCell(2 * dim, dim)
+
+    def support(self, g: torch.Tensor) -> torch.Tensor:
+        """``[T, S, D]`` -> ``[T, S, D]``: each support embedding in the context of the others."""
+        out, _ = self.support_lstm(g)  # [T, S, 2D]: forward and backward hidden states
+        return g + out[..., : self.dim] + out[..., self.dim :]
+
+    def query(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``[T, Q, D]`` query embeddings refined by ``steps`` attention reads of ``g [T, S, D]``."""
+        t, q, d = f.shape
+        f_flat = f.reshape(t * q, d)
+        h, c = torch.zeros_like(f_flat), torch.zeros_like(f_flat)
+        r = torch.zeros_like(f_flat)
+        for _ in range(self.steps):
+            h, c = self.query_lstm(torch.cat([f_flat, r], -1), (h, c))
+            h = h + f_flat
+            att = torch.softmax(h.reshape(t, q, d) @ g.transpose(1, 2), dim=-1)  # [T, Q, S]
+            r = (att @ g).reshape(t * q, d)
+        return h.reshape(t, q, d)
+
+    def forward(self, f: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.support(g)
+        return self.query(f, g), g
+
+
+class MatchingNet(nn.Module):
+    """Embedding network, optional FCE, cosine attention: ``forward`` gives ``[T, Q, ways]`` probs."""
+
+    def __init__(self, embedding: nn.Module, dim: int, fce: bool, fce_steps: int):
+        super().__init__()
+        self.embedding = embedding
+        self.fce = FullContextEmbedding(dim, fce_steps) if fce else None
+
+    def attention(self, batch: FewShotBatch) -> torch.Tensor:
+        f, g = embed_episodes(self.embedding, batch)
+        if self.fce is not None:
+            f, g = self.fce(f, g)
+        return cosine_attention(f, g)
+
+    def forward(self, batch: FewShotBatch) -> torch.Tensor:
+        return matching_probs(self.attention(batch), batch.support_y, batch.ways)
+
+
+def matching_loss(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of the query labels under the attention distribution."""
+    picked = probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return -picked.clamp_min(1e-12).log().mean()
+
+
+# --- learner ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MatchingConfig:
+    """Matching Networks on a few-shot classification family."""
+
+    family: Annotated[FewShotConfigUnion, tyro.conf.arg(name="")] = GlyphsConfig()
+    """Few-shot classification family; its ways / shots / queries are the test episode shape."""
+    iterations: int = 2000
+    """Outer iterations (each one Adam step on ``tasks_per_batch`` episodes)."""
+    tasks_per_batch: int = 4
+    """Episodes per outer step."""
+    train_ways: int | None = None
+    """Ways of the training episodes; None = the family's ways."""
+    fce: bool = False
+    """Full context embeddings (bidirectional LSTM over the support set, attention LSTM queries)."""
+    fce_steps: int = 5
+    """Processing steps ``K`` of the attention LSTM when --fce is on."""
+    filters: int = 64
+    """Filters of each of the 4 conv blocks."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "tasks_per_batch", "filters", "fce_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"matching: {name} must be >= 1, got {getattr(self, name)}")
+        if self.train_ways is not None and self.train_ways < 2:
+            raise ConfigError(f"matching: --train-ways must be >= 2, got {self.train_ways}")
+        if self.lr <= 0:
+            raise ConfigError(f"matching: --lr must be > 0, got {self.lr}")
+
+
+class MatchingLearner(MetaLearner):
+    """Meta-trains the embeddings (and FCE LSTMs) with episodes; adapts by reading the support set."""
+
+    name: ClassVar[str] = "matching"
+    metric = "accuracy"
+    higher_is_better = True
+    default_eval_steps = 0
+    """Adaptation is reading the support set: there are no inner steps."""
+
+    def __init__(self, config: MatchingConfig, *, seed: int, device: torch.device | str = "cpu"):
+        super().__init__(config, seed=seed, device=device)
+        self.family = make_fewshot_family(config.family)
+        if self.family.kind != "classification":
+            raise ConfigError(
+                f"matching needs a classification family, got {self.family.kind!r} "
+                "(use glyphs-v0 or imagefolder)"
+            )
+
+        def build() -> MatchingNet:
+            emb = embedding_net(self.family.input_shape, config.filters)
+            return MatchingNet(emb, emb.feature_dim, config.fce, config.fce_steps)
+
+        init_seed = make_generator(seed, "matching", "init").initial_seed()
+        self.net = seeded_module(init_seed, build).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.generator = make_generator(seed, "matching", "episodes")
+
+    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
+        cfg = self.config
+        batch = self.family.sample(
+            cfg.tasks_per_batch,
+            "train",
+            generator=self.generator,
+            device=self.device,
+            ways=cfg.train_ways,
+        )
+        self.net.train()
+        probs = self.net(batch)
+        loss = matching_loss(probs, batch.query_y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.iteration += 1
+        return {"loss": loss.detach(), "accuracy": accuracy(probs.detach(), batch.query_y).mean()}
+
+    @torch.no_grad()
+    def adaptation_curve(
+        self, tasks: FewShotBatch, steps: int = 0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Query accuracy given the support set, ``[T, 1]``. ``steps`` and ``generator`` are
+        ignored: Matching Networks adapt by attending over the support set, not by gradient steps."""
+        self.net.eval()
+        tasks = tasks.to(self.device)
+        return chunked(lambda b: accuracy(self.net(b), b.query_y), tasks).unsqueeze(-1).cpu()
+
+    @torch.no_grad()
+    def adapt(
+        self, tasks: FewShotBatch, steps: int = 0, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The adapted model of each task: its (context) support embeddings and labels."""
+        self.net.eval()
+        tasks = tasks.to(self.device)
+
+        def support(b: FewShotBatch) -> torch.Tensor:
+            g = embed_episodes(self.net.embedding, b)[1]  # same batch statistics as evaluation
+            return g if self.net.fce is None else self.net.fce.support(g)
+
+        g = chunked(support, tasks)
+        return {"support_embeddings": g.cpu(), "support_labels": tasks.support_y.cpu()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "generator": generator_state(self.generator),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        set_generator_state(self.generator, state["generator"])
+        self.iteration = int(state["iteration"])
+
+
+register_algo(
+    AlgoSpec(
+        name="matching",
+        config_cls=MatchingConfig,
+        learner_cls=MatchingLearner,
+        description="Matching Networks: cosine attention over the support set (optional FCE)",
+        kind="fewshot",
+    )
+)
