@@ -14,6 +14,7 @@ from adaptrl.nn.backbones import (
     ConvNet,
     batch_norm,
     conv_net_tasks,
+    forward_tasks,
     make_backbone,
     parameters_dict,
     sub_params,
@@ -187,3 +188,15 @@ def test_second_order_meta_gradient_through_batch_norm_vmap_equals_loop():
         list(params.values()),
     )
     assert max((a - b).abs().max() for a, b in zip(first_order, meta_loop, strict=True)) > 1e-4
+
+
+def test_batched_mlp_graph_equals_vmap():
+    gen = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    net = MLP(2, 3, (6, 5))
+    params = _task_params(net, 4, gen)
+    x = torch.randn(4, 7, 2, generator=gen)
+    expected = vmap(lambda p, xt: functional_call(net, p, (xt,)))(params, x)
+    torch.testing.assert_close(forward_tasks(net, params, x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="vmap"):
+        forward_tasks(torch.nn.Linear(2, 2), params, x)

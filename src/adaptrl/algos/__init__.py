@@ -2,9 +2,13 @@
 
 # Algorithm modules (each registers itself on import); one per line.
 from adaptrl.algos import (
+    anil,  # noqa: F401
     lstm_optimizer,  # noqa: F401
+    maml,  # noqa: F401
     matching,  # noqa: F401
+    metasgd,  # noqa: F401
     protonet,  # noqa: F401
+    reptile,  # noqa: F401
 )
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import ALGOS, AlgoSpec, make_learner, register_algo
