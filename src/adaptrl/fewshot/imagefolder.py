@@ -291,8 +291,8 @@ class ImageFolder(FewShotFamily):
             for i in progress(sorted(missing), description=f"loading {len(missing)} classes"):
                 self._cache[i] = self._load_folder(i)
         rows = []
-        flat = zip(folders.reshape(-1).tolist(), quarters.reshape(-1).tolist(), picks.flatten(0, 1))
-        for folder, quarter, pick in flat:
+        pairs = zip(folders.reshape(-1).tolist(), quarters.reshape(-1).tolist(), strict=True)
+        for (folder, quarter), pick in zip(pairs, picks.flatten(0, 1), strict=True):
             images = self.folder_images(folder)[pick]
             rows.append(torch.rot90(images, quarter, dims=(-2, -1)) if quarter else images)
         x = torch.stack(rows).to(torch.float32).div_(255)
