@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from adaptrl.fewshot import (
     FewShotBatch,
     FewShotConfigUnion,
     GlyphsConfig,
+    ImageFolderConfig,
     SinusoidConfig,
     make_fewshot_family,
 )
@@ -125,7 +127,11 @@ class _Holder:
 
 @pytest.mark.parametrize(
     "cfg",
-    [SinusoidConfig(shots=5, amplitude=(0.5, 2.0)), GlyphsConfig(ways=20, rotations=True)],
+    [
+        SinusoidConfig(shots=5, amplitude=(0.5, 2.0)),
+        GlyphsConfig(ways=20, rotations=True),
+        ImageFolderConfig(data=Path("/data/omniglot"), rotations=True, layout="omniglot"),
+    ],
 )
 def test_config_yaml_round_trip(cfg, tmp_path):
     data = config_to_dict(cfg)
@@ -267,3 +273,173 @@ def test_cli_subcommands_are_family_ids():
     assert parsed.family == GlyphsConfig(ways=20, rotations=True)
     parsed = parse_cli(_Holder, ["family:sinusoid-v0", "--family.shots", "5"], config_flag=False)
     assert parsed.family == SinusoidConfig(shots=5)
+    argv = ["family:imagefolder", "--family.data", "/data/omniglot", "--family.image-size", "84"]
+    parsed = parse_cli(_Holder, argv, config_flag=False)
+    assert parsed.family == ImageFolderConfig(data=Path("/data/omniglot"), image_size=84)
+
+
+# --------------------------------------------------------------------------------------------
+# imagefolder, on image trees written here. Image j of class c carries its identity in two
+# pixels: (0, 0) = c + 1 and (0, 1) = j + 1 (everything else 0), so labels, distinctness and
+# rotations can be checked exactly.
+
+
+def write_class(folder, code: int, n: int, size: int = 10, suffix: str = ".png") -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for j in range(n):
+        pixels = torch.zeros(size, size, dtype=torch.uint8)
+        pixels[0, 0], pixels[0, 1] = code + 1, j + 1
+        Image.fromarray(pixels.numpy(), mode="L").save(folder / f"img{j:02d}{suffix}")
+
+
+def omniglot_tree(root, per_class: int = 6):
+    codes = {}
+    for part, alphabets in (
+        ("images_background", ("Alpha", "Beta")),
+        ("images_evaluation", ("Gamma",)),
+    ):
+        for alphabet in alphabets:
+            for ch in range(5):
+                folder = root / part / alphabet / f"character{ch + 1:02d}"
+                codes[folder] = len(codes)
+                write_class(folder, codes[folder], per_class)
+    return codes
+
+
+def identity(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class code, image code) of images ``[..., 1, S, S]`` in [0, 1]."""
+    raw = (x[..., 0, 0, :2] * 255).round().long() - 1
+    return raw[..., 0], raw[..., 1]
+
+
+def test_imagefolder_omniglot_layout(tmp_path):
+    codes = omniglot_tree(tmp_path)
+    fam = make_fewshot_family(
+        "imagefolder", data=tmp_path, image_size=10, shots=2, queries=3, val_fraction=0.2
+    )
+    assert fam.layout == "omniglot" and fam.input_shape == (1, 10, 10)
+    test_folders = set(fam.split_folders("test"))
+    assert test_folders == {f for f in codes if "images_evaluation" in f.parts}
+    assert len(fam.split_folders("val")) == 2 and len(fam.split_folders("train")) == 8
+    assert_splits_disjoint(fam)
+    b = fam.sample(20, "train", generator=gen())
+    assert_classification_batch(b, 20, 5, 2, 3)
+    # each label's images come from the task's class behind that label, all distinct
+    folder_code = torch.tensor([codes[f] for f in fam.folders])
+    for x, y in ((b.support_x, b.support_y), (b.query_x, b.query_y)):
+        cls, _ = identity(x)
+        assert torch.equal(cls, folder_code[b.classes.gather(1, y)])
+    cls, img = identity(torch.cat([b.support_x, b.query_x], dim=1))
+    for t in range(20):
+        pairs = set(zip(cls[t].tolist(), img[t].tolist(), strict=True))
+        assert len(pairs) == 25  # no image twice in a task
+    assert_batches_equal(b, fam.sample(20, "train", generator=gen()))
+    assert_batches_equal(fam.tasks(4, "test", seed=1), fam.tasks(4, "test", seed=1))
+
+
+def test_imagefolder_splits_layout_rgb_resize_and_jpg(tmp_path):
+    for split, n in (("train", 6), ("val", 3), ("test", 4)):
+        for c in range(n):
+            write_class(tmp_path / split / f"n{split}{c}", c, 5, size=20, suffix=".jpg")
+    fam = make_fewshot_family(
+        "imagefolder", data=tmp_path, image_size=8, grayscale=False, ways=3, shots=1, queries=4
+    )
+    assert fam.layout == "splits" and fam.input_shape == (3, 8, 8)
+    assert [len(fam.split_folders(s)) for s in ("train", "val", "test")] == [6, 3, 4]
+    assert all(p.parent.name == "test" for p in fam.split_folders("test"))
+    b = fam.sample(2, "val", generator=gen())
+    assert b.support_x.shape == (2, 3, 3, 8, 8) and b.query_x.shape == (2, 12, 3, 8, 8)
+    assert_splits_disjoint(fam)
+    # without val/, a val_fraction of the train classes is held out
+    (tmp_path / "val").rename(tmp_path / "elsewhere")
+    fam = make_fewshot_family("imagefolder", data=tmp_path, val_fraction=0.5, shots=1, queries=4)
+    assert [len(fam.split_folders(s)) for s in ("train", "val", "test")] == [3, 3, 4]
+
+
+def test_imagefolder_plain_tree_split_by_fraction(tmp_path):
+    for c in range(20):
+        write_class(tmp_path / f"class{c:02d}", c, 4)
+    kwargs = dict(data=tmp_path, image_size=10, shots=1, queries=3)
+    fam = make_fewshot_family("imagefolder", **kwargs)
+    assert fam.layout == "tree"
+    sizes = [len(fam.split_folders(s)) for s in ("train", "val", "test")]
+    assert sizes == [14, 2, 4]
+    assert_splits_disjoint(fam)
+    again = make_fewshot_family("imagefolder", **kwargs)
+    assert again.split_folders("test") == fam.split_folders("test")  # fixed split seed
+    other = make_fewshot_family("imagefolder", split_seed=1, **kwargs)
+    assert other.split_folders("test") != fam.split_folders("test")
+    inverted = make_fewshot_family("imagefolder", invert=True, **kwargs)
+    a, b = fam.tasks(2, seed=0, ways=3), inverted.tasks(2, seed=0, ways=3)
+    torch.testing.assert_close(b.support_x, 1 - a.support_x)
+
+
+def test_imagefolder_rotations(tmp_path):
+    codes = omniglot_tree(tmp_path)
+    fam = make_fewshot_family(
+        "imagefolder", data=tmp_path, image_size=10, rotations=True, shots=1, queries=2
+    )  # val: 1 folder, 4 classes
+    assert len(fam.split_classes("test")) == 4 * 5
+    assert_splits_disjoint(fam)
+    b = fam.sample(30, "test", generator=gen())
+    quarters = b.classes % 4
+    assert set(quarters.reshape(-1).tolist()) == {0, 1, 2, 3}
+    folder_code = torch.tensor([codes[f] for f in fam.folders])
+    x = torch.cat([b.support_x, b.query_x], dim=1)
+    y = torch.cat([b.support_y, b.query_y], dim=1)
+    k = quarters.gather(1, y)  # [T, 3N] quarter turns per image
+    for t in range(30):
+        for i in range(x.shape[1]):
+            upright = torch.rot90(x[t, i], -int(k[t, i]), dims=(-2, -1))
+            cls, _ = identity(upright)
+            assert cls == folder_code[b.classes[t, y[t, i]] // 4]
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(ConfigError, match="is not a folder; expected a folder of class folders"):
+        make_fewshot_family("imagefolder", data=tmp_path / "missing")
+    with pytest.raises(ConfigError, match=r"needs data=\.\.\."):
+        make_fewshot_family("imagefolder")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"no class folders .*images_background"):
+        make_fewshot_family("imagefolder", data=tmp_path / "empty")
+    loose = tmp_path / "loose"
+    write_class(loose, 0, 3)  # images directly in the root are not a class folder
+    with pytest.raises(ConfigError, match="no class folders"):
+        make_fewshot_family("imagefolder", data=loose)
+    few = tmp_path / "few"
+    write_class(few / "a", 0, 20)
+    write_class(few / "b", 1, 3)
+    with pytest.raises(ConfigError, match=r"b has 3 images, fewer than shots \+ queries = 16"):
+        make_fewshot_family("imagefolder", data=few)
+    fam = make_fewshot_family("imagefolder", data=few, shots=1, queries=2, test_fraction=0.5)
+    with pytest.raises(ConfigError, match=r"has 3 images, fewer than shots \+ queries = 5"):
+        fam.sample(1, "train", generator=gen(), shots=1, queries=4, ways=2)
+    with pytest.raises(ConfigError, match="cannot draw 5-way tasks from a split with 1 classes"):
+        fam.sample(1, "train", generator=gen())
+    with pytest.raises(ConfigError, match="has no val classes"):
+        fam.sample(1, "val", generator=gen())
+    background_only = tmp_path / "bg"
+    write_class(background_only / "images_background" / "A" / "c1", 0, 3)
+    write_class(background_only / "images_background" / "A" / "c2", 1, 3)
+    fam = make_fewshot_family("imagefolder", data=background_only, shots=1, queries=1)
+    with pytest.raises(ConfigError, match=r"no test classes .*omniglot layout"):
+        fam.sample(1, "test", generator=gen())
+    bad = tmp_path / "bad"
+    write_class(bad / "a", 0, 2)
+    write_class(bad / "b", 1, 2)
+    (bad / "a" / "img00.png").write_bytes(b"not a png")
+    fam = make_fewshot_family("imagefolder", data=bad, shots=1, queries=1, test_fraction=0.0)
+    with pytest.raises(ConfigError, match=r"cannot read image .*img00.png"):
+        fam.preload(quiet=True)
+
+
+def test_imagefolder_preload_and_cache(tmp_path):
+    omniglot_tree(tmp_path)
+    fam = make_fewshot_family("imagefolder", data=tmp_path, image_size=10, shots=1, queries=1)
+    fam.preload("test", quiet=True)
+    assert len(fam._cache) == 5
+    images = fam.folder_images(fam._split_folders["test"][0])
+    assert images.dtype == torch.uint8 and images.shape == (6, 1, 10, 10)

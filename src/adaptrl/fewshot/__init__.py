@@ -9,9 +9,10 @@ from typing import Annotated, Union
 
 import tyro
 
-from adaptrl.fewshot import glyphs, sinusoid  # noqa: F401  (registers the built-in families)
+from adaptrl.fewshot import glyphs, imagefolder, sinusoid  # noqa: F401  (registers the built-in families)
 from adaptrl.fewshot.base import FewShotBatch, FewShotConfig, FewShotFamily, Split
 from adaptrl.fewshot.glyphs import Glyphs, GlyphsConfig
+from adaptrl.fewshot.imagefolder import ImageFolder, ImageFolderConfig
 from adaptrl.fewshot.registry import (
     FEWSHOT_FAMILIES,
     make_fewshot_family,
@@ -40,6 +41,8 @@ __all__ = [
     "FewShotFamily",
     "Glyphs",
     "GlyphsConfig",
+    "ImageFolder",
+    "ImageFolderConfig",
     "Sinusoid",
     "SinusoidConfig",
     "Split",
