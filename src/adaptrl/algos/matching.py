@@ -124,8 +124,8 @@ class MatchingConfig:
     """Few-shot classification family; its ways / shots / queries are the test episode shape."""
     iterations: int = 2000
     """Outer iterations (each one Adam step on ``tasks_per_batch`` episodes)."""
-    tasks_per_batch: int = 4
-    """Episodes per outer step."""
+    tasks_per_batch: int = 1
+    """Episodes per outer step (1, as ProtoNets: the same number of episodes per step)."""
     train_ways: int | None = None
     """Ways of the training episodes; None = the family's ways."""
     fce: bool = False

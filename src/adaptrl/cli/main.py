@@ -43,10 +43,12 @@ FAMILY_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*-v\d+")
 def _precheck_eval(argv: list[str]) -> None:
     """Turn a mistyped family id into a one-line error with the nearest id."""
     from adaptrl.envs import FAMILIES
+    from adaptrl.fewshot import FEWSHOT_FAMILIES
 
+    known = [*FAMILIES, *FEWSHOT_FAMILIES]
     for tok in argv:
-        if FAMILY_ID.fullmatch(tok) and tok not in FAMILIES:
-            raise UnknownIdError("family", tok, FAMILIES)
+        if FAMILY_ID.fullmatch(tok) and tok not in known:
+            raise UnknownIdError("family", tok, known)
 
 
 def _take_resume(args: list[str], command: str) -> Path | None:

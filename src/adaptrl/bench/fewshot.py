@@ -1,0 +1,647 @@
+"""Few-shot classification benches: ``adaptrl bench glyphs``, ``omniglot`` and ``miniimagenet``.
+
+Each trains every few-shot classification method of the algo registry (or those named with
+``--methods``) once per setting (N-way K-shot), then measures query accuracy on held-out tasks of
+meta-test classes, with a 95% Student-t interval over tasks. Gradient methods are scored after
+their ``default_eval_steps`` inner steps; metric methods (ProtoNets, Matching Networks) read the
+support set. ``omniglot`` and ``miniimagenet`` run on data the user already has on disk
+(``--data PATH``) and print the papers' numbers beside ours; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from adaptrl.algos.lstm_optimizer import (
+    LSTMOptimizerConfig,
+    LSTMOptimizerLearner,
+    hand_designed_curve,
+    tune_learning_rate,
+)
+from adaptrl.algos.registry import ALGOS, AlgoSpec, make_learner
+from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.errors import AdaptrlError, ConfigError
+from adaptrl.core.progress import print_table, progress
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.seeding import make_generator
+from adaptrl.eval.curves import AdaptationCurve, CurveReport, curve_markdown, save_curve_report
+from adaptrl.eval.stats import mean_ci
+from adaptrl.fewshot import FewShotConfig, make_fewshot_family
+from adaptrl.fewshot.glyphs import GlyphsConfig
+from adaptrl.fewshot.imagefolder import LAYOUT_HELP, ImageFolderConfig
+
+EVAL_SEED = 20170309
+"""Seed of the held-out test tasks (the ProtoNets/MAML arXiv month), fixed across methods."""
+
+# --- published numbers (/work/shared/REFERENCE_NUMBERS.md), accuracy in % --------------------
+#: Omniglot, 5w1s / 5w5s / 20w1s / 20w5s. Sources per row in OMNIGLOT_SOURCES.
+OMNIGLOT_PAPER: dict[str, dict[str, float]] = {
+    "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
+    "fomaml": {"5w1s": 98.3, "5w5s": 99.2, "20w1s": 89.4, "20w5s": 97.9},
+    "reptile": {"5w1s": 97.68, "5w5s": 99.48, "20w1s": 89.43, "20w5s": 97.12},
+    "protonet": {"5w1s": 98.8, "5w5s": 99.7, "20w1s": 96.0, "20w5s": 98.9},
+    "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
+    "metasgd": {"5w1s": 99.53, "5w5s": 99.93, "20w1s": 95.9, "20w5s": 99.0},
+}
+OMNIGLOT_SOURCES = {
+    "maml": "MAML Table 1 (± 0.4 / 0.1 / 0.3 / 0.2)",
+    "fomaml": "Reptile Table 2, first-order MAML + transduction",
+    "reptile": "Reptile Table 2 (later arXiv version), + transduction; without: "
+    "95.39 / 98.90 / 88.14 / 96.65",
+    "protonet": "ProtoNets Table 1",
+    "matching": "as quoted by ProtoNets and MAML",
+    "metasgd": "as quoted by later papers; 20-way cells approximate (unsure)",
+}
+#: mini-ImageNet 5-way, 1-shot / 5-shot.
+MINIIMAGENET_PAPER: dict[str, dict[str, float]] = {
+    "maml": {"5w1s": 48.70, "5w5s": 63.11},
+    "fomaml": {"5w1s": 48.07, "5w5s": 63.15},
+    "reptile": {"5w1s": 47.07, "5w5s": 62.74},
+    "protonet": {"5w1s": 49.42, "5w5s": 68.20},
+    "matching": {"5w1s": 43.56, "5w5s": 55.31},
+    "lstm-meta-learner": {"5w1s": 43.44, "5w5s": 60.60},
+    "metasgd": {"5w1s": 50.47, "5w5s": 64.03},
+}
+MINIIMAGENET_SOURCES = {
+    "maml": "MAML (± 1.84 / 0.92)",
+    "fomaml": "MAML, first-order (± 1.75 / 0.91)",
+    "reptile": "Reptile (± 0.26 / 0.37); + transduction 49.97 / 65.99",
+    "protonet": "ProtoNets (± 0.78 / 0.66)",
+    "matching": "Matching Networks FCE, as quoted by Ravi & Larochelle (± 0.84 / 0.73)",
+    "lstm-meta-learner": "Ravi & Larochelle meta-learner LSTM (± 0.77 / 0.71): not implemented",
+    "metasgd": "Meta-SGD (± 1.87 / 0.94)",
+}
+PAPER_ALIASES = {"meta-sgd": "metasgd", "fo-maml": "fomaml", "first-order-maml": "fomaml"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    ways: int
+    shots: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.ways}w{self.shots}s"
+
+
+def parse_setting(text: str) -> Setting:
+    """``"5w1s"`` -> ``Setting(5, 1)``."""
+    head, _, tail = text.lower().partition("w")
+    try:
+        if not tail.endswith("s"):
+            raise ValueError
+        return Setting(int(head), int(tail[:-1]))
+    except ValueError:
+        raise ConfigError(f"settings look like '5w1s' (5-way 1-shot), got {text!r}") from None
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``("protonet.train_ways=20",)`` -> ``{"protonet": {"train_ways": 20}}`` (YAML scalars)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        method, dot, field = head.rpartition(".")
+        if not sep or not dot or not method or not field:
+            raise ConfigError(f"--params look like METHOD.FIELD=VALUE, got {item!r}")
+        out.setdefault(method, {})[field.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A table row: a registered algorithm with fixed options (first-order MAML is ``maml`` with
+    ``first_order=True``)."""
+
+    label: str
+    spec: AlgoSpec
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "maml": [("fomaml", {"first_order": True})]
+}
+"""Extra rows derived from a registered algorithm (label, fixed options)."""
+
+
+def classification_methods(names: Sequence[str] = ()) -> list[Method]:
+    """Registered few-shot methods that classify images, with their variants (all of them when
+    ``names`` is empty). A learner class opts out with ``supports_classification = False``."""
+    rows = []
+    for _, spec in ALGOS.items():
+        if spec.kind != "fewshot" or not getattr(spec.learner_cls, "supports_classification", True):
+            continue
+        rows.append(Method(spec.name, spec))
+        fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+        for label, fixed in VARIANTS.get(spec.name, []):
+            if set(fixed) <= fields:
+                rows.append(Method(label, spec, fixed))
+    if not names:
+        return rows
+    known = {m.label: m for m in rows}
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"unknown few-shot classification method {name!r}; known: {', '.join(known)}"
+            )
+    return [known[n] for n in names]
+
+
+def build_config(
+    method: Method, family: FewShotConfig, iterations: int, overrides: dict[str, Any]
+) -> Any:
+    """The method's default config on ``family`` with ``iterations`` and the user's overrides."""
+    cls = method.spec.config_cls
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{method.label} has no option {unknown[0]!r}; its options: {', '.join(sorted(fields))}"
+        )
+    options = {**method.fixed, **overrides}
+    return dataclasses.replace(cls(), family=family, iterations=iterations, **options)
+
+
+def check_overrides(methods: Sequence[Method], overrides: dict[str, dict[str, Any]]) -> None:
+    """Refuse --params for methods not in the table or options they do not have, before any
+    training starts."""
+    by_label = {m.label: m for m in methods}
+    for label, options in overrides.items():
+        if label not in by_label:
+            raise ConfigError(
+                f"--params names {label!r}, which is not in this run: {', '.join(by_label)}"
+            )
+        fields = {f.name for f in dataclasses.fields(by_label[label].spec.config_cls)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ConfigError(
+                f"{label} has no option {unknown[0]!r}; its options: {', '.join(sorted(fields))}"
+            )
+
+
+def evaluate_accuracy(
+    learner: Any, tasks: Any, *, seed: int, chunk: int = 50
+) -> tuple[torch.Tensor, int]:
+    """Per-task query accuracy ``[T]`` after the learner's default adaptation budget."""
+    steps = int(getattr(learner, "default_eval_steps", 0))
+    gen = make_generator(seed, "bench-fewshot", "adapt")
+    out = []
+    for start in range(0, len(tasks), chunk):
+        part = tasks.chunk(start, min(start + chunk, len(tasks)))
+        out.append(learner.adaptation_curve(part, steps, gen)[:, -1].detach().float().cpu())
+    return torch.cat(out), steps
+
+
+def train_learner(learner: Any, iterations: int, description: str) -> float:
+    """Run ``iterations`` outer steps with a progress bar; returns the wall time in seconds."""
+    start = time.perf_counter()
+    bar = progress(total=iterations, description=description)
+    with bar:
+        for _ in range(iterations):
+            metrics = learner.meta_train_step()
+            loss = metrics.get("loss")
+            bar.update(loss=float(loss)) if loss is not None else None
+            bar.advance()
+    return time.perf_counter() - start
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    method: str
+    setting: str
+    mean: float
+    ci95: float
+    paper: float | None
+    steps: int
+    iterations: int
+    train_seconds: float
+    error: str | None = None
+
+
+def run_cells(
+    methods: Sequence[Method],
+    settings: Sequence[Setting],
+    make_family: Callable[[Setting], FewShotConfig],
+    *,
+    iterations: int,
+    num_tasks: int,
+    seed: int,
+    eval_seed: int,
+    overrides: dict[str, dict[str, Any]],
+    paper: dict[str, dict[str, float]],
+    device: str,
+) -> list[Cell]:
+    """Train and evaluate every (method, setting); a method that refuses a setting is reported."""
+    check_overrides(methods, overrides)
+    cells = []
+    for setting in settings:
+        family_cfg = make_family(setting)
+        tasks = make_fewshot_family(family_cfg).tasks(num_tasks, "test", seed=eval_seed)
+        for m in methods:
+            ref = paper.get(PAPER_ALIASES.get(m.label, m.label), {}).get(setting.label)
+            try:
+                cfg = build_config(m, family_cfg, iterations, overrides.get(m.label, {}))
+                learner = make_learner(m.spec.name, cfg, seed=seed, device=device)
+                secs = train_learner(learner, iterations, f"{m.label} {setting.label}")
+                acc, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
+            except AdaptrlError as exc:
+                nan = math.nan
+                cells.append(Cell(m.label, setting.label, nan, nan, ref, 0, 0, 0.0, str(exc)))
+                continue
+            mean, ci = mean_ci(acc.numpy() * 100)
+            cells.append(Cell(m.label, setting.label, mean, ci, ref, steps, iterations, secs))
+    return cells
+
+
+def report(
+    title: str,
+    cells: Sequence[Cell],
+    settings: Sequence[Setting],
+    header: dict[str, Any],
+    sources: dict[str, str] | None,
+    out: Path,
+    seed: int,
+) -> str:
+    """Print and write (results.json, results.md) one table: a row per method, a column per
+    setting, ours ± 95% CI and, where there is one, the paper's value beside it."""
+    methods = list(dict.fromkeys(c.method for c in cells))
+    by_key = {(c.method, c.setting): c for c in cells}
+    with_paper = any(c.paper is not None for c in cells)
+    cols = ["method"]
+    for s in settings:
+        cols += [f"{s.label} ours (%)"] + ([f"{s.label} paper"] if with_paper else [])
+    rows = []
+    for m in methods:
+        row = [m]
+        for s in settings:
+            c = by_key[(m, s.label)]
+            row.append("error" if c.error else f"{c.mean:.2f} ± {c.ci95:.2f}")
+            if with_paper:
+                row.append("—" if c.paper is None else f"{c.paper}")
+        rows.append(row)
+    print_table(title, cols, rows)
+    for c in cells:
+        if c.error:
+            print(f"{c.method} {c.setting}: {c.error}")
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "title": title,
+        **header,
+        "cells": [dataclasses.asdict(c) for c in cells],
+        "paper_sources": sources,
+        "provenance": provenance(seeds=[seed]),
+    }
+    write_json(out / "results.json", payload)
+    md = [f"# {title}", "", *(f"- {k}: {v}" for k, v in header.items()), ""]
+    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    if sources:
+        md += ["", "Paper values:", *(f"- {k}: {v}" for k, v in sources.items())]
+    text = "\n".join(md) + "\n"
+    (out / "results.md").write_text(text)
+    return text
+
+
+# --- the benches -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class GlyphsBenchConfig:
+    """Every few-shot classification method on glyphs-v0 (procedural Omniglot-like characters)."""
+
+    quick: bool = False
+    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks."""
+    methods: tuple[str, ...] = ()
+    """Methods to run (registry names); empty = every few-shot classification method."""
+    settings: tuple[str, ...] = ("5w1s", "5w5s", "20w1s")
+    """N-way K-shot settings."""
+    iterations: int = 1000
+    """Outer iterations per method and setting."""
+    num_tasks: int = 600
+    """Held-out test tasks (meta-test classes) per setting."""
+    queries: int = 15
+    """Query examples per class in training and test tasks."""
+    params: tuple[str, ...] = ()
+    """Method options as METHOD.FIELD=VALUE, e.g. protonet.train_ways=20 matching.fce=true."""
+    seed: int = 0
+    """Training seed of every method."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks (the same for every method)."""
+    device: str = "cpu"
+    """Device for training and evaluation."""
+    out: Path = Path("results/glyphs")
+    """Directory for results.json and results.md."""
+
+
+def _quick(cfg: Any, settings: tuple[str, ...]) -> Any:
+    return dataclasses.replace(
+        cfg,
+        settings=settings,
+        iterations=min(cfg.iterations, 30),
+        num_tasks=min(cfg.num_tasks, 100),
+    )
+
+
+def _check_sizes(cfg: Any) -> None:
+    for name in ("iterations", "num_tasks", "queries"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+
+
+def run_glyphs(cfg: GlyphsBenchConfig) -> str:
+    if cfg.quick:
+        cfg = _quick(cfg, ("5w1s",))
+    _check_sizes(cfg)
+    settings = [parse_setting(s) for s in cfg.settings]
+    methods = classification_methods(cfg.methods)
+    cells = run_cells(
+        methods,
+        settings,
+        lambda s: dataclasses.replace(
+            GlyphsConfig(), ways=s.ways, shots=s.shots, queries=cfg.queries
+        ),
+        iterations=cfg.iterations,
+        num_tasks=cfg.num_tasks,
+        seed=cfg.seed,
+        eval_seed=cfg.eval_seed,
+        overrides=parse_overrides(cfg.params),
+        paper={},
+        device=cfg.device,
+    )
+    header = {
+        "family": "glyphs-v0 (meta-test classes held out)",
+        "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
+        f"{cfg.queries} queries per class",
+        "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
+        "gradient methods scored after their default inner steps",
+        "ci": "95% Student-t over tasks",
+    }
+    return report("glyphs-v0 few-shot accuracy", cells, settings, header, None, cfg.out, cfg.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class OmniglotBenchConfig:
+    """The Omniglot protocol (Vinyals et al.; MAML; ProtoNets) on your copy of Omniglot, beside
+    the papers' numbers. 28x28 images, ink = 1, 1200 random characters (+ their 90/180/270-degree
+    rotations as extra classes) for meta-training, the other 423 for meta-test."""
+
+    data: Path
+    """Omniglot root: images_background/ and images_evaluation/ (<alphabet>/<character>/*.png),
+    or any folder of its 1623 character folders. Nothing is downloaded."""
+    quick: bool = False
+    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks."""
+    methods: tuple[str, ...] = ()
+    """Methods to run (registry names, plus fomaml); empty = every classification method."""
+    settings: tuple[str, ...] = ("5w1s", "5w5s", "20w1s", "20w5s")
+    """N-way K-shot settings."""
+    iterations: int = 10000
+    """Outer iterations per method and setting (the papers used more: MAML 60k meta-batches)."""
+    num_tasks: int = 600
+    """Held-out test tasks per setting (the MAML protocol: 600)."""
+    queries: int = 10
+    """Query images per class (Omniglot has 20 images per character: shots + queries <= 20)."""
+    params: tuple[str, ...] = ()
+    """Method options as METHOD.FIELD=VALUE, e.g. protonet.train_ways=60 maml.pool=stride."""
+    seed: int = 0
+    """Training seed of every method."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks."""
+    device: str = "cpu"
+    """Device for training and evaluation."""
+    out: Path = Path("results/omniglot")
+    """Directory for results.json and results.md."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniImageNetBenchConfig:
+    """The mini-ImageNet protocol (Ravi & Larochelle split; MAML; ProtoNets) on your copy, beside
+    the papers' numbers: 84x84 RGB, 5-way 1- and 5-shot, 15 queries per class, 600 test tasks."""
+
+    data: Path
+    """mini-ImageNet root with train/, val/ and test/ folders of class folders (<wnid>/*.jpg).
+    Nothing is downloaded."""
+    quick: bool = False
+    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks."""
+    methods: tuple[str, ...] = ()
+    """Methods to run (registry names, plus fomaml); empty = every classification method."""
+    settings: tuple[str, ...] = ("5w1s", "5w5s")
+    """N-way K-shot settings."""
+    iterations: int = 10000
+    """Outer iterations per method and setting."""
+    num_tasks: int = 600
+    """Held-out test tasks per setting."""
+    queries: int = 15
+    """Query images per class."""
+    params: tuple[str, ...] = ()
+    """Method options as METHOD.FIELD=VALUE, e.g. maml.filters=32 protonet.train_ways=20."""
+    seed: int = 0
+    """Training seed of every method."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks."""
+    device: str = "cpu"
+    """Device for training and evaluation."""
+    out: Path = Path("results/miniimagenet")
+    """Directory for results.json and results.md."""
+
+
+def _data_folder(path: Path, name: str) -> Path:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(
+            f"--data {path}: no such folder. `adaptrl bench {name}` reads {name} from disk and "
+            f"downloads nothing; {LAYOUT_HELP}"
+        )
+    return root
+
+
+def _run_dataset(
+    cfg: Any, name: str, title: str, family: Callable[[Setting], FewShotConfig], paper, sources
+) -> str:
+    if cfg.quick:
+        cfg = _quick(cfg, ("5w1s",))
+    _check_sizes(cfg)
+    settings = [parse_setting(s) for s in cfg.settings]
+    methods = classification_methods(cfg.methods)
+    cells = run_cells(
+        methods,
+        settings,
+        family,
+        iterations=cfg.iterations,
+        num_tasks=cfg.num_tasks,
+        seed=cfg.seed,
+        eval_seed=cfg.eval_seed,
+        overrides=parse_overrides(cfg.params),
+        paper=paper,
+        device=cfg.device,
+    )
+    header = {
+        "data": str(cfg.data),
+        "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
+        f"{cfg.queries} queries per class",
+        "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
+        "gradient methods scored after their default inner steps",
+        "ci": "95% Student-t over tasks",
+    }
+    return report(title, cells, settings, header, sources, cfg.out, cfg.seed)
+
+
+def omniglot_family(cfg: OmniglotBenchConfig, root: Path) -> Callable[[Setting], FewShotConfig]:
+    """The Vinyals/MAML split: all 1623 characters pooled ("tree" layout), 423 held out at random
+    for meta-test, rotations as extra classes, ink inverted to 1."""
+    return lambda s: ImageFolderConfig(
+        data=root,
+        ways=s.ways,
+        shots=s.shots,
+        queries=cfg.queries,
+        image_size=28,
+        grayscale=True,
+        invert=True,
+        rotations=True,
+        layout="tree",
+        val_fraction=0.0,
+        test_fraction=423 / 1623,
+    )
+
+
+def run_omniglot(cfg: OmniglotBenchConfig) -> str:
+    root = _data_folder(cfg.data, "omniglot")
+    return _run_dataset(
+        cfg,
+        "omniglot",
+        "Omniglot few-shot accuracy (%) beside the papers",
+        omniglot_family(cfg, root),
+        OMNIGLOT_PAPER,
+        OMNIGLOT_SOURCES,
+    )
+
+
+def run_miniimagenet(cfg: MiniImageNetBenchConfig) -> str:
+    root = _data_folder(cfg.data, "miniimagenet")
+    return _run_dataset(
+        cfg,
+        "miniimagenet",
+        "mini-ImageNet 5-way accuracy (%) beside the papers",
+        lambda s: ImageFolderConfig(
+            data=root,
+            ways=s.ways,
+            shots=s.shots,
+            queries=cfg.queries,
+            image_size=84,
+            grayscale=False,
+            layout="splits",
+        ),
+        MINIIMAGENET_PAPER,
+        MINIIMAGENET_SOURCES,
+    )
+
+
+# --- the learned optimizer against SGD and Adam ----------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LSTMOptimizerBenchConfig:
+    """The coordinatewise LSTM optimizer against SGD and Adam (learning rates tuned on meta-train
+    tasks) training the same MLP from the same initialisations on held-out sinusoid tasks."""
+
+    quick: bool = False
+    """CI-sized: 10 inner steps, 150 meta-iterations, a 20-unit MLP, 200 test tasks."""
+    learner: LSTMOptimizerConfig = LSTMOptimizerConfig()
+    """The learned optimizer and its meta-training (its family is the task family)."""
+    num_tasks: int = 600
+    """Held-out test tasks."""
+    tune_tasks: int = 200
+    """Meta-train tasks on which SGD's and Adam's learning rates are chosen."""
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
+    """Learning rates tried for SGD and Adam (lowest mean query loss over the curve wins)."""
+    seed: int = 0
+    """Training seed of the LSTM optimizer."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks and of the initialisations (shared by all optimizers)."""
+    out: Path = Path("results/lstm-optimizer")
+    """Directory for results.json, report.md and curve.png."""
+
+
+def run_lstm_optimizer(cfg: LSTMOptimizerBenchConfig) -> str:
+    learner_cfg = cfg.learner
+    if cfg.quick:
+        learner_cfg = dataclasses.replace(
+            learner_cfg,
+            family=dataclasses.replace(learner_cfg.family, shots=20, queries=20),
+            iterations=150,
+            tasks_per_batch=8,
+            inner_steps=10,
+            unroll=10,
+            optimizee_hidden=(20,),
+            lr=3e-3,
+        )
+        cfg = dataclasses.replace(cfg, num_tasks=min(cfg.num_tasks, 200), tune_tasks=100)
+    if cfg.num_tasks < 2 or cfg.tune_tasks < 1 or not cfg.lr_grid:
+        raise ConfigError("--num-tasks must be >= 2, --tune-tasks >= 1 and --lr-grid non-empty")
+    learner = LSTMOptimizerLearner(learner_cfg, seed=cfg.seed)
+    secs = train_learner(learner, learner_cfg.iterations, "lstm-optimizer")
+    steps = learner_cfg.inner_steps
+    family = make_fewshot_family(learner_cfg.family)
+    tune = family.tasks(cfg.tune_tasks, "train", seed=cfg.eval_seed)
+    tune_theta = learner.optimizee.init(
+        cfg.tune_tasks, make_generator(cfg.eval_seed, "tune"), "cpu"
+    )
+    test = family.tasks(cfg.num_tasks, "test", seed=cfg.eval_seed)
+    init_gen = lambda: make_generator(cfg.eval_seed, "init")  # noqa: E731
+    theta = learner.optimizee.init(cfg.num_tasks, init_gen(), torch.device("cpu"))
+    curves = [AdaptationCurve("lstm-optimizer", learner.adaptation_curve(test, steps, init_gen()))]
+    chosen = {}
+    for kind in ("sgd", "adam"):
+        lr, scores = tune_learning_rate(
+            learner.optimizee, tune_theta, tune, steps, kind=kind, grid=cfg.lr_grid
+        )
+        chosen[kind] = {"lr": lr, "tuning_scores": scores}
+        values = hand_designed_curve(learner.optimizee, theta, test, steps, kind=kind, lr=lr)
+        curves.append(AdaptationCurve(f"{kind} (lr {lr:g})", values))
+    report_ = CurveReport(
+        title=f"learned LSTM optimizer vs tuned SGD and Adam on {family.family_id}",
+        metric=f"query {learner.metric}",
+        x_label="optimisation steps",
+        x=list(range(steps + 1)),
+        higher_is_better=False,
+        curves=curves,
+        meta={
+            "family": family.family_id,
+            "config": dataclasses.asdict(learner_cfg),
+            "num_tasks": cfg.num_tasks,
+            "eval_seed": cfg.eval_seed,
+            "seeds": [cfg.seed],
+            "budget": f"{steps} steps on each task's support set from a fresh random init "
+            f"(shared by all optimizers); LSTM meta-trained {learner_cfg.iterations} iterations "
+            f"({secs:.0f} s); SGD/Adam learning rates tuned on {cfg.tune_tasks} meta-train tasks",
+            "tuned": chosen,
+        },
+    )
+    save_curve_report(report_, cfg.out)
+    text = curve_markdown(report_)
+    print(text)
+    return text
+
+
+register_bench(BenchSpec("glyphs", GlyphsBenchConfig, run_glyphs, GlyphsBenchConfig.__doc__ or ""))
+register_bench(
+    BenchSpec("omniglot", OmniglotBenchConfig, run_omniglot, OmniglotBenchConfig.__doc__ or "")
+)
+register_bench(
+    BenchSpec(
+        "miniimagenet",
+        MiniImageNetBenchConfig,
+        run_miniimagenet,
+        MiniImageNetBenchConfig.__doc__ or "",
+    )
+)
+register_bench(
+    BenchSpec(
+        "lstm-optimizer",
+        LSTMOptimizerBenchConfig,
+        run_lstm_optimizer,
+        LSTMOptimizerBenchConfig.__doc__ or "",
+    )
+)

@@ -1,0 +1,131 @@
+"""``adaptrl bench glyphs / omniglot / miniimagenet / lstm-optimizer``: the table covers every
+registered few-shot classifier, runs end to end on tiny budgets, prints the papers' numbers, and
+refuses a missing data folder with one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaptrl.bench.fewshot import (
+    MINIIMAGENET_PAPER,
+    OMNIGLOT_PAPER,
+    GlyphsBenchConfig,
+    MiniImageNetBenchConfig,
+    OmniglotBenchConfig,
+    Setting,
+    classification_methods,
+    parse_overrides,
+    parse_setting,
+    run_glyphs,
+    run_miniimagenet,
+    run_omniglot,
+)
+from adaptrl.cli.main import main
+from adaptrl.core.errors import ConfigError
+
+
+def test_settings_and_overrides_parse_or_fail_clearly():
+    assert parse_setting("20w5s") == Setting(20, 5) and Setting(5, 1).label == "5w1s"
+    for bad in ("5x1", "w1s", "5w1"):
+        with pytest.raises(ConfigError, match="5w1s"):
+            parse_setting(bad)
+    assert parse_overrides(["protonet.train-ways=20", "matching.fce=true"]) == {
+        "protonet": {"train_ways": 20},
+        "matching": {"fce": True},
+    }
+    with pytest.raises(ConfigError, match="METHOD.FIELD=VALUE"):
+        parse_overrides(["train_ways=20"])
+
+
+def test_the_table_iterates_the_registry():
+    labels = [m.label for m in classification_methods()]
+    for name in ("protonet", "matching", "maml", "fomaml", "reptile", "anil", "metasgd"):
+        assert name in labels
+    assert "lstm-optimizer" not in labels  # it trains MLPs on sinusoids, not image classifiers
+    assert next(m for m in classification_methods(["fomaml"])).fixed == {"first_order": True}
+    with pytest.raises(ConfigError, match="unknown few-shot classification method"):
+        classification_methods(["protonets"])
+    # every paper row names a method we can run
+    assert set(OMNIGLOT_PAPER) <= set(labels)
+    assert set(MINIIMAGENET_PAPER) - set(labels) == {"lstm-meta-learner"}
+
+
+def test_glyphs_bench_quick_writes_one_table(tmp_path):
+    cfg = GlyphsBenchConfig(
+        quick=True,
+        methods=("protonet", "matching"),
+        iterations=3,
+        num_tasks=20,
+        queries=3,
+        params=("protonet.filters=8", "matching.filters=8", "matching.fce=true"),
+        out=tmp_path,
+    )
+    text = run_glyphs(cfg)
+    assert "| protonet |" in text and "| matching |" in text and "5w1s ours (%)" in text
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [c["method"] for c in data["cells"]] == ["protonet", "matching"]
+    assert all(
+        0 <= c["mean"] <= 100 and c["ci95"] > 0 and c["iterations"] == 3 for c in data["cells"]
+    )
+    assert data["provenance"]["seeds"] == [0]
+    with pytest.raises(ConfigError, match="has no option"):
+        run_glyphs(GlyphsBenchConfig(quick=True, methods=("protonet",), params=("protonet.x=1",)))
+
+
+def _png_tree(root: Path, classes: int, per_class: int, size: int, rgb: bool = False) -> None:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / f"alphabet{c % 3}" / f"character{c:02d}"
+        folder.mkdir(parents=True)
+        base = rng.random((size, size)) > 0.7
+        for i in range(per_class):
+            noisy = base ^ (rng.random((size, size)) > 0.95)
+            img = (noisy * 255).astype(np.uint8)
+            Image.fromarray(np.stack([img] * 3, -1) if rgb else img).save(folder / f"{i}.png")
+
+
+def test_omniglot_bench_runs_on_a_folder_and_prints_the_papers(tmp_path):
+    _png_tree(tmp_path / "omniglot", classes=24, per_class=6, size=28)
+    cfg = OmniglotBenchConfig(
+        data=tmp_path / "omniglot",
+        quick=True,
+        methods=("protonet",),
+        iterations=2,
+        num_tasks=10,
+        queries=3,
+        params=("protonet.filters=8",),
+        out=tmp_path / "out",
+    )
+    text = run_omniglot(cfg)
+    assert "5w1s paper" in text and "| 98.8 |" in text  # ProtoNets Table 1
+    cell = json.loads((tmp_path / "out" / "results.json").read_text())["cells"][0]
+    assert cell["paper"] == 98.8 and cell["error"] is None
+
+
+def test_miniimagenet_bench_reads_the_splits_layout(tmp_path):
+    for split in ("train", "val", "test"):
+        _png_tree(tmp_path / "mini" / split, classes=5, per_class=4, size=20, rgb=True)
+    cfg = MiniImageNetBenchConfig(
+        data=tmp_path / "mini",
+        quick=True,
+        methods=("matching",),
+        iterations=1,
+        num_tasks=4,
+        queries=2,
+        params=("matching.filters=4",),
+        out=tmp_path / "out",
+    )
+    assert "| 43.56 |" in run_miniimagenet(cfg)  # Matching Nets FCE, as quoted
+
+
+@pytest.mark.parametrize("bench", ["omniglot", "miniimagenet"])
+def test_missing_data_folder_is_one_clear_error(tmp_path, capsys, bench):
+    code = main(["bench", bench, "--data", str(tmp_path / "nope"), "--quick"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "no such folder" in err and "downloads nothing" in err and "\n" not in err
