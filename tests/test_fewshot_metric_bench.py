@@ -38,7 +38,7 @@ def test_settings_and_overrides_parse_or_fail_clearly():
         "protonet": {"train_ways": 20},
         "matching": {"fce": True},
     }
-    with pytest.raises(ConfigError, match="METHOD.FIELD=VALUE"):
+    with pytest.raises(ConfigError, match=r"METHOD\.FIELD=VALUE"):
         parse_overrides(["train_ways=20"])
 
 
