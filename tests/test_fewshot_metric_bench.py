@@ -129,3 +129,14 @@ def test_missing_data_folder_is_one_clear_error(tmp_path, capsys, bench):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "no such folder" in err and "downloads nothing" in err and "\n" not in err
+
+
+def test_train_eval_adapt_from_the_cli(tmp_path):
+    run = tmp_path / "proto"
+    args = ["train", "protonet", "--iterations", "3", "--filters", "8", "glyphs-v0"]
+    assert main([*args, "--queries", "3", "--out", str(run)]) == 0
+    assert main(["eval", str(run), "--num-tasks", "8", "--out", str(tmp_path / "ev")]) == 0
+    result = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert json.dumps(result).count("protonet") >= 1
+    assert main(["adapt", str(run), "--num-tasks", "2", "--out", str(tmp_path / "ad")]) == 0
+    assert (tmp_path / "ad.safetensors").exists()

@@ -171,7 +171,7 @@ def run_adapt(path: Path, cmd: Any) -> int:
     tensors = {f"params.{k}": v.detach() for k, v in adapted.items()}
     task_tensors = (
         dict(tasks.params)
-        if hasattr(tasks, "params")
+        if isinstance(getattr(tasks, "params", None), dict)  # RL TaskBatch; FewShotBatch below
         else {
             f.name: getattr(tasks, f.name)
             for f in dataclasses.fields(tasks)
