@@ -32,9 +32,15 @@ from torch import nn
 from torch.func import functional_call
 
 from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.protonet import seeded_module
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.seeding import generator_state, make_generator, set_generator_state
+from adaptrl.core.seeding import (
+    derive_seed,
+    generator_state,
+    make_generator,
+    set_generator_state,
+)
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig, make_fewshot_family
 from adaptrl.nn.backbones import make_backbone
 
@@ -281,10 +287,10 @@ class LSTMOptimizerLearner(MetaLearner):
         shape = self.family.input_shape
         hidden = config.optimizee_hidden if len(shape) == 1 else config.optimizee_hidden[0]
         self.optimizee = Optimizee(make_backbone(shape, self.family.output_dim, hidden=hidden))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(make_generator(seed, "lstm-optimizer", "init").initial_seed())
-            self.net = CoordinatewiseLSTM(config.hidden, config.preprocess_p, config.output_scale)
-        self.net.to(self.device)
+        self.net = seeded_module(
+            derive_seed(seed, "lstm-optimizer", "init"),
+            lambda: CoordinatewiseLSTM(config.hidden, config.preprocess_p, config.output_scale),
+        ).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.generator = make_generator(seed, "lstm-optimizer", "episodes")
 

@@ -30,7 +30,12 @@ from adaptrl.algos.protonet import (
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.seeding import generator_state, make_generator, set_generator_state
+from adaptrl.core.seeding import (
+    derive_seed,
+    generator_state,
+    make_generator,
+    set_generator_state,
+)
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, make_fewshot_family
 from adaptrl.fewshot.glyphs import GlyphsConfig
 
@@ -169,7 +174,7 @@ class MatchingLearner(MetaLearner):
             emb = embedding_net(self.family.input_shape, config.filters)
             return MatchingNet(emb, emb.feature_dim, config.fce, config.fce_steps)
 
-        init_seed = make_generator(seed, "matching", "init").initial_seed()
+        init_seed = derive_seed(seed, "matching", "init")
         self.net = seeded_module(init_seed, build).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.generator = make_generator(seed, "matching", "episodes")

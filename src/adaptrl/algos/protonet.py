@@ -22,7 +22,12 @@ import tyro
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.seeding import generator_state, make_generator, set_generator_state
+from adaptrl.core.seeding import (
+    derive_seed,
+    generator_state,
+    make_generator,
+    set_generator_state,
+)
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, make_fewshot_family
 from adaptrl.fewshot.glyphs import GlyphsConfig
 from adaptrl.nn.backbones import FewShotNet, make_backbone
@@ -152,7 +157,7 @@ class ProtoNetLearner(MetaLearner):
                 f"protonet needs a classification family, got {self.family.kind!r} "
                 "(use glyphs-v0 or imagefolder)"
             )
-        init_seed = make_generator(seed, "protonet", "init").initial_seed()
+        init_seed = derive_seed(seed, "protonet", "init")
         self.net = seeded_module(
             init_seed, lambda: embedding_net(self.family.input_shape, config.filters)
         ).to(self.device)
