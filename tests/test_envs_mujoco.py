@@ -176,6 +176,20 @@ def test_reward_is_the_formula_on_gymnasiums_velocity(family_id, tasks):
         assert not step.terminated.any() and not step.truncated.any()
 
 
+def test_clipped_control_cost_charges_at_most_the_action_bounds():
+    needs_mujoco()
+    tasks = TaskBatch({"direction": torch.tensor([1.0, 1.0])})
+    rewards = {}
+    for clip in (False, True):
+        env = make_family("halfcheetah-dir-v0", clip_ctrl_cost=clip).make_env(2)
+        env.set_tasks(tasks)
+        env.reset(seed=0)
+        rewards[clip] = env.step(torch.tensor([[3.0] * 6, [0.5] * 6])).reward
+    # same physics (MuJoCo clamps the control); row 0 is charged 0.05 * 6 * (9 - 1) more unclipped
+    assert rewards[True][0] - rewards[False][0] == pytest.approx(0.05 * 6 * 8, abs=1e-4)
+    assert rewards[True][1] == rewards[False][1]
+
+
 def test_wrapper_reward_and_info_match_the_batched_env():
     needs_mujoco()
     fam = make_family("halfcheetah-vel-v0")

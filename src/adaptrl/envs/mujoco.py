@@ -10,10 +10,13 @@
 
 ``v`` is Gymnasium's ``info["x_velocity"]`` of ``HalfCheetah-v5`` / ``Ant-v5`` (forward
 displacement of the root / torso over one control step, ``dt = 0.05``) and ``a`` the action as
-given (not clipped: MuJoCo clamps the control, the cost sees what the policy asked for). The
-control-cost weight ``w`` defaults to 0.05 for HalfCheetah and 0.005 for the Ant, the ``0.5 * 1e-1``
-and ``0.5 * 1e-2`` of the MAML paper's rllab environments and of pytorch-maml-rl (Gymnasium's own
-defaults are 0.1 and 0.5). Gymnasium's reward is discarded and recomputed from the task.
+given (MuJoCo clamps the control; the cost sees what the policy asked for, as in Gymnasium and
+pytorch-maml-rl; ``clip_ctrl_cost=True`` charges the clipped action instead, as the MAML paper's
+rllab envs do). The control-cost weight ``w`` defaults to 0.05 for HalfCheetah and 0.005 for the
+Ant, the ``0.5 * 1e-1`` and ``0.5 * 1e-2`` of the MAML paper's rllab environments and of
+pytorch-maml-rl (Gymnasium's own defaults are 0.1 and 0.5). Gymnasium's reward is discarded and
+recomputed from the task. (rllab measured the torso's centre-of-mass velocity; Gymnasium's
+``x_velocity`` is the root's displacement per step, as in pytorch-maml-rl.)
 
 Episodes last ``horizon = 200`` steps (a time limit, reported as ``truncated``); HalfCheetah never
 terminates. Observations are Gymnasium's (17 numbers for HalfCheetah, 105 for the Ant: positions
@@ -63,9 +66,11 @@ def task_term(kind: Kind, task_value: Any, x_velocity: Any) -> np.ndarray:
     return -np.abs(v - goal) if kind == "vel" else goal * v
 
 
-def ctrl_cost(action: Any, weight: float) -> np.ndarray:
-    """``weight * |a|^2`` over the last axis (float64), on the action as given (not clipped)."""
-    return weight * np.square(np.asarray(action, dtype=np.float64)).sum(-1)
+def ctrl_cost(action: Any, weight: float, clip: bool = False) -> np.ndarray:
+    """``weight * |a|^2`` over the last axis (float64), on the action as given or, with ``clip``,
+    clipped to the action bounds [-1, 1]."""
+    a = np.asarray(action, dtype=np.float64)
+    return weight * np.square(np.clip(a, -1.0, 1.0) if clip else a).sum(-1)
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -79,6 +84,9 @@ class MujocoTaskConfig(FamilyConfig):
     """Steps per episode, H (a time limit, reported as truncated)."""
     ctrl_cost_weight: float = 0.05
     """w in the control cost w * |a|^2 (MAML / rllab / pytorch-maml-rl: 0.5 * 1e-1)."""
+    clip_ctrl_cost: bool = False
+    """Charge the control cost on the action clipped to [-1, 1] (the MAML paper's rllab envs)
+    instead of the action as given (Gymnasium, pytorch-maml-rl)."""
     oracle: bool = False
     """Append the task parameter to the observation (the oracle baseline)."""
     n: int = 2
@@ -365,7 +373,8 @@ class TaskRewardWrapper(gym.Wrapper):
     def step(self, action: Any):
         obs, _, terminated, truncated, info = self.env.step(action)
         task = float(task_term(self.family.kind, self.task_value, info["x_velocity"]))
-        ctrl = float(ctrl_cost(action, self.family.config.ctrl_cost_weight))
+        c = self.family.config
+        ctrl = float(ctrl_cost(action, c.ctrl_cost_weight, c.clip_ctrl_cost))
         reward = task - ctrl + _extra_reward(info)
         info = {**info, "reward_task": task, "reward_ctrl": -ctrl}
         return self._obs(obs), reward, terminated, truncated, info
@@ -446,9 +455,9 @@ class MujocoLoopEnv(BatchedEnv):
             velocity[i] = info["x_velocity"]
             extra[i] = _extra_reward(info)
             terminated[i] = term
-        weight = self.family.config.ctrl_cost_weight
+        c = self.family.config
         reward = task_term(self.family.kind, self._task_values, velocity)
-        reward += extra - ctrl_cost(np_action, weight)
+        reward += extra - ctrl_cost(np_action, c.ctrl_cost_weight, c.clip_ctrl_cost)
         if self._oracle:
             final[:, -1] = self._task_values
         self._elapsed += 1
