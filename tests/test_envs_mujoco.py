@@ -14,7 +14,7 @@ import torch
 from adaptrl.core.errors import ConfigError, MissingExtraError
 from adaptrl.core.seeding import derive_seed
 from adaptrl.envs import FAMILIES, FamilyContractError, TaskBatch, check_family, make_family
-from adaptrl.envs.mujoco import HalfCheetahDir, TaskRewardWrapper, load_robot
+from adaptrl.envs.mujoco import HalfCheetahDir, TaskRewardWrapper, build_robot
 
 MUJOCO_FAMILIES = ("halfcheetah-vel-v0", "halfcheetah-dir-v0", "ant-vel-v0", "ant-dir-v0")
 
@@ -136,7 +136,7 @@ def test_default_horizon_and_sync_backend_pass_the_contract():
 
 def gym_reference(family, seed: int, rows: int):
     """Raw Gymnasium robots with Gymnasium's default options, seeded as the batched env seeds rows."""
-    robots = [load_robot(family.robot, family.family_id)() for _ in range(rows)]
+    robots = [build_robot(family.robot, family.family_id) for _ in range(rows)]
     first = [r.reset(seed=derive_seed(seed, "gym-vector-row", i))[0] for i, r in enumerate(robots)]
     return robots, np.stack(first)
 

@@ -189,8 +189,15 @@ def load_robot(robot: str, family_id: str) -> type[gym.Env]:
     return AntEnv
 
 
+def build_robot(robot: str, family_id: str, **kwargs: Any) -> gym.Env:
+    """An unwrapped ``HalfCheetah-v5`` / ``Ant-v5`` env with Gymnasium's options ``kwargs``."""
+    cls = load_robot(robot, family_id)
+    return _build_quietly(lambda: cls(**kwargs))
+
+
 # MuJoCo >= 3.3 warns on stderr, once per model compiled, that Gymnasium's half_cheetah.xml uses the
-# deprecated ``settotalmass``; with hundreds of envs that drowns the output. Only this is silenced.
+# deprecated ``settotalmass`` (and appends it to MUJOCO_LOG.TXT in the working directory); with
+# hundreds of envs that drowns the output. Only this warning is silenced.
 _KNOWN_COMPILER_WARNING = "'settotalmass' is deprecated"
 
 
@@ -236,8 +243,7 @@ class MujocoTaskFamily(TaskFamily):
 
     def make_robot(self) -> gym.Env:
         """One unwrapped Gymnasium robot env (needs MuJoCo); its own reward is ignored."""
-        cls = load_robot(self.robot, self.family_id)
-        return _build_quietly(lambda: cls(**self.robot_kwargs()))
+        return build_robot(self.robot, self.family_id, **self.robot_kwargs())
 
     def make_sub_env(self) -> gym.Env:
         """One Gymnasium env with ``set_task``: the robot, task reward, float32 obs, time limit."""
