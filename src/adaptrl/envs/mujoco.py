@@ -53,8 +53,8 @@ import numpy as np
 import torch
 
 from adaptrl.core.errors import ConfigError, require
-from adaptrl.core.seeding import derive_seed, make_generator
-from adaptrl.envs.base import BatchedEnv, FamilyConfig, Split, Step, TaskBatch, TaskFamily, positive
+from adaptrl.core.seeding import derive_seed
+from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch, TaskFamily, positive
 from adaptrl.envs.gym_adapter import GymVectorEnv
 from adaptrl.envs.registry import register_family
 
@@ -237,8 +237,8 @@ class MujocoTaskFamily(TaskFamily):
         self.max_episode_steps = c.horizon
         self.episodes_per_trial = c.n
 
-    # Ant terms come from Gymnasium's info; HalfCheetah has none.
     def robot_kwargs(self) -> dict[str, Any]:
+        """Options of the Gymnasium robot (the Ant's reward weights; none for HalfCheetah)."""
         return {}
 
     def make_robot(self) -> gym.Env:
@@ -273,7 +273,9 @@ class _VelocityFamily(MujocoTaskFamily):
 
 
 class _DirectionFamily(MujocoTaskFamily):
-    """Two tasks, +1 and -1: both appear in both splits (see the module docstring)."""
+    """Two tasks, +1 and -1, each with probability 1/2. The default split of
+    :meth:`TaskFamily.tasks` draws both splits from independent streams, so both directions appear
+    in both splits (``disjoint_split = False``; see the module docstring)."""
 
     kind = "dir"
     task_key = "direction"
@@ -282,18 +284,6 @@ class _DirectionFamily(MujocoTaskFamily):
     def sample_tasks(self, n: int, generator: torch.Generator) -> TaskBatch:
         coin = torch.randint(2, (n,), generator=generator, device=generator.device)
         return TaskBatch({"direction": (2 * coin - 1).float()})
-
-    def tasks(
-        self, n: int, split: Split, seed: int, device: str | torch.device = "cpu"
-    ) -> TaskBatch:
-        """``n`` directions, each +1 or -1 with probability 1/2, from a stream of ``split`` and
-        ``seed``. The splits cannot be disjoint (two tasks); they differ only in their streams."""
-        if split not in ("train", "test"):
-            raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-        positive("number of tasks", n)
-        return self.sample_tasks(
-            n, make_generator(seed, self.family_id, "tasks", split, device=device)
-        )
 
 
 class _AntMixin:
