@@ -22,9 +22,12 @@ from adaptrl.fewshot import (
     FEWSHOT_FAMILIES,
     FewShotBatch,
     FewShotConfigUnion,
+    FewShotContractError,
+    Glyphs,
     GlyphsConfig,
     ImageFolderConfig,
     SinusoidConfig,
+    check_fewshot_family,
     make_fewshot_family,
 )
 from adaptrl.fewshot.glyphs import glyph_segments
@@ -443,3 +446,45 @@ def test_imagefolder_preload_and_cache(tmp_path):
     assert len(fam._cache) == 5
     images = fam.folder_images(fam._split_folders["test"][0])
     assert images.dtype == torch.uint8 and images.shape == (6, 1, 10, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# the contract checker
+
+
+def test_every_builtin_family_passes_the_contract_checker(tmp_path):
+    check_fewshot_family(make_fewshot_family("sinusoid-v0"))
+    check_fewshot_family(make_fewshot_family("glyphs-v0", queries=2), num_tasks=3)
+    check_fewshot_family(make_fewshot_family("glyphs-v0", rotations=True, queries=2), num_tasks=3)
+    omniglot_tree(tmp_path)
+    fam = make_fewshot_family(
+        "imagefolder", data=tmp_path, image_size=10, ways=3, shots=1, queries=2, val_fraction=0.3
+    )
+    check_fewshot_family(fam)
+
+
+class _Unshuffled(Glyphs):
+    """Broken on purpose: labels follow the global class order instead of 0..N-1 per task."""
+
+    def _sample(self, *args, **kwargs):
+        b = super()._sample(*args, **kwargs)
+        order = b.classes.argsort(dim=1).argsort(dim=1)  # rank of each class in the task
+        b.support_y = order.gather(1, b.support_y)
+        return b
+
+
+class _Leaky(Glyphs):
+    """Broken on purpose: validation tasks draw from the meta-train characters."""
+
+    def split_chars(self, split):
+        return super().split_chars("train" if split == "val" else split)
+
+
+def test_the_checker_catches_broken_families():
+    small = GlyphsConfig(queries=2, num_classes=60, train_classes=40, val_classes=10)
+    with pytest.raises(
+        FewShotContractError, match=r"support_y must hold labels 0\.\.4 in class-major"
+    ):
+        check_fewshot_family(_Unshuffled(small))
+    with pytest.raises(FewShotContractError, match="splits train and val share classes"):
+        check_fewshot_family(_Leaky(small))
