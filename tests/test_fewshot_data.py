@@ -488,3 +488,15 @@ def test_the_checker_catches_broken_families():
         check_fewshot_family(_Unshuffled(small))
     with pytest.raises(FewShotContractError, match="splits train and val share classes"):
         check_fewshot_family(_Leaky(small))
+
+
+def test_glyphs_render_large_requests_in_blocks(glyphs, monkeypatch):
+    import adaptrl.fewshot.glyphs as glyphs_module
+
+    monkeypatch.setattr(glyphs_module, "RENDER_BLOCK", 7)  # 2 classes of 3 images per block
+    classes = torch.arange(1200, 1210).view(2, 5)
+    images = glyphs.render(classes, 3, gen())
+    assert images.shape == (2, 5, 3, 1, 28, 28)
+    assert torch.equal(images, glyphs.render(classes, 3, gen()))
+    one_block = glyphs.render(classes[0, :2], 3, gen())
+    assert torch.equal(images[0, :2], one_block)  # the first block is the same either way

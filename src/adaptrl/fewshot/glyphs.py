@@ -55,6 +55,8 @@ PIECES = 6
 MAX_STROKES, MAX_PRIMITIVES = 4, 3
 MAX_SEGMENTS = MAX_STROKES * MAX_PRIMITIVES * PIECES
 WOBBLE_WIDTH = 0.5
+RENDER_BLOCK = 4096
+"""Images rendered at once (larger requests are split into blocks to bound memory)."""
 """Width (in [-1, 1] image units) of the Gaussian bumps that make the elastic displacement."""
 _FAR = 100.0  # padding segments sit here, far from every pixel
 
@@ -311,11 +313,28 @@ class Glyphs(FewShotFamily):
             self._ready[i] = True
         return self._fields[chars]
 
-    def render(self, classes: torch.Tensor, per_class: int, generator: torch.Generator):
-        """``per_class`` jittered images of each class: ``[*classes.shape, per_class, 1, S, S]``."""
+    def render(
+        self, classes: torch.Tensor, per_class: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``per_class`` jittered images of each class: ``[*classes.shape, per_class, 1, S, S]``.
+
+        Large requests are rendered in blocks of about ``RENDER_BLOCK`` images (bounded memory),
+        each block drawing from ``generator`` in turn.
+        """
+        size = self.config.image_size
+        flat = classes.reshape(-1)
+        out = torch.empty(len(flat), per_class, 1, size, size, device=generator.device)
+        step = max(1, RENDER_BLOCK // per_class)
+        for start in range(0, len(flat), step):
+            block = flat[start : start + step]
+            out[start : start + step] = self._render_block(block, per_class, generator)
+        return out.view(*classes.shape, per_class, 1, size, size)
+
+    def _render_block(
+        self, flat: torch.Tensor, per_class: int, generator: torch.Generator
+    ) -> torch.Tensor:
         c = self.config
         size = c.image_size
-        flat = classes.reshape(-1)
         m = flat.numel()
         chars, quarter = flat // self.rotations, flat % self.rotations
         dev = generator.device
@@ -356,7 +375,7 @@ class Glyphs(FewShotFamily):
         if c.noise > 0:  # uniform noise with standard deviation `noise` (cheaper than Gaussian)
             noise = torch.rand(ink.shape, generator=generator, device=dev)
             ink.add_(noise.sub_(0.5).mul_(c.noise * math.sqrt(12)))
-        return ink.clamp_(0, 1).view(*classes.shape, per_class, 1, size, size)
+        return ink.clamp_(0, 1).view(m, per_class, 1, size, size)
 
     # --- sampling -------------------------------------------------------------------------------
     def _sample(
