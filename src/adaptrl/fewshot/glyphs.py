@@ -216,7 +216,7 @@ def _glyph_strokes(alphabet_seed: int, char: int) -> list[list[tuple[float, floa
             else:
                 theta += u(-math.pi / 8, math.pi / 8)
         strokes.append(pts)
-    # centre the glyph and give it a typical size (the largest side about 1.0-1.3 of [-1, 1])
+    # centre the glyph and give it a typical size (its larger side 60-72% of the image)
     xs = [x for s in strokes for x, _ in s]
     ys = [y for s in strokes for _, y in s]
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
