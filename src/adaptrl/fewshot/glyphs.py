@@ -14,8 +14,8 @@ Rendering is vectorised in torch and has two stages:
 2. Per sample: a random affine map (rotation, scale, shear, translation) plus a smooth elastic
    displacement forms a sampling grid; ``grid_sample`` reads the distance field through it, and ink
    is ``clamp(width/2 + 1/2 - distance, 0, 1)`` with a per-sample stroke width (anti-aliased by
-   construction), plus a little Gaussian noise. Images are float32 in [0, 1], shape ``[1, S, S]``,
-   ink = 1.
+   construction), plus a little uniform noise. Images are float32 in [0, 1], shape ``[1, S, S]``,
+   ink = 1. Sampling never depends on what is cached: the same generator gives the same images.
 
 With ``rotations=True`` each character also appears rotated by 90, 180 and 270 degrees as three
 extra classes (the MAML Omniglot protocol); class id ``4 * character + k`` is the character turned
@@ -54,6 +54,10 @@ PIECES = 6
 """Straight pieces per curve primitive when a glyph is flattened to line segments."""
 MAX_STROKES, MAX_PRIMITIVES = 4, 3
 MAX_SEGMENTS = MAX_STROKES * MAX_PRIMITIVES * PIECES
+WOBBLE_WIDTH = 0.5
+RENDER_BLOCK = 4096
+"""Images rendered at once (larger requests are split into blocks to bound memory)."""
+"""Width (in [-1, 1] image units) of the Gaussian bumps that make the elastic displacement."""
 _FAR = 100.0  # padding segments sit here, far from every pixel
 
 
@@ -94,7 +98,7 @@ class GlyphsConfig(FewShotConfig):
     stroke_width_px: tuple[float, float] = (1.4, 2.4)
     """Per-sample stroke width ~ U[low, high] pixels at image_size 28 (scaled with the size)."""
     noise: float = 0.03
-    """Standard deviation of additive Gaussian pixel noise (images are clamped to [0, 1])."""
+    """Standard deviation of additive uniform pixel noise (images are clamped to [0, 1])."""
 
     def validate(self) -> None:
         positive("ways", self.ways, 2)
@@ -212,7 +216,7 @@ def _glyph_strokes(alphabet_seed: int, char: int) -> list[list[tuple[float, floa
             else:
                 theta += u(-math.pi / 8, math.pi / 8)
         strokes.append(pts)
-    # centre the glyph and give it a typical size (the largest side about 1.0-1.3 of [-1, 1])
+    # centre the glyph and give it a typical size (its larger side 60-72% of the image)
     xs = [x for s in strokes for x, _ in s]
     ys = [y for s in strokes for _, y in s]
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
@@ -227,6 +231,15 @@ def glyph_segments(alphabet_seed: int, char: int) -> torch.Tensor:
     flat = [(a, b) for s in _glyph_strokes(alphabet_seed, char) for a, b in itertools.pairwise(s)]
     segs[: len(flat)] = torch.tensor(flat, dtype=torch.float32)
     return segs
+
+
+def _rbf_basis(size: int, device: torch.device) -> torch.Tensor:
+    """``[4, size]`` Gaussian bumps at 4 knots across the image, columns of unit norm, so a
+    displacement ``basis.T @ N(0, 1) knots @ basis`` has unit standard deviation at every pixel."""
+    coords = (torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size * 2 - 1
+    knots = torch.linspace(-1, 1, 4, device=device)
+    basis = torch.exp(-((coords[None] - knots[:, None]) ** 2) / (2 * WOBBLE_WIDTH**2))
+    return basis / basis.norm(dim=0, keepdim=True)
 
 
 def distance_fields(segments: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -300,54 +313,78 @@ class Glyphs(FewShotFamily):
             self._ready[i] = True
         return self._fields[chars]
 
-    def render(self, classes: torch.Tensor, per_class: int, generator: torch.Generator):
-        """``per_class`` jittered images of each class: ``[*classes.shape, per_class, 1, S, S]``."""
+    def render(
+        self, classes: torch.Tensor, per_class: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``per_class`` jittered images of each class: ``[*classes.shape, per_class, 1, S, S]``.
+
+        Large requests are rendered in blocks of about ``RENDER_BLOCK`` images (bounded memory),
+        each block drawing from ``generator`` in turn.
+        """
+        size = self.config.image_size
+        flat = classes.reshape(-1)
+        out = torch.empty(len(flat), per_class, 1, size, size, device=generator.device)
+        step = max(1, RENDER_BLOCK // per_class)
+        for start in range(0, len(flat), step):
+            block = flat[start : start + step]
+            out[start : start + step] = self._render_block(block, per_class, generator)
+        return out.view(*classes.shape, per_class, 1, size, size)
+
+    def _render_block(
+        self, flat: torch.Tensor, per_class: int, generator: torch.Generator
+    ) -> torch.Tensor:
         c = self.config
         size = c.image_size
-        flat = classes.reshape(-1)
         m = flat.numel()
-        n = m * per_class
         chars, quarter = flat // self.rotations, flat % self.rotations
-
         dev = generator.device
 
-        def u(low: float, high: float, *shape: int) -> torch.Tensor:
-            return low + (high - low) * torch.rand(n, *shape, generator=generator, device=dev)
+        def u(low: float, high: float) -> torch.Tensor:  # one number per sample, [m, P, 1, 1]
+            r = torch.rand(m, per_class, 1, 1, generator=generator, device=dev)
+            return low + (high - low) * r
 
-        # output -> canvas sampling map: rotation (plus the class's quarter turns), shear, scale
+        # The sampling grid (output pixel -> canvas point) is built as [m, 2 (x, y), P, S, S] by
+        # one matrix product, each row of it [.., row, :] @ basis: a smooth elastic displacement
+        # (4x4 Gaussian knots blended by RBFs) plus the affine map (rotation with the class's
+        # quarter turns, scale, shear, translation), which is linear in the column coordinate x.
+        # grid_sample then reads it as a permuted view [m, P*S, S, 2] (no interleaving copy),
+        # one call per class over all its P samples stacked along the height.
+        coords = (torch.arange(size, dtype=torch.float32, device=dev) + 0.5) / size * 2 - 1
+        if c.elastic_px > 0:
+            knots = torch.randn(m, 2, per_class, 4, 4, generator=generator, device=dev)
+            knots *= c.elastic_px * 2 / size  # pixels -> [-1, 1] image units
+            basis = _rbf_basis(size, dev)  # [4, S]
+            rows = (knots @ basis).mT  # [m, 2, P, S, 4]
+        else:
+            basis = torch.empty(0, size, device=dev)
+            rows = torch.empty(m, 2, per_class, size, 0, device=dev)
         angle = u(-1, 1) * math.radians(c.rotation_deg)
-        angle = angle + (math.pi / 2) * quarter.to(dev).repeat_interleave(per_class)
-        scale = u(*c.scale)
-        shear = u(-c.shear, c.shear)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack(
+        angle += (math.pi / 2) * quarter.to(dev).view(m, 1, 1, 1)
+        scale, shear = u(*c.scale), u(-c.shear, c.shear)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # [m, P, 1, 1]
+        reach = c.translate_px * 2 / size
+        y = coords.view(1, 1, size, 1)
+        x_coef = torch.stack([cos, sin], dim=1).expand(m, 2, per_class, size, 1)
+        rest = torch.stack(
             [
-                torch.stack([cos, -sin + shear * cos, u(-1, 1) * c.translate_px * 2 / size], -1),
-                torch.stack([sin, cos + shear * sin, u(-1, 1) * c.translate_px * 2 / size], -1),
+                (shear * cos - sin) * y + u(-reach, reach),
+                (shear * sin + cos) * y + u(-reach, reach),
             ],
             dim=1,
-        )  # [n, 2, 3]
-        grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
-        if c.elastic_px > 0:
-            coarse = torch.randn(n, 2, 4, 4, generator=generator, device=dev) * (
-                c.elastic_px * 2 / size
-            )
-            wobble = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)
-            grid = grid + wobble.permute(0, 2, 3, 1)
-        # one grid_sample per class over all its samples stacked along the height
+        )  # [m, 2, P, S, 1]: the part that depends on the row only
+        ones = torch.ones(1, size, device=dev)
+        grid = torch.cat([rows, x_coef, rest], dim=-1) @ torch.cat([basis, coords[None], ones])
+        grid = grid.view(m, 2, per_class * size, size).permute(0, 2, 3, 1)
         fields = self.fields(chars.cpu()).to(dev).unsqueeze(1)  # [m, 1, 2S, 2S]
-        grid = grid.reshape(m, per_class * size, size, 2)
         dist = F.grid_sample(
             fields, grid, mode="bilinear", padding_mode="border", align_corners=False
-        )
-        dist = dist.reshape(n, size, size) * (size / 2)  # canvas units -> output pixels
-        half_width = u(*c.stroke_width_px, 1, 1) * (size / 28) / 2
-        ink = (half_width + 0.5 - dist).clamp(0, 1)
-        if c.noise > 0:
-            ink = (ink + c.noise * torch.randn(ink.shape, generator=generator, device=dev)).clamp(
-                0, 1
-            )
-        return ink.reshape(*classes.shape, per_class, 1, size, size)
+        ).view(m, per_class, size, size)
+        # ink = clamp(width / 2 + 1/2 - distance in output pixels, 0, 1)
+        ink = dist.mul_(-size / 2).add_(u(*c.stroke_width_px) * (size / 56) + 0.5)
+        if c.noise > 0:  # uniform noise with standard deviation `noise` (cheaper than Gaussian)
+            noise = torch.rand(ink.shape, generator=generator, device=dev)
+            ink.add_(noise.sub_(0.5).mul_(c.noise * math.sqrt(12)))
+        return ink.clamp_(0, 1).view(m, per_class, 1, size, size)
 
     # --- sampling -------------------------------------------------------------------------------
     def _sample(
