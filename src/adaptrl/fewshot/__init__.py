@@ -5,41 +5,38 @@ generated Omniglot-like character set that ships as code) and ``imagefolder`` (O
 mini-ImageNet, or any folder of class folders, already on disk).
 """
 
-from typing import Annotated, Union
-
-import tyro
-
-from adaptrl.fewshot import sinusoid  # noqa: F401  (registers the built-in families)
+from adaptrl.fewshot import glyphs, imagefolder, sinusoid  # noqa: F401  (registers the built-in families)
 from adaptrl.fewshot.base import FewShotBatch, FewShotConfig, FewShotFamily, Split
+from adaptrl.fewshot.check import FewShotContractError, check_fewshot_family
+from adaptrl.fewshot.glyphs import Glyphs, GlyphsConfig
+from adaptrl.fewshot.imagefolder import ImageFolder, ImageFolderConfig
 from adaptrl.fewshot.registry import (
     FEWSHOT_FAMILIES,
+    fewshot_config_union,
     make_fewshot_family,
     register_fewshot_family,
 )
 from adaptrl.fewshot.sinusoid import Sinusoid, SinusoidConfig
 
 # One tyro subcommand per registered family, named by its id, taking its own config.
-FewShotConfigUnion = Union[  # type: ignore[valid-type]  # noqa: UP007  (built from the registry)
-    tuple(
-        Annotated[
-            cls.config_cls,
-            tyro.conf.subcommand(
-                fid, description=(cls.__doc__ or cls.config_cls.__doc__ or "").strip()
-            ),
-        ]
-        for fid, cls in FEWSHOT_FAMILIES.items()
-    )
-]
+FewShotConfigUnion = fewshot_config_union()
 
 __all__ = [
     "FEWSHOT_FAMILIES",
     "FewShotBatch",
     "FewShotConfig",
     "FewShotConfigUnion",
+    "FewShotContractError",
     "FewShotFamily",
+    "Glyphs",
+    "GlyphsConfig",
+    "ImageFolder",
+    "ImageFolderConfig",
     "Sinusoid",
     "SinusoidConfig",
     "Split",
+    "check_fewshot_family",
+    "fewshot_config_union",
     "make_fewshot_family",
     "register_fewshot_family",
 ]

@@ -43,3 +43,24 @@ def make_fewshot_family(spec: str | FewShotConfig, **overrides: Any) -> FewShotF
     if missing:
         raise ConfigError(f"{spec} needs {', '.join(f'{m}=...' for m in missing)}")
     return cls(cls.config_cls(**overrides))
+
+
+def fewshot_config_union() -> Any:
+    """A ``Union`` of every registered few-shot config, each a tyro subcommand named by its id.
+
+    Use it as the type of a config field holding a few-shot family (algorithm configs);
+    ``adaptrl.fewshot.FewShotConfigUnion`` is this union over the built-in families.
+    Families registered after the call are not in it.
+    """
+    from typing import Annotated, Union
+
+    import tyro
+
+    members = tuple(
+        Annotated[
+            cls.config_cls,
+            tyro.conf.subcommand(fid, description=(cls.__doc__ or "").strip().splitlines()[0]),
+        ]
+        for fid, cls in FEWSHOT_FAMILIES.items()
+    )
+    return Union[members]  # noqa: UP007  (built at run time from the registry)

@@ -46,9 +46,10 @@ class SinusoidConfig(FewShotConfig):
         check_range("x_range", self.x_range)
 
 
-def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Generator):
+def _scale(u: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """Map U[0, 1) draws to U[low, high)."""
     low, high = bounds
-    return low + (high - low) * torch.rand(shape, generator=gen, device=gen.device)
+    return low + (high - low) * u
 
 
 @register_fewshot_family
@@ -71,9 +72,12 @@ class Sinusoid(FewShotFamily):
         queries: int,
     ) -> FewShotBatch:
         c = self.config
-        amplitude = _uniform((num_tasks, 1, 1), c.amplitude, generator)
-        phase = _uniform((num_tasks, 1, 1), c.phase, generator)
-        x = _uniform((num_tasks, shots + queries, 1), c.x_range, generator)
+        u = torch.rand(
+            num_tasks, 2 + shots + queries, 1, generator=generator, device=generator.device
+        )
+        amplitude = _scale(u[:, :1], c.amplitude)  # [T, 1, 1]
+        phase = _scale(u[:, 1:2], c.phase)
+        x = _scale(u[:, 2:], c.x_range)  # [T, K+Q, 1]
         y = amplitude * torch.sin(x - phase)
         return FewShotBatch(
             support_x=x[:, :shots],
