@@ -162,6 +162,49 @@ def expand_tasks(params: Mapping[str, Tensor], tasks: int) -> Params:
     return {k: v.expand(tasks, *v.shape) for k, v in params.items()}
 
 
+def maml_query_losses(
+    model: torch.nn.Module,
+    kind: str,
+    params: Mapping[str, Tensor],
+    batch: FewShotBatch,
+    *,
+    steps: int,
+    lr: float | Mapping[str, Tensor],
+    first_order: bool = False,
+    strategy: Strategy = "vmap",
+) -> Tensor:
+    """Each task's query loss after ``steps`` SGD steps from ``params`` on its support set, ``[T]``.
+
+    The MAML objective (Meta-SGD with per-entry ``lr``), differentiable with respect to
+    ``params`` and ``lr`` through the inner steps. ``strategy`` picks how tasks are batched; the
+    numbers are the same.
+    """
+    if strategy == "batched":
+        adapted = batched_sgd_adapt(
+            model,
+            kind,
+            expand_tasks(params, len(batch)),
+            batch.support_x,
+            batch.support_y,
+            steps=steps,
+            lr=lr,
+            first_order=first_order,
+        )
+        return task_losses(kind, forward_tasks(model, adapted, batch.query_x), batch.query_y)
+    loss = functional_loss(model, kind)
+
+    def task(p: Params, lr_: Any, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
+        adapted = sgd_adapt(loss, p, xs, ys, steps=steps, lr=lr_, first_order=first_order)
+        return loss(adapted, xq, yq)
+
+    return map_tasks(
+        task,
+        (params, lr),
+        (batch.support_x, batch.support_y, batch.query_x, batch.query_y),
+        strategy,
+    )
+
+
 def map_tasks(
     fn: Callable[..., Any],
     shared: tuple[Any, ...],

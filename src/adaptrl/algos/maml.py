@@ -17,17 +17,12 @@ from torch import Tensor
 from adaptrl.algos.gradient import (
     GradientConfig,
     GradientFewShotLearner,
-    Params,
-    batched_sgd_adapt,
-    expand_tasks,
-    map_tasks,
+    maml_query_losses,
     sgd_adapt,
     sgd_curve,
-    task_losses,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.fewshot import FewShotBatch
-from adaptrl.nn.backbones import forward_tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,38 +39,17 @@ class MAML(GradientFewShotLearner):
     name = "maml"
     config: MAMLConfig
 
-    def task_query_loss(self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor):
-        """One task: adapt on the support set, then the loss on the query set."""
-        adapted = sgd_adapt(
-            self.loss,
-            params,
-            xs,
-            ys,
+    def meta_loss(self, batch: FewShotBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean over tasks of the query loss after the inner SGD steps on the support set."""
+        losses = maml_query_losses(
+            self.model,
+            self.kind,
+            self.params(),
+            batch,
             steps=self.inner_steps,
             lr=self.inner_lr,
             first_order=self.config.first_order,
-        )
-        return self.loss(adapted, xq, yq)
-
-    def meta_loss(self, batch: FewShotBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.config.strategy == "batched":  # the same computation as one explicit graph
-            adapted = batched_sgd_adapt(
-                self.model,
-                self.kind,
-                expand_tasks(self.params(), len(batch)),
-                batch.support_x,
-                batch.support_y,
-                steps=self.inner_steps,
-                lr=self.inner_lr,
-                first_order=self.config.first_order,
-            )
-            out = forward_tasks(self.model, adapted, batch.query_x)
-            return task_losses(self.kind, out, batch.query_y).mean(), {}
-        losses = map_tasks(
-            self.task_query_loss,
-            (self.params(),),
-            (batch.support_x, batch.support_y, batch.query_x, batch.query_y),
-            self.config.strategy,
+            strategy=self.config.strategy,
         )
         return losses.mean(), {}
 

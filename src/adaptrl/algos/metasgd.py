@@ -17,17 +17,12 @@ from torch import Tensor, nn
 from adaptrl.algos.gradient import (
     GradientConfig,
     GradientFewShotLearner,
-    Params,
-    batched_sgd_adapt,
-    expand_tasks,
-    map_tasks,
+    maml_query_losses,
     sgd_adapt,
     sgd_curve,
-    task_losses,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.fewshot import FewShotBatch
-from adaptrl.nn.backbones import forward_tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,33 +65,17 @@ class MetaSGD(GradientFewShotLearner):
         assert self.step_sizes is not None
         return {k: self.step_sizes[_key(k)] for k, _ in self.model.named_parameters()}
 
-    def task_query_loss(
-        self, params: Params, lrs: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor
-    ) -> Tensor:
-        """One task: adapt with the learned step sizes on the support set, loss on the query."""
-        adapted = sgd_adapt(self.loss, params, xs, ys, steps=self.inner_steps, lr=lrs)
-        return self.loss(adapted, xq, yq)
-
     def meta_loss(self, batch: FewShotBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.config.strategy == "batched":  # the same computation as one explicit graph
-            adapted = batched_sgd_adapt(
-                self.model,
-                self.kind,
-                expand_tasks(self.params(), len(batch)),
-                batch.support_x,
-                batch.support_y,
-                steps=self.inner_steps,
-                lr=self.lrs(),
-            )
-            out = forward_tasks(self.model, adapted, batch.query_x)
-            losses = task_losses(self.kind, out, batch.query_y)
-        else:
-            losses = map_tasks(
-                self.task_query_loss,
-                (self.params(), self.lrs()),
-                (batch.support_x, batch.support_y, batch.query_x, batch.query_y),
-                self.config.strategy,
-            )
+        """MAML's objective with the learned step sizes (they get gradients through the steps)."""
+        losses = maml_query_losses(
+            self.model,
+            self.kind,
+            self.params(),
+            batch,
+            steps=self.inner_steps,
+            lr=self.lrs(),
+            strategy=self.config.strategy,
+        )
         mean_lr = torch.cat([a.detach().flatten() for a in self.lrs().values()]).mean()
         return losses.mean(), {"mean_step_size": mean_lr}
 

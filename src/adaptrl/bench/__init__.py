@@ -1,6 +1,12 @@
 """Paper reproductions and speed benchmarks (layer 9), registered in :data:`BENCHES` on import."""
 
-from adaptrl.bench import baselines, fewshot, throughput  # noqa: F401  (one module per line below)
+from adaptrl.bench import (  # noqa: F401  (one module per line below)
+    baselines,
+    fewshot,
+    fewshot_speed,
+    sinusoid,
+    throughput,
+)
 from adaptrl.bench.registry import BENCHES, BenchSpec, register_bench
 
 __all__ = ["BENCHES", "BenchSpec", "register_bench"]

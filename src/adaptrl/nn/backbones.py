@@ -33,7 +33,9 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     dims = [0, *range(2, x.dim())]
     var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
     shape = [1, -1] + [1] * (x.dim() - 2)
-    return (x - mean) * torch.rsqrt(var + eps) * weight.view(shape) + bias.view(shape)
+    scale = weight.view(shape) * torch.rsqrt(var + eps)
+    # x * scale + (bias - mean * scale): one op on the large tensor (and in its backward passes)
+    return torch.addcmul(bias.view(shape) - mean * scale, x, scale)
 
 
 class BatchStatNorm(nn.Module):
