@@ -14,10 +14,12 @@ from PIL import Image
 from adaptrl.bench.fewshot import (
     MINIIMAGENET_PAPER,
     OMNIGLOT_PAPER,
+    QUICK_DEFAULTS,
     GlyphsBenchConfig,
     MiniImageNetBenchConfig,
     OmniglotBenchConfig,
     Setting,
+    build_config,
     classification_methods,
     parse_overrides,
     parse_setting,
@@ -27,6 +29,7 @@ from adaptrl.bench.fewshot import (
 )
 from adaptrl.cli.main import main
 from adaptrl.core.errors import ConfigError
+from adaptrl.fewshot.glyphs import GlyphsConfig
 
 
 def test_settings_and_overrides_parse_or_fail_clearly():
@@ -50,6 +53,14 @@ def test_the_table_iterates_the_registry():
     assert next(m for m in classification_methods(["fomaml"])).fixed == {"first_order": True}
     with pytest.raises(ConfigError, match="unknown few-shot classification method"):
         classification_methods(["protonets"])
+    # --quick shrinks meta-batches where a method has one; --params still win
+    glyphs = GlyphsConfig(ways=5, shots=1)
+    fomaml = next(m for m in classification_methods(["fomaml"]))
+    cfg = build_config(fomaml, glyphs, 7, {}, QUICK_DEFAULTS)
+    assert (cfg.meta_batch, cfg.first_order, cfg.iterations, cfg.family) == (4, True, 7, glyphs)
+    assert build_config(fomaml, glyphs, 7, {"meta_batch": 2}, QUICK_DEFAULTS).meta_batch == 2
+    proto = next(m for m in classification_methods(["protonet"]))
+    assert build_config(proto, glyphs, 7, {}, QUICK_DEFAULTS).tasks_per_batch == 1
     # every paper row names a method we can run
     assert set(OMNIGLOT_PAPER) <= set(labels)
     assert set(MINIIMAGENET_PAPER) - set(labels) == {"lstm-meta-learner"}

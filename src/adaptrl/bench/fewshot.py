@@ -154,10 +154,20 @@ def classification_methods(names: Sequence[str] = ()) -> list[Method]:
     return [known[n] for n in names]
 
 
+QUICK_DEFAULTS: dict[str, Any] = {"meta_batch": 4}
+"""--quick also shrinks the gradient learners' meta-batches (32 tasks of second-order MAML on the
+conv net take seconds per iteration on a CPU); --params still override these."""
+
+
 def build_config(
-    method: Method, family: FewShotConfig, iterations: int, overrides: dict[str, Any]
+    method: Method,
+    family: FewShotConfig,
+    iterations: int,
+    overrides: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
 ) -> Any:
-    """The method's default config on ``family`` with ``iterations`` and the user's overrides."""
+    """The method's default config on ``family`` with ``iterations``, the bench's ``defaults`` for
+    the fields the method has, its fixed options and the user's overrides (later ones win)."""
     cls = method.spec.config_cls
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - fields)
@@ -165,7 +175,8 @@ def build_config(
         raise ConfigError(
             f"{method.label} has no option {unknown[0]!r}; its options: {', '.join(sorted(fields))}"
         )
-    options = {**method.fixed, **overrides}
+    shared = {k: v for k, v in (defaults or {}).items() if k in fields}
+    options = {**shared, **method.fixed, **overrides}
     return dataclasses.replace(cls(), family=family, iterations=iterations, **options)
 
 
@@ -237,6 +248,7 @@ def run_cells(
     overrides: dict[str, dict[str, Any]],
     paper: dict[str, dict[str, float]],
     device: str,
+    defaults: dict[str, Any] | None = None,
 ) -> list[Cell]:
     """Train and evaluate every (method, setting); a method that refuses a setting is reported."""
     check_overrides(methods, overrides)
@@ -247,7 +259,8 @@ def run_cells(
         for m in methods:
             ref = paper.get(PAPER_ALIASES.get(m.label, m.label), {}).get(setting.label)
             try:
-                cfg = build_config(m, family_cfg, iterations, overrides.get(m.label, {}))
+                options = overrides.get(m.label, {})
+                cfg = build_config(m, family_cfg, iterations, options, defaults)
                 learner = make_learner(m.spec.name, cfg, seed=seed, device=device)
                 secs = train_learner(learner, iterations, f"{m.label} {setting.label}")
                 acc, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
@@ -315,7 +328,7 @@ class GlyphsBenchConfig:
     """Every few-shot classification method on glyphs-v0 (procedural Omniglot-like characters)."""
 
     quick: bool = False
-    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks."""
+    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks, meta-batches of 4 tasks."""
     methods: tuple[str, ...] = ()
     """Methods to run (registry names); empty = every few-shot classification method."""
     settings: tuple[str, ...] = ("5w1s", "5w5s", "20w1s")
@@ -372,6 +385,7 @@ def run_glyphs(cfg: GlyphsBenchConfig) -> str:
         overrides=parse_overrides(cfg.params),
         paper={},
         device=cfg.device,
+        defaults=QUICK_DEFAULTS if cfg.quick else None,
     )
     header = {
         "family": "glyphs-v0 (meta-test classes held out)",
@@ -394,7 +408,7 @@ class OmniglotBenchConfig:
     """Omniglot root: images_background/ and images_evaluation/ (<alphabet>/<character>/*.png),
     or any folder of its 1623 character folders. Nothing is downloaded."""
     quick: bool = False
-    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks."""
+    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks, meta-batches of 4 tasks."""
     methods: tuple[str, ...] = ()
     """Methods to run (registry names, plus fomaml); empty = every classification method."""
     settings: tuple[str, ...] = ("5w1s", "5w5s", "20w1s", "20w5s")
@@ -426,7 +440,7 @@ class MiniImageNetBenchConfig:
     """mini-ImageNet root with train/, val/ and test/ folders of class folders (<wnid>/*.jpg).
     Nothing is downloaded."""
     quick: bool = False
-    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks."""
+    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks, meta-batches of 4 tasks."""
     methods: tuple[str, ...] = ()
     """Methods to run (registry names, plus fomaml); empty = every classification method."""
     settings: tuple[str, ...] = ("5w1s", "5w5s")
@@ -478,6 +492,7 @@ def _run_dataset(
         overrides=parse_overrides(cfg.params),
         paper=paper,
         device=cfg.device,
+        defaults=QUICK_DEFAULTS if cfg.quick else None,
     )
     header = {
         "data": str(cfg.data),
