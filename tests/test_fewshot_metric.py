@@ -66,6 +66,7 @@ def test_cosine_attention_rows_sum_to_one_and_match_the_formula():
     torch.testing.assert_close(att.sum(-1), torch.ones(2, 3))
     cos = torch.nn.functional.cosine_similarity(f[1, 2].unsqueeze(0), s[1], dim=-1)
     torch.testing.assert_close(att[1, 2], torch.softmax(cos, 0))
+    torch.testing.assert_close(cosine_attention(f, s, 10.0)[1, 2], torch.softmax(10 * cos, 0))
     probs = matching_probs(att, torch.tensor([[0, 1, 2, 0, 1]] * 2), 3)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 3))
     torch.testing.assert_close(probs[0, 0, 0], att[0, 0, 0] + att[0, 0, 3])

@@ -41,14 +41,15 @@ from adaptrl.fewshot.glyphs import GlyphsConfig
 
 
 # --- kernels ---------------------------------------------------------------------------------
-def cosine_attention(query_emb: torch.Tensor, support_emb: torch.Tensor) -> torch.Tensor:
-    """Attention ``[T, Q, S]`` of each query over the support set: softmax of cosine similarities.
-
-    The paper's softmax has no temperature; every row sums to one.
+def cosine_attention(
+    query_emb: torch.Tensor, support_emb: torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
+    """Attention ``[T, Q, S]`` of each query over the support set: softmax of ``scale`` times the
+    cosine similarities. The paper's softmax has no scale (1); every row sums to one.
     """
     q = F.normalize(query_emb, dim=-1, eps=1e-8)
     s = F.normalize(support_emb, dim=-1, eps=1e-8)
-    return torch.softmax(q @ s.transpose(1, 2), dim=-1)
+    return torch.softmax(scale * (q @ s.transpose(1, 2)), dim=-1)
 
 
 def matching_probs(attention: torch.Tensor, support_y: torch.Tensor, ways: int) -> torch.Tensor:
@@ -99,16 +100,18 @@ class FullContextEmbedding(nn.Module):
 class MatchingNet(nn.Module):
     """Embedding network, optional FCE, cosine attention: ``forward`` gives ``[T, Q, ways]`` probs."""
 
-    def __init__(self, embedding: nn.Module, dim: int, fce: bool, fce_steps: int):
+    def __init__(
+        self, embedding: nn.Module, dim: int, fce: bool, fce_steps: int, scale: float = 1.0
+    ):
         super().__init__()
-        self.embedding = embedding
+        self.embedding, self.scale = embedding, scale
         self.fce = FullContextEmbedding(dim, fce_steps) if fce else None
 
     def attention(self, batch: FewShotBatch) -> torch.Tensor:
         f, g = embed_episodes(self.embedding, batch)
         if self.fce is not None:
             f, g = self.fce(f, g)
-        return cosine_attention(f, g)
+        return cosine_attention(f, g, self.scale)
 
     def forward(self, batch: FewShotBatch) -> torch.Tensor:
         return matching_probs(self.attention(batch), batch.support_y, batch.ways)
@@ -137,12 +140,18 @@ class MatchingConfig:
     """Full context embeddings (bidirectional LSTM over the support set, attention LSTM queries)."""
     fce_steps: int = 5
     """Processing steps ``K`` of the attention LSTM when --fce is on."""
+    cosine_scale: float = 1.0
+    """Multiply the cosine similarities by this before the softmax. 1 is the paper; with it the
+    attention can never be sharp (cosines lie in [-1, 1]), so the loss stays high and learning is
+    slow; later reimplementations use about 10."""
     filters: int = 64
     """Filters of each of the 4 conv blocks."""
     lr: float = 1e-3
     """Adam learning rate."""
 
     def __post_init__(self) -> None:
+        if self.cosine_scale <= 0:
+            raise ConfigError(f"matching: --cosine-scale must be > 0, got {self.cosine_scale}")
         for name in ("iterations", "tasks_per_batch", "filters", "fce_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"matching: {name} must be >= 1, got {getattr(self, name)}")
@@ -172,7 +181,9 @@ class MatchingLearner(MetaLearner):
 
         def build() -> MatchingNet:
             emb = embedding_net(self.family.input_shape, config.filters)
-            return MatchingNet(emb, emb.feature_dim, config.fce, config.fce_steps)
+            return MatchingNet(
+                emb, emb.feature_dim, config.fce, config.fce_steps, config.cosine_scale
+            )
 
         init_seed = derive_seed(seed, "matching", "init")
         self.net = seeded_module(init_seed, build).to(self.device)
