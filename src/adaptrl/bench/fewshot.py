@@ -392,7 +392,8 @@ def run_glyphs(cfg: GlyphsBenchConfig) -> str:
         "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
         f"{cfg.queries} queries per class",
         "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
-        "gradient methods scored after their default inner steps",
+        "gradient methods scored after their default inner steps"
+        + ("; --quick: meta-batches of 4 tasks" if cfg.quick else ""),
         "ci": "95% Student-t over tasks",
     }
     return report("glyphs-v0 few-shot accuracy", cells, settings, header, None, cfg.out, cfg.seed)
@@ -499,7 +500,8 @@ def _run_dataset(
         "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
         f"{cfg.queries} queries per class",
         "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
-        "gradient methods scored after their default inner steps",
+        "gradient methods scored after their default inner steps"
+        + ("; --quick: meta-batches of 4 tasks" if cfg.quick else ""),
         "ci": "95% Student-t over tasks",
     }
     return report(title, cells, settings, header, sources, cfg.out, cfg.seed)
