@@ -256,9 +256,10 @@ class GradientConfig:
     """Conv filters (default 64 for images up to 32 px, 32 above); ignored for vectors."""
     pool: Pool = "max"
     """Conv blocks end in 2x2 max-pooling ("max") or use stride-2 convs ("stride", MAML Omniglot)."""
-    strategy: Strategy = "vmap"
-    """Meta-training over tasks: one vmapped graph ("vmap"), a Python loop ("loop"), or one
-    explicit batched graph ("batched": batched matmuls / grouped convs); same numbers."""
+    strategy: Strategy = "batched"
+    """MAML/Meta-SGD meta-training over tasks: one explicit batched graph ("batched": batched
+    matmuls, grouped convs; fastest on every shape of `adaptrl bench fewshot-speed`), a vmapped
+    graph ("vmap") or a Python loop ("loop"); same numbers. Elsewhere batched means vmap."""
     eval_chunk: int = 50
     """Tasks per evaluation chunk (bounds memory)."""
 
