@@ -8,7 +8,8 @@ the sinusoid MLP (1-40-40-1, K = 10, meta-batch 25, one step).
 Timed in the same run, on the same network, data and Adam outer step:
 
 * **ours**: :func:`adaptrl.algos.gradient.maml_query_losses` (what ``adaptrl train maml`` runs)
-  with each task strategy (``vmap``, ``batched``, ``loop``); the fastest is reported as ours;
+  with each task strategy (``vmap``, ``batched``, ``loop``); the fastest is reported as ours
+  (the learners' default ``strategy="auto"`` follows these measurements);
 * **higher**: the ``higher`` library's ``innerloop_ctx`` over tasks (the classic way);
 * **autograd loop**: a plain per-task loop with ``torch.autograd.grad(create_graph=True)``;
 * **floor**: one ordinary (non-meta) training step on all the meta-batch's images with shared
