@@ -260,7 +260,8 @@ class GradientConfig:
     outer_lr: float = 1e-3
     """Adam step size of the outer loop."""
     eval_steps: int | None = None
-    """Inner steps reported by `adaptrl eval` (default: 10 regression, 3 classification)."""
+    """Inner steps reported by `adaptrl eval` (default: 10 regression, 3 classification, 5 for
+    20+ ways)."""
     filters: int | None = None
     """Conv filters (default 64 for images up to 32 px, 32 above); ignored for vectors."""
     pool: Pool = "max"
