@@ -210,7 +210,8 @@ def maml_query_losses(
 def best_strategy(model: torch.nn.Module) -> Strategy:
     """The fastest strategy measured by ``adaptrl bench fewshot-speed`` (meta-batch 25-32):
     the explicit batched graph for the MLP (1.8x vmap), vmap for the conv net (grouped convs pay
-    a per-group loop in PyTorch's conv double backward; vmap was ahead of it on every conv shape)."""
+    a per-group loop in PyTorch's conv double backward; vmap was ahead of it on every conv
+    shape)."""
     return "batched" if isinstance(model, MLP) else "vmap"
 
 
@@ -222,8 +223,9 @@ def map_tasks(
 ) -> Any:
     """``fn(*shared, *task_t)`` for every task ``t`` (the leading dim of ``per_task``), stacked.
 
-    ``"vmap"`` (and ``"batched"``, which only meta-training losses implement differently)
-    vectorises over tasks with ``torch.func.vmap``; ``"loop"`` calls ``fn`` task by task. Results (tensors or dicts of tensors) gain a leading task dim.
+    ``"vmap"`` (and ``"auto"`` / ``"batched"``, which only meta-training losses implement
+    differently) vectorises over tasks with ``torch.func.vmap``; ``"loop"`` calls ``fn`` task by
+    task. Results (tensors or dicts of tensors) gain a leading task dim.
     """
     if strategy in ("auto", "vmap", "batched"):
         return vmap(fn, in_dims=(None,) * len(shared) + (0,) * len(per_task))(*shared, *per_task)
@@ -265,7 +267,8 @@ class GradientConfig:
     filters: int | None = None
     """Conv filters (default 64 for images up to 32 px, 32 above); ignored for vectors."""
     pool: Pool = "max"
-    """Conv blocks end in 2x2 max-pooling ("max") or use stride-2 convs ("stride", MAML Omniglot)."""
+    """Conv blocks end in 2x2 max-pooling ("max") or use stride-2 convs ("stride", as MAML's
+    Omniglot net)."""
     strategy: Strategy = "auto"
     """MAML/Meta-SGD meta-training over tasks: one explicit batched graph ("batched": batched
     matmuls, grouped convs), a vmapped graph ("vmap"), a Python loop ("loop"), or "auto" (the
