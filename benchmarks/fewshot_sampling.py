@@ -158,10 +158,15 @@ def main() -> None:
         lambda: torch.rand(25, 20, 1, generator=gen), 25, 200
     )
 
+    def fmt(v: float) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:.2f}"
+
     rows = []
     for name, values in results.items():
         mean, half = mean_ci(values)
-        rows.append((name, f"{mean:,.0f} ± {half:,.0f}", f"{np.median(values):,.0f}", len(values)))
+        rows.append(
+            (name, f"{fmt(mean)} ± {fmt(half)}", fmt(float(np.median(values))), len(values))
+        )
     print_table(
         "few-shot sampling, tasks/s (mean ± 95% CI over repeats)",
         ["what", "tasks/s", "median", "repeats"],

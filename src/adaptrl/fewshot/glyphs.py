@@ -216,7 +216,7 @@ def _glyph_strokes(alphabet_seed: int, char: int) -> list[list[tuple[float, floa
             else:
                 theta += u(-math.pi / 8, math.pi / 8)
         strokes.append(pts)
-    # centre the glyph and give it a typical size (the largest side about 1.0-1.3 of [-1, 1])
+    # centre the glyph and give it a typical size (its larger side 60-72% of the image)
     xs = [x for s in strokes for x, _ in s]
     ys = [y for s in strokes for _, y in s]
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
@@ -343,28 +343,37 @@ class Glyphs(FewShotFamily):
             r = torch.rand(m, per_class, 1, 1, generator=generator, device=dev)
             return low + (high - low) * r
 
-        # The sampling grid is built as [m, 2 (x, y), P, S, S] and handed to grid_sample as a
-        # permuted view [m, P*S, S, 2] (no interleaving copy): one grid_sample per class reads
-        # all its P samples stacked along the height.
+        # The sampling grid (output pixel -> canvas point) is built as [m, 2 (x, y), P, S, S] by
+        # one matrix product, each row of it [.., row, :] @ basis: a smooth elastic displacement
+        # (4x4 Gaussian knots blended by RBFs) plus the affine map (rotation with the class's
+        # quarter turns, scale, shear, translation), which is linear in the column coordinate x.
+        # grid_sample then reads it as a permuted view [m, P*S, S, 2] (no interleaving copy),
+        # one call per class over all its P samples stacked along the height.
+        coords = (torch.arange(size, dtype=torch.float32, device=dev) + 0.5) / size * 2 - 1
         if c.elastic_px > 0:
-            # a smooth random displacement: 4x4 Gaussian knots per axis, blended by RBFs
             knots = torch.randn(m, 2, per_class, 4, 4, generator=generator, device=dev)
             knots *= c.elastic_px * 2 / size  # pixels -> [-1, 1] image units
             basis = _rbf_basis(size, dev)  # [4, S]
-            grid = (knots @ basis).mT.contiguous() @ basis  # [m, 2, P, S, S]
+            rows = (knots @ basis).mT  # [m, 2, P, S, 4]
         else:
-            grid = torch.zeros(m, 2, per_class, size, size, device=dev)
-        # plus the affine map output -> canvas: rotation (and the class's quarter turns),
-        # scale, shear and translation
+            basis = torch.empty(0, size, device=dev)
+            rows = torch.empty(m, 2, per_class, size, 0, device=dev)
         angle = u(-1, 1) * math.radians(c.rotation_deg)
         angle += (math.pi / 2) * quarter.to(dev).view(m, 1, 1, 1)
         scale, shear = u(*c.scale), u(-c.shear, c.shear)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        coords = (torch.arange(size, dtype=torch.float32, device=dev) + 0.5) / size * 2 - 1
-        x, y = coords.view(1, 1, size), coords.view(1, size, 1)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # [m, P, 1, 1]
         reach = c.translate_px * 2 / size
-        grid[:, 0] += (cos * x + u(-reach, reach)) + (shear * cos - sin) * y
-        grid[:, 1] += (sin * x + u(-reach, reach)) + (shear * sin + cos) * y
+        y = coords.view(1, 1, size, 1)
+        x_coef = torch.stack([cos, sin], dim=1).expand(m, 2, per_class, size, 1)
+        rest = torch.stack(
+            [
+                (shear * cos - sin) * y + u(-reach, reach),
+                (shear * sin + cos) * y + u(-reach, reach),
+            ],
+            dim=1,
+        )  # [m, 2, P, S, 1]: the part that depends on the row only
+        ones = torch.ones(1, size, device=dev)
+        grid = torch.cat([rows, x_coef, rest], dim=-1) @ torch.cat([basis, coords[None], ones])
         grid = grid.view(m, 2, per_class * size, size).permute(0, 2, 3, 1)
         fields = self.fields(chars.cpu()).to(dev).unsqueeze(1)  # [m, 1, 2S, 2S]
         dist = F.grid_sample(
