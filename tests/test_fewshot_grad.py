@@ -239,3 +239,15 @@ def test_bad_config_values_raise_config_errors():
     learner = MAML(MAMLConfig(family=SinusoidConfig()), seed=0)
     with pytest.raises(ConfigError, match="steps"):
         learner.adaptation_curve(learner.family.tasks(2), -1)
+
+
+def test_auto_strategy_follows_the_speed_measurements():
+    from adaptrl.algos.gradient import best_strategy
+    from adaptrl.nn.backbones import ConvNet
+
+    assert best_strategy(MLP()) == "batched"
+    assert best_strategy(ConvNet()) == "vmap"
+    auto = MAML(MAMLConfig(), seed=0)
+    batched = MAML(MAMLConfig(strategy="batched"), seed=0)
+    batch = auto.family.sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(auto.meta_loss(batch)[0], batched.meta_loss(batch)[0])

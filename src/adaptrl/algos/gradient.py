@@ -26,11 +26,11 @@ from adaptrl.algos.base import MetaLearner
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig, make_fewshot_family
-from adaptrl.nn.backbones import Pool, forward_tasks, make_backbone
+from adaptrl.nn.backbones import MLP, Pool, forward_tasks, make_backbone
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Mapping[str, Tensor], Tensor, Tensor], Tensor]
-Strategy = Literal["vmap", "loop", "batched"]
+Strategy = Literal["auto", "vmap", "loop", "batched"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +179,8 @@ def maml_query_losses(
     ``params`` and ``lr`` through the inner steps. ``strategy`` picks how tasks are batched; the
     numbers are the same.
     """
+    if strategy == "auto":
+        strategy = best_strategy(model)
     if strategy == "batched":
         adapted = batched_sgd_adapt(
             model,
@@ -205,6 +207,14 @@ def maml_query_losses(
     )
 
 
+def best_strategy(model: torch.nn.Module) -> Strategy:
+    """The fastest strategy measured by ``adaptrl bench fewshot-speed`` (meta-batch 25-32):
+    the explicit batched graph for the MLP (1.8x vmap), vmap for the conv net (grouped convs pay
+    a per-group loop in PyTorch's conv double backward; vmap was ahead of it on every conv
+    shape)."""
+    return "batched" if isinstance(model, MLP) else "vmap"
+
+
 def map_tasks(
     fn: Callable[..., Any],
     shared: tuple[Any, ...],
@@ -213,13 +223,14 @@ def map_tasks(
 ) -> Any:
     """``fn(*shared, *task_t)`` for every task ``t`` (the leading dim of ``per_task``), stacked.
 
-    ``"vmap"`` (and ``"batched"``, which only meta-training losses implement differently)
-    vectorises over tasks with ``torch.func.vmap``; ``"loop"`` calls ``fn`` task by task. Results (tensors or dicts of tensors) gain a leading task dim.
+    ``"vmap"`` (and ``"auto"`` / ``"batched"``, which only meta-training losses implement
+    differently) vectorises over tasks with ``torch.func.vmap``; ``"loop"`` calls ``fn`` task by
+    task. Results (tensors or dicts of tensors) gain a leading task dim.
     """
-    if strategy in ("vmap", "batched"):
+    if strategy in ("auto", "vmap", "batched"):
         return vmap(fn, in_dims=(None,) * len(shared) + (0,) * len(per_task))(*shared, *per_task)
     if strategy != "loop":
-        raise ConfigError(f"strategy must be 'vmap', 'batched' or 'loop', got {strategy!r}")
+        raise ConfigError(f"strategy must be 'auto', 'vmap', 'batched' or 'loop', got {strategy!r}")
     outs = [fn(*shared, *(a[t] for a in per_task)) for t in range(per_task[0].shape[0])]
     if isinstance(outs[0], Mapping):
         return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}
@@ -251,14 +262,18 @@ class GradientConfig:
     outer_lr: float = 1e-3
     """Adam step size of the outer loop."""
     eval_steps: int | None = None
-    """Inner steps reported by `adaptrl eval` (default: 10 regression, 3 classification)."""
+    """Inner steps reported by `adaptrl eval` (default: 10 regression, 3 classification, 5 for
+    20+ ways)."""
     filters: int | None = None
     """Conv filters (default 64 for images up to 32 px, 32 above); ignored for vectors."""
     pool: Pool = "max"
-    """Conv blocks end in 2x2 max-pooling ("max") or use stride-2 convs ("stride", MAML Omniglot)."""
-    strategy: Strategy = "vmap"
-    """Meta-training over tasks: one vmapped graph ("vmap"), a Python loop ("loop"), or one
-    explicit batched graph ("batched": batched matmuls / grouped convs); same numbers."""
+    """Conv blocks end in 2x2 max-pooling ("max") or use stride-2 convs ("stride", as MAML's
+    Omniglot net)."""
+    strategy: Strategy = "auto"
+    """MAML/Meta-SGD meta-training over tasks: one explicit batched graph ("batched": batched
+    matmuls, grouped convs), a vmapped graph ("vmap"), a Python loop ("loop"), or "auto" (the
+    fastest measured: batched for the MLP, vmap for the conv net); same numbers. ANIL, Reptile
+    and evaluation always vmap unless "loop"."""
     eval_chunk: int = 50
     """Tasks per evaluation chunk (bounds memory)."""
 

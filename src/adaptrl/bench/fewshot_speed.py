@@ -8,11 +8,13 @@ the sinusoid MLP (1-40-40-1, K = 10, meta-batch 25, one step).
 Timed in the same run, on the same network, data and Adam outer step:
 
 * **ours**: :func:`adaptrl.algos.gradient.maml_query_losses` (what ``adaptrl train maml`` runs)
-  with each task strategy (``vmap``, ``batched``, ``loop``); the fastest is reported as ours;
+  with each task strategy (``vmap``, ``batched``, ``loop``); the fastest is reported as ours
+  (the learners' default ``strategy="auto"`` follows these measurements);
 * **higher**: the ``higher`` library's ``innerloop_ctx`` over tasks (the classic way);
 * **autograd loop**: a plain per-task loop with ``torch.autograd.grad(create_graph=True)``;
 * **floor**: one ordinary (non-meta) training step on all the meta-batch's images with shared
-  weights: a lower bound for any meta-iteration on this machine.
+  weights: the arithmetic any meta-iteration does at least (a second-order one does several
+  times more), so rates near the floor's leave little to gain from removing overhead.
 
 Rounds are interleaved (every implementation once per round) and the median round is reported,
 so background load affects all alike. Peak memory: the best strategy runs ``memory_iterations``

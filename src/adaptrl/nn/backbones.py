@@ -67,7 +67,8 @@ class ConvBlock(nn.Module):
 
 
 class ConvTrunk(nn.Module):
-    """``blocks`` conv blocks, then flatten (max-pool) or a spatial mean (stride, as MAML's Omniglot)."""
+    """``blocks`` conv blocks, then flatten (max-pool) or a spatial mean (stride, as MAML's
+    Omniglot net)."""
 
     def __init__(self, in_channels: int, hidden: int, blocks: int, pool: Pool):
         super().__init__()
@@ -98,7 +99,8 @@ class FewShotNet(nn.Module):
 
 
 class MLP(FewShotNet):
-    """``in -> hidden[0] -> ... -> out`` with ReLUs; the MAML sinusoid net is ``MLP(1, 1, (40, 40))``."""
+    """``in -> hidden[0] -> ... -> out`` with ReLUs; MAML's sinusoid net is
+    ``MLP(1, 1, (40, 40))``."""
 
     def __init__(
         self, in_features: int = 1, out_features: int = 1, hidden: Sequence[int] = (40, 40)
