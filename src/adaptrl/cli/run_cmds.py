@@ -36,8 +36,7 @@ PARTIAL = "partial"
 def run_list() -> int:
     rows = []
     for fid, cls in FAMILIES.items():
-        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.config_cls))
-        rows.append([fid, (cls.__doc__ or "").strip().splitlines()[0], opts])
+        rows.append([fid, (cls.__doc__ or "").strip().splitlines()[0], _options(cls.config_cls)])
     print_table(
         "Task families (adaptrl eval FAMILY --help)", ["id", "what", "options (defaults)"], rows
     )
@@ -48,9 +47,28 @@ def run_list() -> int:
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "—"
         rows.append([name, spec.description, params, where])
     print_table("Agents (adaptrl eval ... --agents ID)", ["id", "what", "params", "families"], rows)
+    from adaptrl.fewshot import FEWSHOT_FAMILIES
+
+    rows = []
+    for fid, cls in FEWSHOT_FAMILIES.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        rows.append([fid, cls.kind, doc, _options(cls.config_cls)])
+    print_table(
+        "Few-shot families (adaptrl train METHOD FAMILY --help)",
+        ["id", "kind", "what", "options (defaults)"],
+        rows,
+    )
     print_algos()
     print_benches()
     return 0
+
+
+def _options(config_cls: type) -> str:
+    """``name=default`` for every field of a config class (``name=<required>`` without one)."""
+    return ", ".join(
+        f"{f.name}=<required>" if f.default is dataclasses.MISSING else f"{f.name}={f.default!r}"
+        for f in dataclasses.fields(config_cls)
+    )
 
 
 def print_algos() -> None:
@@ -65,7 +83,7 @@ def print_algos() -> None:
 def print_benches() -> None:
     from adaptrl.bench import BENCHES
 
-    rows = [[name, spec.description] for name, spec in BENCHES.items()]
+    rows = [[name, " ".join(spec.description.split())] for name, spec in BENCHES.items()]
     print_table("Benchmarks (adaptrl bench NAME --help)", ["id", "what"], rows)
 
 
