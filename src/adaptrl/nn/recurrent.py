@@ -56,6 +56,7 @@ class RecurrentActorCritic(nn.Module):
         memory: str = "gru",
         shared: bool = True,
         max_len: int = 1000,
+        head_kw: dict[str, Any] | None = None,
         **memory_kw: Any,
     ):
         super().__init__()
@@ -65,7 +66,7 @@ class RecurrentActorCritic(nn.Module):
         self.in_dim = observation_dim(observation_space) + heads.action_input_dim(self.spec) + 2
         self.shared = shared
         self.memory = make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
-        self.policy_head = heads.make_head(action_space, hidden)
+        self.policy_head = heads.make_head(action_space, hidden, **(head_kw or {}))
         self.value_memory = (
             None if shared else make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
         )
