@@ -1,0 +1,33 @@
+"""The RL kernel (layer 4): small, pure, separately tested functions every algorithm reuses."""
+
+from adaptrl.rl.baseline import baseline_features, fit_linear_baseline, linear_baseline_values
+from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
+from adaptrl.rl.returns import discounted_returns, gae, masked_mean, normalize
+from adaptrl.rl.trpo import (
+    conjugate_gradient,
+    fisher_vector_product,
+    flat,
+    line_search,
+    trpo_step,
+    unflat,
+)
+
+__all__ = [
+    "baseline_features",
+    "conjugate_gradient",
+    "discounted_returns",
+    "entropy_loss",
+    "fisher_vector_product",
+    "fit_linear_baseline",
+    "flat",
+    "gae",
+    "line_search",
+    "linear_baseline_values",
+    "masked_mean",
+    "normalize",
+    "ppo_clip_loss",
+    "trpo_step",
+    "unflat",
+    "value_loss",
+    "vpg_loss",
+]

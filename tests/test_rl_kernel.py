@@ -1,0 +1,473 @@
+"""The RL kernel (adaptrl.rl): exact values against plain-Python references and dense linear
+algebra, and API contracts the meta-learners rely on."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.func import vmap
+
+from adaptrl.nn import DistSpec, kl, log_prob, mode, sample
+from adaptrl.rl import (
+    baseline_features,
+    conjugate_gradient,
+    discounted_returns,
+    entropy_loss,
+    fisher_vector_product,
+    fit_linear_baseline,
+    flat,
+    gae,
+    line_search,
+    linear_baseline_values,
+    masked_mean,
+    normalize,
+    ppo_clip_loss,
+    trpo_step,
+    unflat,
+    value_loss,
+    vpg_loss,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+# --- returns and GAE ----------------------------------------------------------------------------
+
+
+def ref_returns(rewards, cut, gamma, bootstrap=None):
+    """Plain-Python reward-to-go over nested lists [T][B]."""
+    T, B = len(rewards), len(rewards[0])
+    out = [[0.0] * B for _ in range(T)]
+    for b in range(B):
+        g = 0.0 if bootstrap is None else bootstrap[b]
+        for t in reversed(range(T)):
+            g = rewards[t][b] + (0.0 if cut[t][b] else gamma * g)
+            out[t][b] = g
+    return out
+
+
+def ref_gae(rewards, values, next_values, terminated, cut, gamma, lam):
+    T, B = len(rewards), len(rewards[0])
+    out = [[0.0] * B for _ in range(T)]
+    for b in range(B):
+        a = 0.0
+        for t in reversed(range(T)):
+            boot = 0.0 if terminated[t][b] else gamma * next_values[t][b]
+            delta = rewards[t][b] + boot - values[t][b]
+            a = delta + (0.0 if (cut[t][b] or t == T - 1) else gamma * lam * a)
+            out[t][b] = a
+    return out
+
+
+def random_case(T=9, B=4, seed=0):
+    g = gen(seed)
+    rewards = torch.randn(T, B, generator=g, dtype=torch.float64)
+    values = torch.randn(T, B, generator=g, dtype=torch.float64)
+    next_values = torch.randn(T, B, generator=g, dtype=torch.float64)
+    terminated = torch.rand(T, B, generator=g) < 0.2
+    truncated = (torch.rand(T, B, generator=g) < 0.2) & ~terminated
+    return rewards, values, next_values, terminated, truncated
+
+
+def test_discounted_returns_hand_values():
+    r = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    cut = torch.tensor([[False], [True], [False], [False]])
+    # episode 1: G1 = 2, G0 = 1 + 0.5 * 2 = 2; episode 2: G3 = 4 + 0.5 * 10, G2 = 3 + 0.5 * G3
+    out = discounted_returns(r, cut, 0.5, bootstrap=torch.tensor([10.0]))
+    assert out.squeeze(1).tolist() == [2.0, 2.0, 7.5, 9.0]
+    assert discounted_returns(r, cut, 0.5).squeeze(1).tolist() == [2.0, 2.0, 5.0, 4.0]
+    cut_last = torch.tensor([[False], [False], [False], [True]])
+    out = discounted_returns(r, cut_last, 1.0, bootstrap=torch.tensor([10.0]))
+    assert out.squeeze(1).tolist() == [10.0, 9.0, 7.0, 4.0]  # a cut last step ignores bootstrap
+
+
+def test_discounted_returns_match_reference():
+    rewards, _, _, terminated, truncated = random_case()
+    cut = terminated | truncated
+    boot = torch.randn(4, generator=gen(9), dtype=torch.float64)
+    out = discounted_returns(rewards, cut, 0.9, bootstrap=boot)
+    ref = ref_returns(rewards.tolist(), cut.tolist(), 0.9, boot.tolist())
+    torch.testing.assert_close(out, torch.tensor(ref, dtype=torch.float64))
+
+
+def test_gae_hand_values():
+    r = torch.tensor([[1.0], [0.0], [2.0]])
+    v = torch.tensor([[0.5], [1.0], [1.5]])
+    nv = torch.tensor([[1.0], [7.0], [3.0]])
+    term = torch.tensor([[False], [True], [False]])
+    cut = term.clone()
+    gamma, lam = 0.5, 0.5
+    d2 = 2.0 + 0.5 * 3.0 - 1.5  # 2.0, last step bootstraps next_values
+    d1 = 0.0 - 1.0  # terminated: no bootstrap from 7.0
+    d0 = 1.0 + 0.5 * 1.0 - 0.5  # 1.0
+    expected = [d0 + 0.25 * d1, d1, d2]  # cut after step 1 stops A_1 from seeing A_2
+    out = gae(r, v, nv, term, cut, gamma, lam)
+    assert out.squeeze(1).tolist() == expected
+    # RL²-style: cut only at the trial end, credit flows across the episode boundary
+    out = gae(r, v, nv, term, torch.zeros_like(cut), gamma, lam)
+    assert out.squeeze(1).tolist() == [d0 + 0.25 * (d1 + 0.25 * d2), d1 + 0.25 * d2, d2]
+
+
+@pytest.mark.parametrize("per_episode", [True, False])
+def test_gae_matches_reference(per_episode):
+    rewards, values, next_values, terminated, truncated = random_case(seed=1)
+    cut = terminated | truncated if per_episode else torch.zeros_like(terminated)
+    args = (rewards, values, next_values, terminated, cut, 0.95, 0.8)
+    ref = ref_gae(*(a.tolist() for a in args[:5]), 0.95, 0.8)
+    torch.testing.assert_close(gae(*args), torch.tensor(ref, dtype=torch.float64))
+
+
+def test_gae_lambda_one_is_returns_minus_values():
+    """With terminated == cut and next_values[t] == values[t+1] inside episodes, lam=1 telescopes."""
+    rewards, values, _, terminated, _ = random_case(seed=2)
+    last_value = torch.randn(4, generator=gen(3), dtype=torch.float64)
+    next_values = torch.cat([values[1:], last_value[None]])
+    adv = gae(rewards, values, next_values, terminated, terminated, 0.9, 1.0)
+    ret = discounted_returns(rewards, terminated, 0.9, bootstrap=last_value)
+    torch.testing.assert_close(adv, ret - values)
+
+
+def test_gae_lambda_zero_is_td_error():
+    rewards, values, next_values, terminated, truncated = random_case(seed=4)
+    adv = gae(rewards, values, next_values, terminated, terminated | truncated, 0.9, 0.0)
+    td = rewards + 0.9 * (~terminated).double() * next_values - values
+    torch.testing.assert_close(adv, td)
+
+
+def test_returns_and_gae_work_under_vmap_and_float_flags():
+    rewards, values, next_values, terminated, truncated = random_case(seed=5)
+    cut = terminated | truncated
+    batched = vmap(lambda r, v, n, te, c: gae(r, v, n, te, c, 0.9, 0.7), in_dims=1, out_dims=1)
+    torch.testing.assert_close(
+        batched(rewards, values, next_values, terminated, cut),
+        gae(rewards, values, next_values, terminated, cut, 0.9, 0.7),
+    )
+    torch.testing.assert_close(
+        discounted_returns(rewards, cut.double(), 0.9), discounted_returns(rewards, cut, 0.9)
+    )
+
+
+def test_masked_mean_and_normalize():
+    x = torch.tensor([[1.0, float("nan")], [3.0, 5.0]])
+    mask = torch.tensor([[True, False], [True, True]])
+    assert masked_mean(x, mask).item() == 3.0
+    assert masked_mean(x, torch.zeros_like(mask)).item() == 0.0
+    assert masked_mean(torch.tensor([1.0, 2.0])).item() == 1.5
+    n = normalize(x, mask)
+    s = math.sqrt(8 / 3)  # population std of (1, 3, 5)
+    torch.testing.assert_close(n, torch.tensor([[-2 / s, 0.0], [0.0, 2 / s]]))
+    y = torch.randn(50, generator=gen())
+    z = normalize(y)
+    assert abs(z.mean().item()) < 1e-6 and abs(z.std(unbiased=False).item() - 1) < 1e-5
+    # a mask broadcast over a trailing dimension
+    assert masked_mean(torch.ones(2, 3, 4), torch.tensor([[1, 0, 0], [0, 0, 1]])).item() == 1.0
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+
+def test_vpg_loss_value_and_gradient():
+    logp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)
+    adv = torch.tensor([2.0, -1.0, 4.0], requires_grad=True)
+    mask = torch.tensor([True, True, False])
+    loss = vpg_loss(logp, adv, mask)
+    assert loss.item() == -(-2.0 + 2.0) / 2
+    loss.backward()
+    assert logp.grad.tolist() == [-1.0, 0.5, 0.0]
+    assert adv.grad is None  # advantages are constants
+
+
+def test_ppo_clip_loss_hand_values():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 0.5, 1.1, 0.5])).requires_grad_()
+    adv = torch.tensor([1.0, 1.0, -2.0, -2.0])
+    loss, info = ppo_clip_loss(logp, old, adv, clip=0.2)
+    # min(rho A, clip(rho) A): 1.2 (clipped), 0.5, -2.2, -2*0.8=-1.6 vs -1.0 -> -1.6 (clipped)
+    torch.testing.assert_close(loss, -torch.tensor((1.2 + 0.5 - 2.2 - 1.6) / 4))
+    assert info["clip_fraction"].item() == 0.75
+    rho = torch.tensor([1.5, 0.5, 1.1, 0.5])
+    torch.testing.assert_close(info["approx_kl"], ((rho - 1) - rho.log()).mean())
+    assert not info["approx_kl"].requires_grad
+    loss.backward()
+    # gradient only where the unclipped term is the minimum: samples 1 and 2 (d rho A / d logp = rho A)
+    torch.testing.assert_close(logp.grad, torch.tensor([0.0, 0.5, -2.2, 0.0]) / -4)
+
+
+def test_value_loss_plain_clipped_and_errors():
+    v = torch.tensor([1.0, 3.0])
+    ret = torch.tensor([2.0, 0.0])
+    assert value_loss(v, ret).item() == 0.5 * (1.0 + 9.0) / 2
+    assert value_loss(v, ret, mask=torch.tensor([True, False])).item() == 0.5
+    old = torch.tensor([0.0, 2.5])
+    # clipped values: 0 + 0.5 = 0.5 and 2.5 + 0.5 = 3.0 -> errors max(1, 2.25), max(9, 9)
+    assert value_loss(v, ret, old, clip=0.5).item() == 0.5 * (2.25 + 9.0) / 2
+    with pytest.raises(ValueError, match="old_values"):
+        value_loss(v, ret, clip=0.5)
+
+
+def test_entropy_loss():
+    assert entropy_loss(torch.tensor([1.0, 3.0, 100.0]), torch.tensor([1, 1, 0])).item() == -2.0
+
+
+# --- TRPO ---------------------------------------------------------------------------------------
+
+
+def test_flat_unflat_round_trip():
+    ts = [torch.arange(6.0).reshape(2, 3), torch.tensor(7.0), torch.ones(4)]
+    v = flat(ts)
+    assert v.tolist() == [0, 1, 2, 3, 4, 5, 7, 1, 1, 1, 1]
+    back = unflat(v, ts)
+    assert [b.shape for b in back] == [t.shape for t in ts]
+    assert all(torch.equal(a, b) for a, b in zip(back, ts, strict=True))
+    with pytest.raises(ValueError, match="11 entries"):
+        unflat(v, ts[:1])
+
+
+def random_spd(n, seed):
+    a = torch.randn(n, n, generator=gen(seed), dtype=torch.float64)
+    return a @ a.T + 0.5 * torch.eye(n, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_conjugate_gradient_solves_spd_systems(seed):
+    n = 8
+    a = random_spd(n, seed)
+    b = torch.randn(n, generator=gen(seed + 10), dtype=torch.float64)
+    x = conjugate_gradient(lambda v: a @ v, b, iters=n, residual_tol=1e-20)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-7)
+    # more iterations than needed: the converged solve is frozen, not polluted by 0/0
+    x = conjugate_gradient(lambda v: a @ v, b, iters=3 * n)
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-7)
+
+
+def test_conjugate_gradient_fixed_iterations_and_zero_rhs():
+    a = random_spd(6, 3)
+    calls = []
+
+    def avp(v):
+        calls.append(1)
+        return a @ v
+
+    b = torch.randn(6, generator=gen(4), dtype=torch.float64)
+    conjugate_gradient(avp, b, iters=4)
+    assert len(calls) == 4
+    x = conjugate_gradient(lambda v: a @ v, torch.zeros(6, dtype=torch.float64))
+    assert torch.equal(x, torch.zeros(6, dtype=torch.float64))
+    # fewer iterations than the dimension still reduce the residual
+    x2 = conjugate_gradient(lambda v: a @ v, b, iters=2)
+    assert (a @ x2 - b).norm() < b.norm()
+
+
+OBS = torch.randn(6, 3, generator=gen(20), dtype=torch.float64)
+
+
+def categorical_policy():
+    """Logits = obs @ W + bias for 4 actions; returns (params, logits_fn)."""
+    w = 0.5 * torch.randn(3, 4, generator=gen(21), dtype=torch.float64)
+    b = 0.1 * torch.randn(4, generator=gen(22), dtype=torch.float64)
+    return [w, b], lambda p: OBS @ p[0] + p[1], DistSpec("categorical", 4)
+
+
+def gaussian_policy():
+    """Mean = obs @ W, free log-std, 2 action dims; returns (params, dist_params_fn)."""
+    w = 0.5 * torch.randn(3, 2, generator=gen(23), dtype=torch.float64)
+    log_std = torch.tensor([-0.3, 0.2], dtype=torch.float64)
+
+    def dist(p):
+        mean = OBS @ p[0]
+        return torch.cat([mean, p[1].expand_as(mean)], dim=-1)
+
+    return [w, log_std], dist, DistSpec("gaussian", 2)
+
+
+def inner_adapted(policy):
+    """The same policy after one inner VPG step (as MAML-RL's outer objective sees it)."""
+    params, dist, spec = policy
+    actions = mode(spec, dist(params)).detach()
+    adv = torch.linspace(-1.0, 1.0, OBS.shape[0], dtype=torch.float64)
+
+    def adapted_dist(p):
+        inner = vpg_loss(log_prob(spec, dist(p), actions), adv)
+        grads = torch.autograd.grad(inner, p, create_graph=True)
+        return dist([q - 0.5 * g for q, g in zip(p, grads, strict=True)])
+
+    return params, adapted_dist, spec
+
+
+def kl_to_start(policy):
+    params, dist, spec = policy
+    leaves = [p.clone().requires_grad_() for p in params]
+    old = dist(leaves).detach()
+    return lambda p: kl(spec, old, dist(p)).mean()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [categorical_policy, gaussian_policy, lambda: inner_adapted(categorical_policy())],
+    ids=["categorical", "gaussian", "through-inner-step"],
+)
+def test_fisher_vector_product_matches_dense_hessian(make):
+    policy = make()
+    params = policy[0]
+    kl_fn = kl_to_start(policy)
+
+    hess = torch.autograd.functional.hessian(lambda x: kl_fn(unflat(x, params)), flat(params))
+    assert hess.abs().max() > 1e-3  # the test has something to compare
+    fvp = fisher_vector_product(kl_fn, params, damping=0.1)
+    for seed in range(3):
+        v = torch.randn(hess.shape[0], generator=gen(30 + seed), dtype=torch.float64)
+        torch.testing.assert_close(fvp(v), hess @ v + 0.1 * v)
+
+
+def quadratic(c, kl_scale=0.5):
+    def f(x):
+        return (x - c).square().sum(), kl_scale * x.square().sum()
+
+    return f
+
+
+def test_line_search_takes_first_acceptable_fraction():
+    c = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    step = torch.tensor([4.0, 0.0], dtype=torch.float64)
+    expected = 8.0  # -grad . step with grad = -2c
+    # fractions 1 and 1/2 do not improve enough; 1/4 lands on the minimum
+    x, info = line_search(quadratic(c), x0, step, expected, max_kl=1.0)
+    assert info["accepted"] and info["step_fraction"] == 0.25 and info["backtracks"] == 2
+    assert x.tolist() == [1.0, 0.0] and info["loss_before"] == 1.0 and info["loss_after"] == 0.0
+    assert info["kl"] == 0.5
+    # a tighter trust region: 1/4 (kl 0.5) and 1/8 (kl 0.125) exceed it, 1/16 fits
+    x, info = line_search(quadratic(c), x0, step, expected, max_kl=0.1)
+    assert info["step_fraction"] == 1 / 16 and info["kl"] <= 0.1
+    assert x.tolist() == [0.25, 0.0]
+
+
+def test_line_search_rejects_steps_that_increase_the_loss():
+    c = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    x, info = line_search(quadratic(c), x0, -c, expected_improve=2.0, max_kl=10.0)
+    assert not info["accepted"] and torch.equal(x, x0)
+    assert info["loss_after"] == info["loss_before"] == 1.0 and info["step_fraction"] == 0.0
+    # a NaN loss is never accepted either
+    x, info = line_search(lambda x: (x.sum() * torch.nan, x.sum()), x0, c, 1.0, max_kl=1.0)
+    assert not info["accepted"]
+
+
+def surrogate(policy, seed=40):
+    """Importance-weighted policy-gradient surrogate for fixed actions and advantages."""
+    params, dist, spec = policy
+    g = gen(seed)
+    old = dist([p.clone().requires_grad_() for p in params]).detach()
+    actions = sample(spec, old, g)
+    adv = torch.randn(OBS.shape[0], generator=g, dtype=torch.float64)
+    old_logp = log_prob(spec, old, actions)
+    return lambda p: -(torch.exp(log_prob(spec, dist(p), actions) - old_logp) * adv).mean()
+
+
+@pytest.mark.parametrize("make", [categorical_policy, gaussian_policy], ids=["cat", "gauss"])
+def test_trpo_step_is_the_scaled_natural_gradient(make):
+    policy = make()
+    params = policy[0]
+    loss_fn, kl_fn = surrogate(policy), kl_to_start(policy)
+    n = flat(params).numel()
+    new, info = trpo_step(
+        params, loss_fn, kl_fn, max_kl=0.01, damping=0.1, cg_iters=n, cg_residual_tol=1e-30
+    )
+    assert [t.shape for t in new] == [t.shape for t in params]
+    assert not any(t.requires_grad for t in new)
+    # dense reference: x = -(H + d I)^-1 g scaled to 0.5 x^T (H + d I) x = max_kl
+    x0 = flat(params).clone().requires_grad_()
+    g = torch.autograd.grad(loss_fn(unflat(x0, params)), x0)[0]
+    fisher = torch.autograd.functional.hessian(
+        lambda x: kl_fn(unflat(x, params)), flat(params)
+    ) + 0.1 * torch.eye(n, dtype=torch.float64)
+    direction = -torch.linalg.solve(fisher, g)
+    full = direction * math.sqrt(0.01 / (0.5 * direction @ fisher @ direction))
+    assert info["accepted"]
+    torch.testing.assert_close(flat(new) - flat(params), info["step_fraction"] * full)
+    assert info["loss_after"] < info["loss_before"]
+    assert info["kl"] <= 0.01
+    torch.testing.assert_close(torch.tensor(info["kl"]), kl_fn(new).float(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(torch.tensor(info["loss_after"]), loss_fn(new).float())
+    assert info["expected_improve"] > 0
+
+
+def test_trpo_step_through_an_inner_adaptation_step():
+    policy = inner_adapted(categorical_policy())
+    params = policy[0]
+    loss_fn, kl_fn = surrogate(policy, seed=41), kl_to_start(policy)
+    new, info = trpo_step(params, loss_fn, kl_fn, max_kl=0.005)
+    assert info["accepted"] and info["loss_after"] < info["loss_before"] and info["kl"] <= 0.005
+    assert not torch.equal(flat(new), flat(params))
+
+
+def test_trpo_step_at_a_stationary_point_changes_nothing():
+    params, dist, spec = categorical_policy()
+    kl_fn = kl_to_start((params, dist, spec))
+    new, info = trpo_step(params, kl_fn, kl_fn)  # KL to itself: zero gradient at params
+    assert not info["accepted"]
+    assert torch.equal(flat(new), flat(params))
+
+
+# --- linear feature baseline --------------------------------------------------------------------
+
+
+def test_baseline_features_hand_values():
+    obs = torch.tensor([[[2.0, -20.0]], [[0.5, 3.0]]])  # [T=2, B=1, D=2]
+    t = torch.tensor([[0], [50]])
+    f = baseline_features(obs, t)
+    assert f.shape == (2, 1, 8)
+    assert f[0, 0].tolist() == [2.0, -10.0, 4.0, 100.0, 0.0, 0.0, 0.0, 1.0]
+    assert f[1, 0].tolist() == [0.5, 3.0, 0.25, 9.0, 0.5, 0.25, 0.125, 1.0]
+
+
+def test_fit_linear_baseline_matches_lstsq():
+    g = gen(50)
+    x = torch.randn(3, 40, 5, generator=g)
+    y = torch.randn(3, 40, generator=g)
+    coeffs = fit_linear_baseline(x, y, reg=0.0)
+    assert coeffs.dtype == torch.float32 and coeffs.shape == (3, 5)
+    for i in range(3):
+        ref = np.linalg.lstsq(x[i].double().numpy(), y[i].double().numpy(), rcond=None)[0]
+        np.testing.assert_allclose(coeffs[i].numpy(), ref, rtol=1e-5, atol=1e-6)
+    # the ridge term shrinks towards zero
+    assert fit_linear_baseline(x, y, reg=1e3).norm() < coeffs.norm()
+
+
+def test_fit_linear_baseline_masking_equals_dropping_rows():
+    g = gen(51)
+    x = torch.randn(2, 30, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 30, generator=g, dtype=torch.float64)
+    mask = torch.rand(2, 30, generator=g) < 0.6
+    y_padded = torch.where(mask, y, torch.nan)  # invalid rows must not matter even as NaN
+    coeffs = fit_linear_baseline(x, y_padded, mask, reg=1e-5)
+    for i in range(2):
+        alone = fit_linear_baseline(x[i, mask[i]][None], y[i, mask[i]][None], reg=1e-5)
+        torch.testing.assert_close(coeffs[i], alone[0])
+
+
+def test_linear_baseline_values_fits_each_group_separately():
+    T, G, E = 12, 3, 4
+    g = gen(52)
+    obs = torch.randn(T, G, E, 2, generator=g)
+    t = torch.arange(T).view(T, 1, 1).expand(T, G, E)
+    true = torch.randn(G, 8, generator=g, dtype=torch.float64)
+    feats = baseline_features(obs.double(), t)
+    returns = torch.einsum("tgef,gf->tge", feats, true).float()  # exactly linear per group
+    values = linear_baseline_values(obs, t, returns, reg=1e-9)
+    assert values.shape == (T, G, E) and values.dtype == torch.float32
+    torch.testing.assert_close(values, returns, atol=1e-4, rtol=1e-4)
+    # a masked fit ignores garbage outside the mask
+    mask = torch.ones(T, G, E, dtype=torch.bool)
+    mask[-3:] = False
+    noisy = torch.where(mask, returns, torch.full_like(returns, 1e6))
+    values = linear_baseline_values(obs, t, noisy, mask=mask, reg=1e-9)
+    torch.testing.assert_close(values[mask], returns[mask], atol=1e-4, rtol=1e-4)
