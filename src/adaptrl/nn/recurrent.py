@@ -143,4 +143,6 @@ class RecurrentActorCritic(nn.Module):
 
     def value_parameters(self) -> list[nn.Parameter]:
         """Parameters of the value function alone (empty memory part when ``shared``)."""
-        return [p for n, p in self.named_parameters() if n.startswith(("value_memory.", "value_head."))]
+        return [
+            p for n, p in self.named_parameters() if n.startswith(("value_memory.", "value_head."))
+        ]
