@@ -96,7 +96,7 @@ class RL2BanditBenchConfig:
     """RL² Table 1: RL² trained per setting beside Gittins, UCB1, Thompson sampling and random."""
 
     quick: bool = False
-    """CI-sized: setting 10x5 only, 100 iterations, 200 tasks."""
+    """CI-sized: setting 10x5 only, 100 iterations (unless --iterations), 200 tasks."""
     settings: tuple[str, ...] = ("10x5", "10x10", "100x5")
     """Settings as 'n x k' (pulls x arms)."""
     iterations: int | None = None
@@ -118,7 +118,7 @@ class RL2MDPBenchConfig:
     """RL² Table 2: RL² trained per setting beside PSRL and random on random tabular MDPs."""
 
     quick: bool = False
-    """CI-sized: n = 10 only, 20 iterations, 200 tasks."""
+    """CI-sized: n = 10 only, 20 iterations (unless --iterations), 200 tasks."""
     settings: tuple[int, ...] = (10,)
     """Episodes per trial n."""
     iterations: int | None = None
@@ -273,7 +273,7 @@ def run_rl2_bandits(bench: RL2BanditBenchConfig) -> dict[str, Any]:
     for text in bench.settings:
         n, k = parse_bandit_setting(text)
         cfg = bandit_preset(n, k)
-        iterations = 100 if bench.quick else bench.iterations
+        iterations = bench.iterations or (100 if bench.quick else None)
         if iterations is not None:
             cfg = dataclasses.replace(cfg, iterations=iterations)
         target = 0.98 if n <= 10 else 0.97
@@ -291,7 +291,7 @@ def run_rl2_mdps(bench: RL2MDPBenchConfig) -> dict[str, Any]:
     rows, summaries = [], []
     for n in bench.settings:
         cfg = mdp_preset(n)
-        iterations = 20 if bench.quick else bench.iterations
+        iterations = bench.iterations or (20 if bench.quick else None)
         if iterations is not None:
             cfg = dataclasses.replace(cfg, iterations=iterations)
         r, s = _setting_rows(
