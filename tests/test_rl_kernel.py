@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.func import vmap
+from torch.func import grad, vmap
 
 from adaptrl.envs import TaskBatch, make_family
 from adaptrl.nn import DistSpec, kl, log_prob, mode, sample
@@ -306,6 +306,23 @@ def inner_adapted(policy):
     return params, adapted_dist, spec
 
 
+def vmapped_inner_adapted(policy, tasks=3):
+    """MAML-RL's batched form: per task, one inner step with torch.func.grad, vmapped over tasks."""
+    params, dist, spec = policy
+    g = gen(24)
+    actions = sample(spec, dist(params).expand(tasks, -1, -1), g)
+    adv = torch.randn(tasks, OBS.shape[0], generator=g, dtype=torch.float64)
+
+    def inner_loss(p, a, A):
+        return vpg_loss(log_prob(spec, dist(p), a), A)
+
+    def one_task(p, a, A):
+        grads = grad(inner_loss)(p, a, A)
+        return dist([q - 0.5 * gq for q, gq in zip(p, grads, strict=True)])
+
+    return params, lambda p: vmap(one_task, in_dims=(None, 0, 0))(p, actions, adv), spec
+
+
 def kl_to_start(policy):
     params, dist, spec = policy
     leaves = [p.clone().requires_grad_() for p in params]
@@ -315,8 +332,13 @@ def kl_to_start(policy):
 
 @pytest.mark.parametrize(
     "make",
-    [categorical_policy, gaussian_policy, lambda: inner_adapted(categorical_policy())],
-    ids=["categorical", "gaussian", "through-inner-step"],
+    [
+        categorical_policy,
+        gaussian_policy,
+        lambda: inner_adapted(categorical_policy()),
+        lambda: vmapped_inner_adapted(gaussian_policy()),
+    ],
+    ids=["categorical", "gaussian", "through-inner-step", "through-vmapped-inner-step"],
 )
 def test_fisher_vector_product_matches_dense_hessian(make):
     policy = make()
@@ -404,8 +426,16 @@ def test_trpo_step_is_the_scaled_natural_gradient(make):
     assert info["expected_improve"] > 0
 
 
-def test_trpo_step_through_an_inner_adaptation_step():
-    policy = inner_adapted(categorical_policy())
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: inner_adapted(categorical_policy()),
+        lambda: vmapped_inner_adapted(gaussian_policy()),
+    ],
+    ids=["autograd-inner-step", "vmapped-func-inner-step"],
+)
+def test_trpo_step_through_an_inner_adaptation_step(make):
+    policy = make()
     params = policy[0]
     loss_fn, kl_fn = surrogate(policy, seed=41), kl_to_start(policy)
     new, info = trpo_step(params, loss_fn, kl_fn, max_kl=0.005)
