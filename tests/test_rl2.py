@@ -211,3 +211,40 @@ def test_it_learns_bandits_beating_random_on_held_out_tasks():
     rl2, random = (a.trial_return()[0] for a in res.agents)
     assert random < 5.3  # chance: 10 pulls of an average arm of U[0,1]
     assert rl2 > random + 0.8, (rl2, random)
+
+
+def test_sigkill_and_resume_end_with_the_same_evaluation(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from adaptrl.cli.main import main
+
+    args = ["rl2", "--iterations", "60", "--trials", "16", "--hidden", "8", "--epochs", "1"]
+    args += ["--checkpoint-every", "5", "bandit-bernoulli-v0", "--k", "3", "--n", "4"]
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    env = {**os.environ, "CI": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adaptrl.cli.main", "train", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not list((killed / "checkpoints").glob("ckpt-*10.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    finished_before_kill = (killed / "model.json").exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not finished_before_kill, "the run ended before it could be killed"
+    assert main(["train", "--resume", str(killed)]) == 0
+    assert main(["train", *args, "--out", str(full)]) == 0
+    scores = []
+    for run in (killed, full):
+        out = tmp_path / f"{run.name}-eval"
+        assert main(["eval", str(run), "--num-tasks", "40", "--out", str(out)]) == 0
+        scores.append(json.loads((out / "results.json").read_text())["agents"])
+    assert scores[0] == scores[1]

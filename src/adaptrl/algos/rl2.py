@@ -22,11 +22,14 @@ One iteration:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+import tyro
 from torch.func import functional_call
 
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import (
     derive_seed,
@@ -34,9 +37,9 @@ from adaptrl.core.seeding import (
     make_generator,
     set_generator_state,
 )
-from adaptrl.envs import make_family
+from adaptrl.envs import FamilyConfigUnion, make_family
 from adaptrl.envs.bandit import BanditConfig
-from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch
+from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
 from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
@@ -49,7 +52,7 @@ from adaptrl.rl.trpo import trpo_step
 class RL2Config:
     """RL² with a GRU (or causal transformer) policy trained by PPO (or TRPO)."""
 
-    family: FamilyConfig = dataclasses.field(default_factory=BanditConfig)
+    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = BanditConfig()  # type: ignore[valid-type]
     """The task family (and its options) to meta-train on."""
     iterations: int = 500
     """Outer iterations (one batch of trials and one update each)."""
@@ -217,18 +220,13 @@ def collect_trials(
 # The learner
 
 
-class RL2:
+class RL2(MetaLearner):
     """RL² meta-learner: ``meta_train_step`` runs one batch of trials and one update."""
 
     name = "rl2"
-    metric = "return"
-    higher_is_better = True
 
     def __init__(self, config: RL2Config, *, seed: int = 0, device: str | torch.device = "cpu"):
-        self.config = config
-        self.seed = seed
-        self.device = torch.device(device)
-        self.iteration = 0
+        super().__init__(config, seed=seed, device=device)
         self.family = make_family(config.family)
         self.episodes = config.episodes or self.family.episodes_per_trial
         self.steps = self.episodes * self.family.max_episode_steps
@@ -409,3 +407,14 @@ class RL2Agent:
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
         done = (step.terminated | step.truncated).float()
         self.prev = (heads.encode_action(self.net.spec, action), step.reward, done)
+
+
+register_algo(
+    AlgoSpec(
+        name="rl2",
+        config_cls=RL2Config,
+        learner_cls=RL2,
+        description="RL²: a GRU/transformer policy whose memory spans a trial, trained by PPO/TRPO",
+        kind="rl",
+    )
+)

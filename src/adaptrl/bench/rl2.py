@@ -19,6 +19,7 @@ import torch
 from adaptrl.algos.rl2 import RL2, RL2Config, collect_trials
 from adaptrl.bench.baselines import Entry, parse_bandit_setting, tune
 from adaptrl.bench.reference import RL2_TABLE1, RL2_TABLE1_SOURCE, RL2_TABLE2, RL2_TABLE2_SOURCE
+from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import print_table, progress
 from adaptrl.core.provenance import provenance, write_json
@@ -545,3 +546,29 @@ def _plot_training(curve: list[float], refs: dict[str, float], path: Path) -> Pa
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+register_bench(
+    BenchSpec(
+        "rl2-bandits",
+        RL2BanditBenchConfig,
+        run_rl2_bandits,
+        "RL² Table 1: RL² trained per setting beside Gittins, UCB1, TS and random",
+    )
+)
+register_bench(
+    BenchSpec(
+        "rl2-mdps",
+        RL2MDPBenchConfig,
+        run_rl2_mdps,
+        "RL² Table 2: RL² trained per setting beside PSRL and random",
+    )
+)
+register_bench(
+    BenchSpec(
+        "rl2-speed",
+        RL2SpeedBenchConfig,
+        run_rl2_speed,
+        "RL² training steps/s against env-only and policy-forward, and time to 6.5 on bandits",
+    )
+)
