@@ -57,14 +57,15 @@ def mdp_preset(n: int) -> RL2Config:
     """The RL² configuration for random tabular MDPs with ``n`` episodes per trial."""
     return RL2Config(
         family=TabularMDPConfig(n=n),
-        iterations=600,
+        iterations=500,
         trials=64,
         hidden=128,
-        lr=3e-3,
+        lr=1e-3,
         minibatches=2,
-        gae_lambda=0.95,
+        gae_lambda=0.3,
         reward_scale=0.1,
-        entropy_coef=0.003,
+        entropy_coef=0.03,
+        entropy_final=0.003,
     )
 
 
