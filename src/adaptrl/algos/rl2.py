@@ -269,15 +269,16 @@ class RL2(MetaLearner):
         if cfg.normalize_advantages:
             adv = normalize(adv, valid)
         if cfg.outer == "ppo":
-            metrics = self._ppo_update(batch, adv, returns, valid)
+            update = self._ppo_update(batch, adv, returns, valid)
         else:
-            metrics = self._trpo_update(batch, adv, returns, valid)
+            update = self._trpo_update(batch, adv, returns, valid)
         per_episode = episode_returns(batch.rewards * valid, batch.done, self.episodes).mean(0)
-        metrics.update(
-            trial_return=(batch.rewards * valid).sum(0).mean(),
-            first_episode_return=per_episode[0],
-            last_episode_return=per_episode[-1],
-        )
+        metrics = {  # trial returns first: the trainer's progress bar shows the first metrics
+            "trial_return": (batch.rewards * valid).sum(0).mean(),
+            "first_episode_return": per_episode[0],
+            "last_episode_return": per_episode[-1],
+            **update,
+        }
         self.iteration += 1
         return metrics
 

@@ -41,16 +41,7 @@ def bandit_preset(n: int, k: int) -> RL2Config:
     family = BanditConfig(k=k, n=n)
     if n <= 10:
         return RL2Config(family=family, iterations=300, trials=256, hidden=64)
-    return RL2Config(
-        family=family,
-        iterations=600,
-        trials=128,
-        hidden=128,
-        lr=1e-3,
-        minibatches=2,
-        gae_lambda=0.3,
-        entropy_coef=0.003,
-    )
+    return RL2Config(family=family, iterations=400, trials=128, hidden=64, lr=2e-3, minibatches=2)
 
 
 def mdp_preset(n: int) -> RL2Config:
