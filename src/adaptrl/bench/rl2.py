@@ -41,7 +41,17 @@ def bandit_preset(n: int, k: int) -> RL2Config:
     family = BanditConfig(k=k, n=n)
     if n <= 10:
         return RL2Config(family=family, iterations=300, trials=256, hidden=64)
-    return RL2Config(family=family, iterations=400, trials=128, hidden=64, lr=2e-3, minibatches=2)
+    # Value targets grow with the trial length: scale rewards so that they stay near 1, or the
+    # value loss drowns the policy gradient in the shared memory (and the gradient clipping).
+    return RL2Config(
+        family=family,
+        iterations=400,
+        trials=128,
+        hidden=64,
+        lr=2e-3,
+        minibatches=2,
+        reward_scale=0.05,
+    )
 
 
 def mdp_preset(n: int) -> RL2Config:
@@ -54,9 +64,9 @@ def mdp_preset(n: int) -> RL2Config:
         lr=1e-3,
         minibatches=2,
         gae_lambda=0.3,
-        reward_scale=0.1,
-        entropy_coef=0.03,
-        entropy_final=0.003,
+        reward_scale=0.02,
+        entropy_coef=0.01,
+        entropy_final=0.001,
     )
 
 
