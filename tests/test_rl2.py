@@ -248,3 +248,18 @@ def test_sigkill_and_resume_end_with_the_same_evaluation(tmp_path):
         assert main(["eval", str(run), "--num-tasks", "40", "--out", str(out)]) == 0
         scores.append(json.loads((out / "results.json").read_text())["agents"])
     assert scores[0] == scores[1]
+
+
+def test_time_input_feeds_the_share_of_the_trial_spent():
+    learner = RL2(dataclasses.replace(TINY, time_input=True), seed=0)
+    assert learner.net.in_dim == 1 + 3 + 2 + 1
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 0))
+    batch = collect_trials(learner.net, env, env.reset(seed=0), 6, make_generator(0))
+    expected = (torch.arange(6) / 6).unsqueeze(1).expand(6, 16)
+    torch.testing.assert_close(batch.inputs[..., -1], expected)
+    metrics = learner.meta_train_step()
+    assert torch.isfinite(metrics["trial_return"])
+    agent = learner.trial_agent()
+    out = run_trials(agent, env, learner.family.tasks(16, "test", 0), 6, make_generator(1), 1)
+    assert out.shape == (16, 6) and agent.t == 6

@@ -68,6 +68,9 @@ class RL2Config:
     """Transformer blocks (memory=transformer only)."""
     transformer_heads: int = 4
     """Attention heads (memory=transformer only)."""
+    time_input: bool = False
+    """Also feed the share of the trial already spent (helps the critic of long trials, whose
+    value is mostly the number of steps left, which a GRU cannot count precisely)."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
     outer: Literal["ppo", "trpo"] = "ppo"
@@ -246,6 +249,7 @@ class RL2(MetaLearner):
                 shared=config.outer == "ppo",
                 max_len=self.steps,
                 head_kw=head_kw,
+                time_input=config.time_input,
                 **memory_kw,
             ).to(self.device)
         trained = self.net.parameters() if config.outer == "ppo" else self.net.value_parameters()
@@ -362,7 +366,7 @@ class RL2(MetaLearner):
     # --- evaluation ------------------------------------------------------------------------
     def trial_agent(self) -> RL2Agent:
         """The trained policy as a trial agent (memory reset at ``begin_trial``), sampling actions."""
-        return RL2Agent(self.net)
+        return RL2Agent(self.net, self.steps)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -391,17 +395,20 @@ class RL2Agent:
     name = "rl2"
     uses_task = False
 
-    def __init__(self, net: RecurrentActorCritic):
+    def __init__(self, net: RecurrentActorCritic, trial_steps: int):
         self.net = net
+        self.trial_steps = trial_steps
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         self.state = self.net.initial_state(env.num_envs, env.device)
         self.prev = self.net.initial_prev(env.num_envs, env.device)
         self.generator = generator
+        self.t = 0
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.net.inputs(obs, *self.prev)
+        x = self.net.inputs(obs, *self.prev, progress=self.t / self.trial_steps)
+        self.t += 1
         params, _, self.state = self.net.step(x, self.state, with_value=False)
         return heads.sample(self.net.spec, params, self.generator)
 

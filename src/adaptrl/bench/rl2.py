@@ -51,6 +51,7 @@ def bandit_preset(n: int, k: int) -> RL2Config:
         lr=2e-3,
         minibatches=2,
         reward_scale=0.05,
+        time_input=True,
     )
 
 
@@ -67,6 +68,7 @@ def mdp_preset(n: int) -> RL2Config:
         reward_scale=0.02,
         entropy_coef=0.01,
         entropy_final=0.001,
+        time_input=True,
     )
 
 

@@ -57,13 +57,16 @@ class RecurrentActorCritic(nn.Module):
         shared: bool = True,
         max_len: int = 1000,
         head_kw: dict[str, Any] | None = None,
+        time_input: bool = False,
         **memory_kw: Any,
     ):
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
         self.spec = heads.spec_for(action_space)
+        self.time_input = time_input
         self.in_dim = observation_dim(observation_space) + heads.action_input_dim(self.spec) + 2
+        self.in_dim += int(time_input)
         self.shared = shared
         self.memory = make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
         self.policy_head = heads.make_head(action_space, hidden, **(head_kw or {}))
@@ -80,18 +83,20 @@ class RecurrentActorCritic(nn.Module):
         prev_action: torch.Tensor,
         prev_reward: torch.Tensor,
         prev_done: torch.Tensor,
+        progress: float = 0.0,
     ) -> torch.Tensor:
         """The per-step input ``[..., in_dim]``: encoded obs, previous action (already encoded
-        with ``heads.encode_action``; all zeros before the first step), reward and done flag."""
-        return torch.cat(
-            [
-                encode_observation(self.observation_space, obs),
-                prev_action,
-                prev_reward.float().unsqueeze(-1),
-                prev_done.float().unsqueeze(-1),
-            ],
-            dim=-1,
-        )
+        with ``heads.encode_action``; all zeros before the first step), reward and done flag, and
+        with ``time_input`` the share of the trial already spent (``progress`` in [0, 1))."""
+        parts = [
+            encode_observation(self.observation_space, obs),
+            prev_action,
+            prev_reward.float().unsqueeze(-1),
+            prev_done.float().unsqueeze(-1),
+        ]
+        if self.time_input:
+            parts.append(torch.full_like(parts[-1], progress))
+        return torch.cat(parts, dim=-1)
 
     def initial_state(self, batch: int, device: str | torch.device = "cpu") -> tuple:
         """The empty memory of a new trial: ``(policy memory, value memory or None)``."""
