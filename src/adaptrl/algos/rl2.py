@@ -192,21 +192,19 @@ def collect_trials(
     spec = net.spec
 
     def policy(obs: torch.Tensor, carry: tuple) -> tuple[torch.Tensor, dict, tuple]:
-        state, prev = carry
-        x = net.inputs(obs, *prev)
+        state, prev, t = carry
+        x = net.inputs(obs, *prev, progress=t / steps)
         params, value, state = net.step(x, state)
         action = heads.sample(spec, params, generator)
         extras = {"inputs": x, "logp": heads.log_prob(spec, params, action), "value": value}
-        return action, extras, (state, prev)
+        return action, extras, (state, prev, t)
 
     def on_step(carry: tuple, action: torch.Tensor, step: Step) -> tuple:
         done = (step.terminated | step.truncated).float()
-        return carry[0], (heads.encode_action(spec, action), step.reward, done)
+        return carry[0], (heads.encode_action(spec, action), step.reward, done), carry[2] + 1
 
-    carry = (
-        net.initial_state(env.num_envs, env.device),
-        net.initial_prev(env.num_envs, env.device),
-    )
+    B, dev = env.num_envs, env.device
+    carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0)
     with torch.no_grad():
         ro, _, _ = collect(env, policy, obs, carry, steps, on_step=on_step)
     return TrialBatch(
