@@ -45,11 +45,11 @@ def bandit_preset(n: int, k: int) -> RL2Config:
     # value loss drowns the policy gradient in the shared memory (and the gradient clipping).
     return RL2Config(
         family=family,
-        iterations=400,
-        trials=128,
+        iterations=300,
+        trials=256,
         hidden=64,
         lr=5e-4,
-        minibatches=2,
+        minibatches=4,
         reward_scale=0.05,
         time_input=True,
     )
