@@ -188,12 +188,16 @@ def test_killed_eval_resumes_to_identical_results(tmp_path):
 
 def test_demo_writes_a_report_and_never_deletes_what_it_did_not_make(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--num-tasks", "50"]) == 0
+    assert main(["demo", "--out", str(out), "--num-tasks", "50", "--rl2-iterations", "3"]) == 0
     for fid in ["bandit-bernoulli-v0", "tabular-mdp-v0", "gridworld-goal-v0", "nav2d-goal-v0"]:
         assert (out / fid / "curve.png").exists() and (out / fid / "results.json").exists()
     assert (out / "overview.png").stat().st_size > 10_000
     assert "goal-search" in (out / "README.md").read_text()
-    assert main(["demo", "--out", str(out), "--num-tasks", "50"]) == 0  # its own folder: replaced
+    assert "RL² trained live" in (out / "README.md").read_text()
+    assert (out / "rl2-bandits" / "training.png").exists()
+    assert (out / "rl2-bandits" / "curve.png").exists()
+    args = ["demo", "--out", str(out), "--num-tasks", "50", "--rl2-iterations", "0"]
+    assert main(args) == 0  # its own folder: replaced
     precious = tmp_path / "mine"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")

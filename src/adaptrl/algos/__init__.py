@@ -9,6 +9,7 @@ from adaptrl.algos import (
     metasgd,  # noqa: F401
     protonet,  # noqa: F401
     reptile,  # noqa: F401
+    rl2,  # noqa: F401
 )
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import ALGOS, AlgoSpec, make_learner, register_algo

@@ -4,6 +4,7 @@ from adaptrl.bench import (  # noqa: F401  (one module per line below)
     baselines,
     fewshot,
     fewshot_speed,
+    rl2,
     sinusoid,
     throughput,
 )

@@ -70,6 +70,8 @@ class DemoCmd:
     """Held-out tasks per family."""
     device: str = "cpu"
     """cpu, cuda or auto."""
+    rl2_iterations: int = 200
+    """Outer iterations of the RL² trained live on bandits n=10, k=5 (0 skips it)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -383,7 +383,8 @@ def run_demo(cmd: DemoCmd) -> int:
     sections = [
         "# adaptrl demo",
         "",
-        "Classic agents on held-out tasks of every built-in family.",
+        "Classic agents on held-out tasks of every built-in family, then RL² meta-trained live "
+        "on bandits and scored beside Gittins and random.",
         "",
     ]
     sections += ["![every family](overview.png)", ""]
@@ -398,6 +399,12 @@ def run_demo(cmd: DemoCmd) -> int:
         sections += [md, f"![{fid}]({fid}/curve.png)", ""]
         console().print(md)
     plot_overview(results, cmd.out / "overview.png")
+    if cmd.rl2_iterations > 0:
+        from adaptrl.bench.rl2 import rl2_demo
+
+        section = rl2_demo(cmd.out / "rl2-bandits", cmd.num_tasks, str(device), cmd.rl2_iterations)
+        sections += [section]
+        console().print(section)
     report = cmd.out / "README.md"
     report.write_text("\n".join(sections))
     console().print(

@@ -1,0 +1,426 @@
+"""RL²: fast reinforcement learning via slow reinforcement learning (Duan et al. 2016).
+
+A recurrent policy reads, at every step, the observation, the previous action, the previous
+reward and whether the previous step ended an episode. Its memory is kept across all episodes of
+a *trial* on one task and reset between tasks, so the outer loop, plain RL over many trials,
+turns the recurrence into a fast learner: within a trial it must explore, remember what it found
+and exploit it.
+
+One iteration:
+
+1. draw ``trials`` meta-train tasks and run one whole trial on each, all at once in one batched
+   environment (time-major ``[T, B]``, no host syncs);
+2. compute advantages with GAE over the *whole trial*: value flows across episode boundaries
+   (a bandit pull is a one-step episode, yet what it teaches pays off on later pulls); the only
+   cut is the end of the trial;
+3. update with PPO (epochs over minibatches of whole trials, the memory recomputed from the trial
+   start; clipped objective + value loss + entropy bonus, Adam, gradient-norm clipping) or with
+   TRPO as in the paper (conjugate gradient + line search on the policy, a separately fitted
+   recurrent value function).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+import torch
+import tyro
+from torch.func import functional_call
+
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import (
+    derive_seed,
+    generator_state,
+    make_generator,
+    set_generator_state,
+)
+from adaptrl.envs import FamilyConfigUnion, make_family
+from adaptrl.envs.bandit import BanditConfig
+from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
+from adaptrl.nn import heads
+from adaptrl.nn.recurrent import RecurrentActorCritic
+from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
+from adaptrl.rl.returns import gae, masked_mean, normalize
+from adaptrl.rl.rollout import collect
+from adaptrl.rl.trpo import trpo_step
+
+
+@dataclasses.dataclass(frozen=True)
+class RL2Config:
+    """RL² with a GRU (or causal transformer) policy trained by PPO (or TRPO)."""
+
+    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = BanditConfig()  # type: ignore[valid-type]
+    """The task family (and its options) to meta-train on."""
+    iterations: int = 500
+    """Outer iterations (one batch of trials and one update each)."""
+    trials: int = 256
+    """Trials per iteration: tasks run at once, one per row of the batched environment."""
+    episodes: int | None = None
+    """Episodes per trial; default: the family's episodes_per_trial."""
+    memory: Literal["gru", "transformer"] = "gru"
+    """The policy's memory: a GRU, or a causal transformer over the trial so far."""
+    hidden: int = 64
+    """Width of the memory (GRU units; transformer model width)."""
+    transformer_layers: int = 2
+    """Transformer blocks (memory=transformer only)."""
+    transformer_heads: int = 4
+    """Attention heads (memory=transformer only)."""
+    time_input: bool = False
+    """Also feed the share of the trial already spent (helps the critic of long trials, whose
+    value is mostly the number of steps left, which a GRU cannot count precisely)."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
+    outer: Literal["ppo", "trpo"] = "ppo"
+    """Outer-loop optimiser: PPO (shared memory for policy and value) or TRPO (separate critic)."""
+    gamma: float = 0.99
+    """Discount within a trial (across its episodes)."""
+    gae_lambda: float = 0.3
+    """GAE lambda."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this for the update only (keeps value targets near 1)."""
+    lr: float = 3e-3
+    """Adam learning rate (PPO: the whole network; TRPO: the value function)."""
+    epochs: int = 4
+    """PPO epochs over each batch (TRPO: value-function epochs)."""
+    minibatches: int = 4
+    """Minibatches of whole trials per epoch."""
+    clip: float = 0.2
+    """PPO clipping range of the probability ratio."""
+    value_coef: float = 0.5
+    """Weight of the value loss (PPO)."""
+    entropy_coef: float = 0.01
+    """Entropy bonus at the first iteration."""
+    entropy_final: float = 0.0
+    """Entropy bonus at the last iteration (linear schedule in between)."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clipping (PPO and the TRPO critic)."""
+    normalize_advantages: bool = True
+    """Standardise advantages over each batch."""
+    max_kl: float = 0.01
+    """TRPO trust region (mean KL)."""
+    damping: float = 0.1
+    """TRPO Fisher damping."""
+    cg_iters: int = 10
+    """TRPO conjugate-gradient iterations."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "trials", "hidden", "epochs", "minibatches", "cg_iters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"rl2 {name} must be >= 1, got {getattr(self, name)}")
+        if self.episodes is not None and self.episodes < 1:
+            raise ConfigError(f"rl2 episodes must be >= 1, got {self.episodes}")
+        if self.minibatches > self.trials:
+            raise ConfigError(
+                f"rl2 minibatches ({self.minibatches}) cannot exceed trials ({self.trials})"
+            )
+        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+            raise ConfigError("rl2 gamma and gae_lambda must lie in [0, 1]")
+        if self.lr <= 0 or self.clip <= 0 or self.max_kl <= 0 or self.reward_scale <= 0:
+            raise ConfigError("rl2 lr, clip, max_kl and reward_scale must be > 0")
+
+
+# ------------------------------------------------------------------------------------------
+# Small pieces, each tested on its own (tests/test_rl2.py)
+
+
+def episode_index(done: torch.Tensor) -> torch.Tensor:
+    """Index of the episode each step belongs to, ``[T, B]`` from the done flags ``[T, B]``."""
+    d = done.long()
+    return d.cumsum(0) - d
+
+
+def trial_masks(done: torch.Tensor, episodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(valid, trial_end)``: steps inside the trial's first ``episodes`` episodes, and the step
+    that ends the trial (the end of episode ``episodes`` or the last collected step)."""
+    ep = episode_index(done)
+    valid = ep < episodes
+    end = done & (ep == episodes - 1)
+    last = torch.zeros_like(end)
+    last[-1] = True
+    return valid, end | (last & valid)
+
+
+def trial_advantages(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    valid: torch.Tensor,
+    trial_end: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over whole trials: ``(advantages, value targets)``, both ``[T, B]``.
+
+    The next value of a step is the value of the next step *of the trial*, also across episode
+    boundaries; only the end of the trial stops bootstrapping and the GAE recursion.
+    """
+    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
+    adv = gae(rewards * valid, values, next_values, trial_end, trial_end, gamma, lam)
+    return adv, adv + values
+
+
+def episode_returns(rewards: torch.Tensor, done: torch.Tensor, episodes: int) -> torch.Tensor:
+    """Return of each of the first ``episodes`` episodes of every trial, ``[B, episodes]``."""
+    ep = episode_index(done).clamp_max(episodes).T
+    out = torch.zeros(rewards.shape[1], episodes + 1, device=rewards.device)
+    return out.scatter_add_(1, ep, rewards.T.float())[:, :episodes]
+
+
+@dataclasses.dataclass
+class TrialBatch:
+    """Whole trials, time-major ``[T, B, ...]``: network inputs, actions, old log-probabilities
+    and values, rewards and done flags."""
+
+    inputs: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    done: torch.Tensor
+
+
+def collect_trials(
+    net: RecurrentActorCritic,
+    env: BatchedEnv,
+    obs: torch.Tensor,
+    steps: int,
+    generator: torch.Generator,
+) -> TrialBatch:
+    """Run one trial of ``steps`` steps in every row of ``env`` from an empty memory."""
+    spec = net.spec
+
+    def policy(obs: torch.Tensor, carry: tuple) -> tuple[torch.Tensor, dict, tuple]:
+        state, prev, t = carry
+        x = net.inputs(obs, *prev, progress=t / steps)
+        params, value, state = net.step(x, state)
+        action = heads.sample(spec, params, generator)
+        extras = {"inputs": x, "logp": heads.log_prob(spec, params, action), "value": value}
+        return action, extras, (state, prev, t)
+
+    def on_step(carry: tuple, action: torch.Tensor, step: Step) -> tuple:
+        done = (step.terminated | step.truncated).float()
+        return carry[0], (heads.encode_action(spec, action), step.reward, done), carry[2] + 1
+
+    B, dev = env.num_envs, env.device
+    carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0)
+    with torch.no_grad():
+        ro, _, _ = collect(env, policy, obs, carry, steps, on_step=on_step)
+    return TrialBatch(
+        ro.extras["inputs"],
+        ro.actions,
+        ro.extras["logp"],
+        ro.extras["value"],
+        ro.rewards,
+        ro.terminated | ro.truncated,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The learner
+
+
+class RL2(MetaLearner):
+    """RL² meta-learner: ``meta_train_step`` runs one batch of trials and one update."""
+
+    name = "rl2"
+
+    def __init__(self, config: RL2Config, *, seed: int = 0, device: str | torch.device = "cpu"):
+        super().__init__(config, seed=seed, device=device)
+        self.family = make_family(config.family)
+        self.episodes = config.episodes or self.family.episodes_per_trial
+        self.steps = self.episodes * self.family.max_episode_steps
+        head_kw = {}
+        if heads.spec_for(self.family.action_space).kind == "gaussian":
+            head_kw = {"init_log_std": config.init_log_std}
+        memory_kw = {}
+        if config.memory == "transformer":
+            memory_kw = {"layers": config.transformer_layers, "heads": config.transformer_heads}
+        with torch.random.fork_rng(devices=[]):  # initial weights from the seed alone
+            torch.manual_seed(derive_seed(seed, "rl2", "init"))
+            self.net = RecurrentActorCritic(
+                self.family.observation_space,
+                self.family.action_space,
+                hidden=config.hidden,
+                memory=config.memory,
+                shared=config.outer == "ppo",
+                max_len=self.steps,
+                head_kw=head_kw,
+                time_input=config.time_input,
+                **memory_kw,
+            ).to(self.device)
+        trained = self.net.parameters() if config.outer == "ppo" else self.net.value_parameters()
+        self.optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
+        self.generator = make_generator(seed, "rl2", "policy", device=self.device)
+        self.env = self.family.make_env(config.trials, self.device)
+
+    # --- one outer iteration -------------------------------------------------------------
+    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
+        cfg = self.config
+        tasks = self.family.tasks(
+            cfg.trials, "train", derive_seed(self.seed, "rl2", "tasks", self.iteration), self.device
+        )
+        self.env.set_tasks(tasks)
+        obs = self.env.reset(seed=derive_seed(self.seed, "rl2", "env", self.iteration))
+        batch = collect_trials(self.net, self.env, obs, self.steps, self.generator)
+        valid, end = trial_masks(batch.done, self.episodes)
+        adv, returns = trial_advantages(
+            batch.rewards * cfg.reward_scale, batch.values, valid, end, cfg.gamma, cfg.gae_lambda
+        )
+        if cfg.normalize_advantages:
+            adv = normalize(adv, valid)
+        if cfg.outer == "ppo":
+            update = self._ppo_update(batch, adv, returns, valid)
+        else:
+            update = self._trpo_update(batch, adv, returns, valid)
+        per_episode = episode_returns(batch.rewards * valid, batch.done, self.episodes).mean(0)
+        metrics = {  # trial returns first: the trainer's progress bar shows the first metrics
+            "trial_return": (batch.rewards * valid).sum(0).mean(),
+            "first_episode_return": per_episode[0],
+            "last_episode_return": per_episode[-1],
+            **update,
+        }
+        self.iteration += 1
+        return metrics
+
+    def _entropy_coef(self) -> float:
+        cfg = self.config
+        frac = min(self.iteration / max(cfg.iterations - 1, 1), 1.0)
+        return cfg.entropy_coef + frac * (cfg.entropy_final - cfg.entropy_coef)
+
+    def _ppo_update(self, batch, adv, returns, valid) -> dict[str, torch.Tensor]:
+        cfg, spec = self.config, self.net.spec
+        ent_coef = self._entropy_coef()
+        sums: dict[str, torch.Tensor] = {}
+        for _ in range(cfg.epochs):
+            order = torch.randperm(cfg.trials, generator=self.generator, device=self.device)
+            for idx in order.chunk(cfg.minibatches):
+                mask = valid[:, idx]
+                params, values, _ = self.net(batch.inputs[:, idx])
+                logp = heads.log_prob(spec, params, batch.actions[:, idx])
+                pi_loss, info = ppo_clip_loss(logp, batch.logp[:, idx], adv[:, idx], cfg.clip, mask)
+                v_loss = value_loss(values, returns[:, idx], mask=mask)
+                ent = heads.entropy(spec, params)
+                loss = pi_loss + cfg.value_coef * v_loss + ent_coef * entropy_loss(ent, mask)
+                ent = masked_mean(ent.detach(), mask)
+                self.optimizer.zero_grad()
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                for k, v in dict(
+                    policy_loss=pi_loss, value_loss=v_loss, entropy=ent, grad_norm=grad_norm, **info
+                ).items():
+                    sums[k] = sums.get(k, 0.0) + v.detach()
+        n = cfg.epochs * cfg.minibatches
+        return {k: v / n for k, v in sums.items()}
+
+    def _trpo_update(self, batch, adv, returns, valid) -> dict[str, Any]:
+        cfg, spec, net = self.config, self.net.spec, self.net
+        named = net.policy_parameters()
+        names, params = list(named), list(named.values())
+        with torch.no_grad():
+            old_params = net(batch.inputs, with_value=False)[0]
+            old_logp = heads.log_prob(spec, old_params, batch.actions)
+
+        def dist(flat_params: list[torch.Tensor]) -> torch.Tensor:
+            p = dict(zip(names, flat_params, strict=True))
+            return functional_call(net, p, (batch.inputs,), {"with_value": False})[0]
+
+        def loss_fn(ps: list[torch.Tensor]) -> torch.Tensor:
+            logp = heads.log_prob(spec, dist(ps), batch.actions)
+            return -masked_mean(torch.exp(logp - old_logp) * adv, valid)
+
+        def kl_fn(ps: list[torch.Tensor]) -> torch.Tensor:
+            return masked_mean(heads.kl(spec, old_params, dist(ps)), valid)
+
+        new_params, info = trpo_step(
+            params, loss_fn, kl_fn, max_kl=cfg.max_kl, damping=cfg.damping, cg_iters=cfg.cg_iters
+        )
+        with torch.no_grad():
+            for p, new in zip(params, new_params, strict=True):
+                p.copy_(new)
+            entropy = masked_mean(heads.entropy(spec, old_params), valid)
+        v_sum = torch.zeros((), device=self.device)
+        for _ in range(cfg.epochs):
+            order = torch.randperm(cfg.trials, generator=self.generator, device=self.device)
+            for idx in order.chunk(cfg.minibatches):
+                v_loss = value_loss(
+                    net.values(batch.inputs[:, idx]), returns[:, idx], mask=valid[:, idx]
+                )
+                self.optimizer.zero_grad()
+                v_loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.value_parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                v_sum = v_sum + v_loss.detach()
+        return {
+            "policy_loss": torch.as_tensor(info["loss_after"]),
+            "approx_kl": torch.as_tensor(info["kl"]),
+            "step_fraction": torch.as_tensor(info["step_fraction"]),
+            "value_loss": v_sum / (cfg.epochs * cfg.minibatches),
+            "entropy": entropy,
+        }
+
+    # --- evaluation ------------------------------------------------------------------------
+    def trial_agent(self) -> RL2Agent:
+        """The trained policy as a trial agent (memory reset at ``begin_trial``), sampling actions."""
+        return RL2Agent(self.net, self.steps)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": generator_state(self.generator),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_generator_state(self.generator, state["generator"])
+        self.iteration = int(state["iteration"])
+
+
+class RL2Agent:
+    """A trained RL² policy behind the trial-agent protocol (``adaptrl.baselines.base``).
+
+    ``begin_trial`` empties the memory; ``act`` samples from the policy with the trial's
+    generator (as the paper evaluates); ``observe`` records the previous action, reward and done
+    flag that the next ``act`` reads.
+    """
+
+    name = "rl2"
+    uses_task = False
+
+    def __init__(self, net: RecurrentActorCritic, trial_steps: int):
+        self.net = net
+        self.trial_steps = trial_steps
+
+    def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
+        self.state = self.net.initial_state(env.num_envs, env.device)
+        self.prev = self.net.initial_prev(env.num_envs, env.device)
+        self.generator = generator
+        self.t = 0
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.net.inputs(obs, *self.prev, progress=self.t / self.trial_steps)
+        self.t += 1
+        params, _, self.state = self.net.step(x, self.state, with_value=False)
+        return heads.sample(self.net.spec, params, self.generator)
+
+    def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
+        done = (step.terminated | step.truncated).float()
+        self.prev = (heads.encode_action(self.net.spec, action), step.reward, done)
+
+
+register_algo(
+    AlgoSpec(
+        name="rl2",
+        config_cls=RL2Config,
+        learner_cls=RL2,
+        description="RL²: a GRU/transformer policy whose memory spans a trial, trained by PPO/TRPO",
+        kind="rl",
+    )
+)

@@ -1,0 +1,153 @@
+"""A recurrent actor-critic for memory-based meta-RL (RL², Duan et al. 2016).
+
+At every step of a trial the network reads the current observation together with the previous
+action, the previous reward and whether the previous step ended an episode, so its memory can
+learn, within one task, what actions are worth. The memory (``nn.memory``) is kept across the
+episodes of a trial and starts empty on every new task. The policy head comes from
+``nn.heads`` (categorical for ``Discrete``, Gaussian for ``Box`` actions); the value head is
+linear, either on the policy's memory (``shared=True``, for PPO) or on a memory of its own
+(``shared=False``: a separately fitted value function, as TRPO needs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from adaptrl.core.errors import ConfigError
+from adaptrl.nn import heads
+from adaptrl.nn.memory import make_memory
+
+
+def observation_dim(space: gym.Space) -> int:
+    """Width of :func:`encode_observation`: ``n`` for ``Discrete(n)``, the flat size for ``Box``."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.Box):
+        return int(torch.tensor(space.shape).prod()) if space.shape else 1
+    raise ConfigError(f"observations must be Discrete or Box, got {type(space).__name__}")
+
+
+def encode_observation(space: gym.Space, obs: torch.Tensor) -> torch.Tensor:
+    """One-hot encoding of a ``Discrete`` observation, flattened floats for a ``Box``."""
+    if isinstance(space, gym.spaces.Discrete):
+        return nn.functional.one_hot(obs.long() - int(space.start), int(space.n)).float()
+    batch_shape = obs.shape[: obs.dim() - len(space.shape)]
+    return obs.float().reshape(*batch_shape, -1)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Memory policy over ``(obs, previous action, previous reward, previous done)``.
+
+    ``step`` runs one time step ``[B, ...]`` (acting); ``forward`` runs whole trials
+    ``[T, B, ...]`` from the trial start (the update). Both return the action distribution's
+    parameters (see ``nn.heads``), the values and the memory after the last step.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        hidden: int = 64,
+        memory: str = "gru",
+        shared: bool = True,
+        max_len: int = 1000,
+        head_kw: dict[str, Any] | None = None,
+        time_input: bool = False,
+        **memory_kw: Any,
+    ):
+        super().__init__()
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.spec = heads.spec_for(action_space)
+        self.time_input = time_input
+        self.in_dim = observation_dim(observation_space) + heads.action_input_dim(self.spec) + 2
+        self.in_dim += int(time_input)
+        self.shared = shared
+        self.memory = make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
+        self.policy_head = heads.make_head(action_space, hidden, **(head_kw or {}))
+        self.value_memory = (
+            None if shared else make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
+        )
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.orthogonal_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def inputs(
+        self,
+        obs: torch.Tensor,
+        prev_action: torch.Tensor,
+        prev_reward: torch.Tensor,
+        prev_done: torch.Tensor,
+        progress: float = 0.0,
+    ) -> torch.Tensor:
+        """The per-step input ``[..., in_dim]``: encoded obs, previous action (already encoded
+        with ``heads.encode_action``; all zeros before the first step), reward and done flag, and
+        with ``time_input`` the share of the trial already spent (``progress`` in [0, 1))."""
+        parts = [
+            encode_observation(self.observation_space, obs),
+            prev_action,
+            prev_reward.float().unsqueeze(-1),
+            prev_done.float().unsqueeze(-1),
+        ]
+        if self.time_input:
+            parts.append(torch.full_like(parts[-1], progress))
+        return torch.cat(parts, dim=-1)
+
+    def initial_state(self, batch: int, device: str | torch.device = "cpu") -> tuple:
+        """The empty memory of a new trial: ``(policy memory, value memory or None)``."""
+        v = None if self.value_memory is None else self.value_memory.initial_state(batch, device)
+        return (self.memory.initial_state(batch, device), v)
+
+    def initial_prev(self, batch: int, device: str | torch.device = "cpu") -> tuple:
+        """``(encoded previous action, reward, done)`` before a trial's first step: all zeros."""
+        zero = torch.zeros(batch, device=device)
+        return torch.zeros(batch, heads.action_input_dim(self.spec), device=device), zero, zero
+
+    def forward(
+        self, x: torch.Tensor, state: tuple | None = None, with_value: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        """Whole trials ``x [T, B, in_dim]`` -> ``(dist params [T, B, ...], values [T, B], state)``."""
+        p_state, v_state = state if state is not None else (None, None)
+        features, p_state = self.memory(x, p_state)
+        params = self.policy_head(features)
+        values = None
+        if with_value:
+            if self.value_memory is not None:
+                v_features, v_state = self.value_memory(x, v_state)
+            else:
+                v_features = features
+            values = self.value_head(v_features).squeeze(-1)
+        return params, values, (p_state, v_state)
+
+    def step(
+        self, x: torch.Tensor, state: tuple, with_value: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        """One step ``x [B, in_dim]`` -> ``(dist params [B, ...], values [B], state)``."""
+        params, values, state = self.forward(x.unsqueeze(0), state, with_value)
+        return params.squeeze(0), None if values is None else values.squeeze(0), state
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """Values of whole trials ``x [T, B, in_dim]`` (only the critic's part runs if separate)."""
+        if self.value_memory is None:
+            return self.forward(x)[1]
+        features, _ = self.value_memory(x)
+        return self.value_head(features).squeeze(-1)
+
+    def policy_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters the policy depends on (what TRPO updates), by name."""
+        return {
+            n: p
+            for n, p in self.named_parameters()
+            if not n.startswith(("value_memory.", "value_head."))
+        }
+
+    def value_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the value function alone (empty memory part when ``shared``)."""
+        return [
+            p for n, p in self.named_parameters() if n.startswith(("value_memory.", "value_head."))
+        ]

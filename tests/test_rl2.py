@@ -1,0 +1,265 @@
+"""RL²: trial bookkeeping, whole-trial GAE, memory semantics, PPO/TRPO updates, determinism,
+checkpoints, and a quick "it learns" on bandits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from adaptrl.algos.rl2 import (
+    RL2,
+    RL2Config,
+    collect_trials,
+    episode_index,
+    episode_returns,
+    trial_advantages,
+    trial_masks,
+)
+from adaptrl.core.checkpoint import load_state, save_state
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import make_generator
+from adaptrl.envs import make_family
+from adaptrl.envs.bandit import BanditConfig
+from adaptrl.envs.nav2d import Nav2DConfig
+from adaptrl.envs.tabular import TabularMDPConfig
+from adaptrl.eval.protocol import evaluate, run_trials
+from adaptrl.nn import heads
+from adaptrl.nn.recurrent import RecurrentActorCritic
+
+TINY = RL2Config(family=BanditConfig(k=3, n=6), trials=16, hidden=16, epochs=2, minibatches=2)
+
+
+def test_episode_index_and_trial_masks():
+    done = torch.tensor([[0, 1], [1, 0], [0, 1], [1, 1], [1, 0]], dtype=torch.bool)
+    assert episode_index(done).tolist() == [[0, 0], [0, 1], [1, 1], [1, 2], [2, 3]]
+    valid, end = trial_masks(done, episodes=2)
+    assert valid.tolist() == [[1, 1], [1, 1], [1, 1], [1, 0], [0, 0]]
+    # column 0 ends its trial at step 3 (end of episode 2); column 1 at step 2
+    assert end.tolist() == [[0, 0], [0, 0], [0, 1], [1, 0], [0, 0]]
+    # a trial still running at the last collected step ends there
+    _, end = trial_masks(torch.zeros(3, 1, dtype=torch.bool), episodes=2)
+    assert end[:, 0].tolist() == [False, False, True]
+
+
+def test_trial_advantages_flow_across_episode_boundaries():
+    # Two one-step episodes (every step is done), one trial: reward only in the second episode.
+    rewards = torch.tensor([[0.0], [1.0]])
+    values = torch.tensor([[0.2], [0.5]])
+    done = torch.ones(2, 1, dtype=torch.bool)
+    valid, end = trial_masks(done, episodes=2)
+    adv, ret = trial_advantages(rewards, values, valid, end, gamma=0.9, lam=0.5)
+    d1 = 1.0 - 0.5  # last step: no bootstrap after the trial end
+    d0 = 0.0 + 0.9 * 0.5 - 0.2  # bootstraps from the next *episode's* value
+    torch.testing.assert_close(adv[:, 0], torch.tensor([d0 + 0.9 * 0.5 * d1, d1]))
+    torch.testing.assert_close(ret, adv + values)
+    # steps after the trial's end are not rewarded and do not leak into it
+    rewards = torch.tensor([[1.0], [5.0]])
+    valid, end = trial_masks(done, episodes=1)
+    adv, _ = trial_advantages(rewards, torch.zeros(2, 1), valid, end, gamma=1.0, lam=1.0)
+    assert adv[0, 0].item() == 1.0
+
+
+def test_episode_returns():
+    rewards = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    done = torch.tensor([[0, 1], [1, 1], [1, 0]], dtype=torch.bool)
+    assert episode_returns(rewards, done, 2).tolist() == [[4.0, 5.0], [2.0, 4.0]]
+
+
+@pytest.mark.parametrize(
+    "family", [BanditConfig(k=4, n=5), TabularMDPConfig(num_states=3, n=2), Nav2DConfig(horizon=4)]
+)
+@pytest.mark.parametrize("memory", ["gru", "transformer"])
+def test_actor_critic_shapes(family, memory):
+    fam = make_family(family)
+    net = (
+        RecurrentActorCritic(
+            fam.observation_space, fam.action_space, hidden=8, memory=memory, max_len=20, heads=2
+        )
+        if memory == "transformer"
+        else RecurrentActorCritic(fam.observation_space, fam.action_space, hidden=8)
+    )
+    env = fam.make_env(3)
+    env.set_tasks(fam.tasks(3, "train", 0))
+    batch = collect_trials(net, env, env.reset(seed=0), 6, make_generator(0))
+    spec = heads.spec_for(fam.action_space)
+    assert batch.inputs.shape == (6, 3, net.in_dim)
+    assert batch.actions.shape == ((6, 3) if spec.kind == "categorical" else (6, 3, spec.dim))
+    for t in (batch.logp, batch.values, batch.rewards, batch.done):
+        assert t.shape == (6, 3)
+    params, values, _ = net(batch.inputs)
+    assert params.shape == (6, 3, spec.param_dim)
+    torch.testing.assert_close(values, batch.values, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        heads.log_prob(spec, params, batch.actions), batch.logp, atol=1e-5, rtol=1e-5
+    )
+    # the first step reads zeros for the previous action, reward and done flag
+    assert batch.inputs[0, :, -spec.dim - 2 :].abs().sum() == 0
+
+
+def test_memory_is_kept_across_episodes_and_reset_between_trials():
+    learner = RL2(TINY, seed=0)
+    for _ in range(3):
+        learner.meta_train_step()
+    net = learner.net
+    fam = learner.family
+    env = fam.make_env(8)
+    tasks_a, tasks_b = fam.tasks(8, "test", 1), fam.tasks(8, "test", 2)
+    # Kept across episodes: what happened in the first pull changes the policy at the second.
+    x = net.inputs(
+        torch.zeros(2, 8, dtype=torch.long),
+        torch.zeros(2, 8, 3),
+        torch.zeros(2, 8),
+        torch.ones(2, 8),
+    )
+    x2 = x.clone()
+    x2[1, :, -2] = 1.0  # the first pull paid 1 instead of 0
+    assert (net(x)[0][1] - net(x2)[0][1]).abs().max() > 1e-4
+    # Reset between trials: a trial on B gives the same actions whether or not A ran before it.
+    agent = learner.trial_agent()
+    run_trials(agent, env, tasks_a, 6, make_generator(5), env_seed=5)
+    after_a = run_trials(agent, env, tasks_b, 6, make_generator(7), env_seed=7)
+    fresh = run_trials(learner.trial_agent(), env, tasks_b, 6, make_generator(7), env_seed=7)
+    assert torch.equal(after_a, fresh)
+
+
+def test_ppo_update_lowers_the_clipped_loss_on_a_fixed_batch():
+    from adaptrl.algos.rl2 import trial_advantages as adv_fn
+    from adaptrl.rl.losses import ppo_clip_loss
+    from adaptrl.rl.returns import normalize
+
+    learner = RL2(dataclasses.replace(TINY, epochs=4, minibatches=1, entropy_coef=0.0), seed=1)
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 3))
+    batch = collect_trials(learner.net, env, env.reset(seed=3), learner.steps, learner.generator)
+    valid, end = trial_masks(batch.done, learner.episodes)
+    adv, ret = adv_fn(batch.rewards, batch.values, valid, end, 0.99, 0.3)
+    adv = normalize(adv, valid)
+
+    def clipped_loss():
+        with torch.no_grad():
+            params, _, _ = learner.net(batch.inputs)
+            logp = heads.log_prob(learner.net.spec, params, batch.actions)
+            return ppo_clip_loss(logp, batch.logp, adv, 0.2, valid)[0]
+
+    before = clipped_loss()
+    learner._ppo_update(batch, adv, ret, valid)
+    assert clipped_loss() < before - 1e-3
+
+
+def test_same_seed_gives_identical_metrics_and_other_seeds_differ():
+    def run(seed):
+        learner = RL2(TINY, seed=seed)
+        return [{k: float(v) for k, v in learner.meta_train_step().items()} for _ in range(3)]
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_state_dict_round_trip_continues_identically(tmp_path):
+    a = RL2(TINY, seed=3)
+    for _ in range(2):
+        a.meta_train_step()
+    save_state(tmp_path / "ckpt", a.state_dict())
+    expected = [{k: float(v) for k, v in a.meta_train_step().items()} for _ in range(2)]
+    b = RL2(TINY, seed=3)
+    b.load_state_dict(load_state(tmp_path / "ckpt")[0])
+    assert b.iteration == 2
+    assert [{k: float(v) for k, v in b.meta_train_step().items()} for _ in range(2)] == expected
+
+
+@pytest.mark.parametrize(
+    "family", [Nav2DConfig(horizon=5), TabularMDPConfig(num_states=3, horizon=3, n=2)]
+)
+def test_other_families_and_options_train(family):
+    for extra in ({}, {"memory": "transformer", "transformer_heads": 2}, {"outer": "trpo"}):
+        cfg = dataclasses.replace(TINY, family=family, hidden=8, **extra)
+        learner = RL2(cfg, seed=0)
+        metrics = learner.meta_train_step()
+        assert all(torch.isfinite(torch.as_tensor(v)) for v in metrics.values())
+        assert learner.iteration == 1
+
+
+def test_trpo_step_stays_in_the_trust_region():
+    cfg = dataclasses.replace(TINY, outer="trpo", max_kl=0.005)
+    learner = RL2(cfg, seed=0)
+    metrics = learner.meta_train_step()
+    assert 0 < float(metrics["approx_kl"]) <= 0.005 * 1.5
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ConfigError, match="minibatches"):
+        RL2Config(trials=2, minibatches=4)
+    with pytest.raises(ConfigError, match="iterations"):
+        RL2Config(iterations=0)
+    with pytest.raises(ConfigError, match="gamma"):
+        RL2Config(gamma=1.5)
+
+
+def test_it_learns_bandits_beating_random_on_held_out_tasks():
+    cfg = RL2Config(family=BanditConfig(k=5, n=10), iterations=120, trials=128, hidden=32)
+    learner = RL2(cfg, seed=0)
+    for _ in range(cfg.iterations):
+        learner.meta_train_step()
+    res = evaluate(
+        learner.family,
+        [("rl2", lambda f: learner.trial_agent()), "random"],
+        num_tasks=500,
+        show_progress=False,
+    )
+    rl2, random = (a.trial_return()[0] for a in res.agents)
+    assert random < 5.3  # chance: 10 pulls of an average arm of U[0,1]
+    assert rl2 > random + 0.8, (rl2, random)
+
+
+def test_sigkill_and_resume_end_with_the_same_evaluation(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from adaptrl.cli.main import main
+
+    args = ["rl2", "--iterations", "60", "--trials", "16", "--hidden", "8", "--epochs", "1"]
+    args += ["--checkpoint-every", "5", "bandit-bernoulli-v0", "--k", "3", "--n", "4"]
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    env = {**os.environ, "CI": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adaptrl.cli.main", "train", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not list((killed / "checkpoints").glob("ckpt-*10.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    finished_before_kill = (killed / "model.json").exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not finished_before_kill, "the run ended before it could be killed"
+    assert main(["train", "--resume", str(killed)]) == 0
+    assert main(["train", *args, "--out", str(full)]) == 0
+    scores = []
+    for run in (killed, full):
+        out = tmp_path / f"{run.name}-eval"
+        assert main(["eval", str(run), "--num-tasks", "40", "--out", str(out)]) == 0
+        scores.append(json.loads((out / "results.json").read_text())["agents"])
+    assert scores[0] == scores[1]
+
+
+def test_time_input_feeds_the_share_of_the_trial_spent():
+    learner = RL2(dataclasses.replace(TINY, time_input=True), seed=0)
+    assert learner.net.in_dim == 1 + 3 + 2 + 1
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 0))
+    batch = collect_trials(learner.net, env, env.reset(seed=0), 6, make_generator(0))
+    expected = (torch.arange(6) / 6).unsqueeze(1).expand(6, 16)
+    torch.testing.assert_close(batch.inputs[..., -1], expected)
+    metrics = learner.meta_train_step()
+    assert torch.isfinite(metrics["trial_return"])
+    agent = learner.trial_agent()
+    out = run_trials(agent, env, learner.family.tasks(16, "test", 0), 6, make_generator(1), 1)
+    assert out.shape == (16, 6) and agent.t == 6

@@ -1,0 +1,41 @@
+"""The RL² benches run end to end (tiny budgets) and write their JSON with provenance and markdown."""
+
+from __future__ import annotations
+
+import json
+
+from adaptrl.bench.rl2 import (
+    RL2BanditBenchConfig,
+    RL2MDPBenchConfig,
+    RL2SpeedBenchConfig,
+    run_rl2_bandits,
+    run_rl2_mdps,
+    run_rl2_speed,
+)
+
+
+def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
+    out = tmp_path / "b"
+    payload = run_rl2_bandits(RL2BanditBenchConfig(quick=True, iterations=3, num_tasks=40, out=out))
+    agents = [r["agent"] for r in payload["rows"]]
+    assert agents == ["rl2 (ours)", "gittins", "ucb1", "thompson", "random"]
+    assert payload["rows"][0]["paper"] == 6.7 and payload["rows"][1]["paper"] == 6.6
+    data = json.loads((out / "results.json").read_text())
+    assert data["provenance"]["seeds"] == [0] and data["settings"][0]["config"]["iterations"] == 3
+    assert "ratio to gittins" in (out / "results.md").read_text()
+    out = tmp_path / "m"
+    payload = run_rl2_mdps(RL2MDPBenchConfig(quick=True, iterations=1, num_tasks=20, out=out))
+    assert [r["agent"] for r in payload["rows"]] == ["rl2 (ours)", "psrl", "random"]
+    assert payload["rows"][0]["paper"] == 156.2
+    assert len(payload["settings"][0]["rl2_episode_curve"]) == 10
+
+
+def test_rl2_speed_bench_reports_ratios_and_time_to_target(tmp_path):
+    cfg = RL2SpeedBenchConfig(quick=True, eval_every=10, eval_tasks=30, target=100.0, out=tmp_path)
+    payload = run_rl2_speed(cfg)
+    for t in payload["throughput"].values():
+        assert t["policy_forward_steps_per_s"] > 0 and t["train_steps_per_s"] > 0
+    target = payload["time_to_target"]
+    assert not target["reached"]  # 100 is impossible in 10 pulls
+    assert [h["iteration"] for h in target["history"]] == [10, 20, 30, 40]
+    assert (tmp_path / "results.md").exists()
