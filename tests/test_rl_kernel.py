@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-from torch.func import vmap
+from torch.func import grad, vmap
 
+from adaptrl.envs import TaskBatch, make_family
 from adaptrl.nn import DistSpec, kl, log_prob, mode, sample
 from adaptrl.rl import (
+    baseline_features,
+    collect,
     conjugate_gradient,
     discounted_returns,
     entropy_loss,
+    first_episode_mask,
     fisher_vector_product,
+    fit_linear_baseline,
     flat,
     gae,
     line_search,
+    linear_baseline_values,
     masked_mean,
     normalize,
     ppo_clip_loss,
+    step_in_episode,
     trpo_step,
     unflat,
     value_loss,
@@ -298,6 +306,23 @@ def inner_adapted(policy):
     return params, adapted_dist, spec
 
 
+def vmapped_inner_adapted(policy, tasks=3):
+    """MAML-RL's batched form: per task, one inner step with torch.func.grad, vmapped over tasks."""
+    params, dist, spec = policy
+    g = gen(24)
+    actions = sample(spec, dist(params).expand(tasks, -1, -1), g)
+    adv = torch.randn(tasks, OBS.shape[0], generator=g, dtype=torch.float64)
+
+    def inner_loss(p, a, A):
+        return vpg_loss(log_prob(spec, dist(p), a), A)
+
+    def one_task(p, a, A):
+        grads = grad(inner_loss)(p, a, A)
+        return dist([q - 0.5 * gq for q, gq in zip(p, grads, strict=True)])
+
+    return params, lambda p: vmap(one_task, in_dims=(None, 0, 0))(p, actions, adv), spec
+
+
 def kl_to_start(policy):
     params, dist, spec = policy
     leaves = [p.clone().requires_grad_() for p in params]
@@ -307,8 +332,13 @@ def kl_to_start(policy):
 
 @pytest.mark.parametrize(
     "make",
-    [categorical_policy, gaussian_policy, lambda: inner_adapted(categorical_policy())],
-    ids=["categorical", "gaussian", "through-inner-step"],
+    [
+        categorical_policy,
+        gaussian_policy,
+        lambda: inner_adapted(categorical_policy()),
+        lambda: vmapped_inner_adapted(gaussian_policy()),
+    ],
+    ids=["categorical", "gaussian", "through-inner-step", "through-vmapped-inner-step"],
 )
 def test_fisher_vector_product_matches_dense_hessian(make):
     policy = make()
@@ -396,8 +426,16 @@ def test_trpo_step_is_the_scaled_natural_gradient(make):
     assert info["expected_improve"] > 0
 
 
-def test_trpo_step_through_an_inner_adaptation_step():
-    policy = inner_adapted(categorical_policy())
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: inner_adapted(categorical_policy()),
+        lambda: vmapped_inner_adapted(gaussian_policy()),
+    ],
+    ids=["autograd-inner-step", "vmapped-func-inner-step"],
+)
+def test_trpo_step_through_an_inner_adaptation_step(make):
+    policy = make()
     params = policy[0]
     loss_fn, kl_fn = surrogate(policy, seed=41), kl_to_start(policy)
     new, info = trpo_step(params, loss_fn, kl_fn, max_kl=0.005)
@@ -411,3 +449,177 @@ def test_trpo_step_at_a_stationary_point_changes_nothing():
     new, info = trpo_step(params, kl_fn, kl_fn)  # KL to itself: zero gradient at params
     assert not info["accepted"]
     assert torch.equal(flat(new), flat(params))
+
+
+# --- linear feature baseline --------------------------------------------------------------------
+
+
+def test_baseline_features_hand_values():
+    obs = torch.tensor([[[2.0, -20.0]], [[0.5, 3.0]]])  # [T=2, B=1, D=2]
+    t = torch.tensor([[0], [50]])
+    f = baseline_features(obs, t)
+    assert f.shape == (2, 1, 8)
+    assert f[0, 0].tolist() == [2.0, -10.0, 4.0, 100.0, 0.0, 0.0, 0.0, 1.0]
+    assert f[1, 0].tolist() == [0.5, 3.0, 0.25, 9.0, 0.5, 0.25, 0.125, 1.0]
+
+
+def test_fit_linear_baseline_matches_lstsq():
+    g = gen(50)
+    x = torch.randn(3, 40, 5, generator=g)
+    y = torch.randn(3, 40, generator=g)
+    coeffs = fit_linear_baseline(x, y, reg=0.0)
+    assert coeffs.dtype == torch.float32 and coeffs.shape == (3, 5)
+    for i in range(3):
+        ref = np.linalg.lstsq(x[i].double().numpy(), y[i].double().numpy(), rcond=None)[0]
+        np.testing.assert_allclose(coeffs[i].numpy(), ref, rtol=1e-5, atol=1e-6)
+    # the ridge term shrinks towards zero
+    assert fit_linear_baseline(x, y, reg=1e3).norm() < coeffs.norm()
+
+
+def test_fit_linear_baseline_masking_equals_dropping_rows():
+    g = gen(51)
+    x = torch.randn(2, 30, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 30, generator=g, dtype=torch.float64)
+    mask = torch.rand(2, 30, generator=g) < 0.6
+    y_padded = torch.where(mask, y, torch.nan)  # invalid rows must not matter even as NaN
+    coeffs = fit_linear_baseline(x, y_padded, mask, reg=1e-5)
+    for i in range(2):
+        alone = fit_linear_baseline(x[i, mask[i]][None], y[i, mask[i]][None], reg=1e-5)
+        torch.testing.assert_close(coeffs[i], alone[0])
+
+
+def test_linear_baseline_values_fits_each_group_separately():
+    T, G, E = 12, 3, 4
+    g = gen(52)
+    obs = torch.randn(T, G, E, 2, generator=g)
+    t = torch.arange(T).view(T, 1, 1).expand(T, G, E)
+    true = torch.randn(G, 8, generator=g, dtype=torch.float64)
+    feats = baseline_features(obs.double(), t)
+    returns = torch.einsum("tgef,gf->tge", feats, true).float()  # exactly linear per group
+    values = linear_baseline_values(obs, t, returns, reg=1e-9)
+    assert values.shape == (T, G, E) and values.dtype == torch.float32
+    torch.testing.assert_close(values, returns, atol=1e-4, rtol=1e-4)
+    # a masked fit ignores garbage outside the mask
+    mask = torch.ones(T, G, E, dtype=torch.bool)
+    mask[-3:] = False
+    noisy = torch.where(mask, returns, torch.full_like(returns, 1e6))
+    values = linear_baseline_values(obs, t, noisy, mask=mask, reg=1e-9)
+    torch.testing.assert_close(values[mask], returns[mask], atol=1e-4, rtol=1e-4)
+
+
+# --- rollouts -----------------------------------------------------------------------------------
+
+
+def bandit_env(B=5, seed=1):
+    family = make_family("bandit-bernoulli-v0", k=3)
+    env = family.make_env(B)
+    env.set_tasks(family.tasks(B, "train", seed=0))
+    return env, env.reset(seed=seed)
+
+
+def uniform_bandit_policy(obs, carry):
+    generator, spec = carry
+    logits = torch.zeros(obs.shape[0], spec.dim)
+    action = sample(spec, logits, generator)
+    return action, {"logp": log_prob(spec, logits, action)}, carry
+
+
+def test_collect_bandit_shapes_and_rewards_match_manual_stepping():
+    env, obs = bandit_env()
+    carry = (gen(60), DistSpec("categorical", 3))
+    ro, last_obs, carry_out = collect(env, uniform_bandit_policy, obs, carry, steps=20)
+    assert len(ro) == 20 and carry_out is carry
+    assert ro.obs.shape == ro.actions.shape == ro.rewards.shape == ro.next_obs.shape == (20, 5)
+    assert ro.actions.dtype == torch.int64 and ro.rewards.dtype == torch.float32
+    assert ro.terminated.all() and not ro.truncated.any() and ro.done.all()  # one-pull episodes
+    assert set(ro.rewards.unique().tolist()) <= {0.0, 1.0} and ro.actions.unique().numel() == 3
+    torch.testing.assert_close(ro.extras["logp"], torch.full((20, 5), -math.log(3)))
+    env2, obs2 = bandit_env()
+    for t in range(20):
+        assert torch.equal(ro.obs[t], obs2)
+        step = env2.step(ro.actions[t])
+        assert torch.equal(ro.rewards[t], step.reward)
+        obs2 = step.obs
+    assert torch.equal(last_obs, obs2)
+    # same seeds, same rollout
+    env3, obs3 = bandit_env()
+    again, _, _ = collect(env3, uniform_bandit_policy, obs3, (gen(60), carry[1]), steps=20)
+    assert torch.equal(again.actions, ro.actions) and torch.equal(again.rewards, ro.rewards)
+
+
+GOALS = torch.tensor([[0.15, 0.0], [0.5, 0.5], [-0.05, 0.05], [0.3, -0.1]])
+
+
+def nav_env():
+    family = make_family("nav2d-goal-v0", horizon=6, goal_radius=0.06)
+    env = family.make_env(4)
+    env.set_tasks(TaskBatch({"goal": GOALS}))
+    return env, env.reset(seed=3)
+
+
+def towards_goal_policy(obs, carry):
+    """Rows 0-2 head for their goal, row 3 away from it (so it runs into the time limit)."""
+    generator, episodes = carry
+    direction = torch.tensor([1.0, 1.0, 1.0, -1.0])[:, None] * (GOALS - obs)
+    noise = 0.01 * torch.randn(obs.shape, generator=generator)
+    return direction + noise, {"noise": noise}, (generator, episodes)
+
+
+def count_episodes(carry, action, step):
+    generator, episodes = carry
+    return generator, episodes + (step.terminated | step.truncated).long()
+
+
+def test_collect_nav2d_final_obs_and_auto_reset():
+    env, obs = nav_env()
+    T = 14
+    carry = (gen(61), torch.zeros(4, dtype=torch.long))
+    ro, last_obs, (_, episodes) = collect(env, towards_goal_policy, obs, carry, T, count_episodes)
+    assert ro.obs.shape == ro.next_obs.shape == ro.actions.shape == ro.extras["noise"].shape
+    assert ro.obs.shape == (T, 4, 2) and ro.rewards.shape == ro.terminated.shape == (T, 4)
+    assert ro.terminated.any() and ro.truncated.any() and not (ro.terminated & ro.truncated).any()
+    assert torch.equal(episodes, ro.done.long().sum(0))
+    assert torch.equal(ro.truncated[:, 3], torch.arange(1, T + 1) % 6 == 0)
+    # physics by hand: the action (clipped to 0.1) moves the point; reward is minus the distance
+    moved = ro.obs + ro.actions.clamp(-0.1, 0.1)
+    torch.testing.assert_close(ro.next_obs, moved)
+    torch.testing.assert_close(ro.rewards, -torch.linalg.vector_norm(moved - GOALS, dim=-1))
+    # next_obs is the next observation inside episodes; at an end, the next one is the origin
+    following = torch.cat([ro.obs[1:], last_obs[None]])
+    done = ro.done[..., None]
+    assert torch.equal(torch.where(done, ro.next_obs, following), ro.next_obs)
+    assert torch.equal(torch.where(done, following, torch.zeros(())), torch.zeros(T, 4, 2))
+    # and exactly what stepping the environment by hand gives
+    env2, obs2 = nav_env()
+    for t in range(T):
+        step = env2.step(ro.actions[t])
+        assert torch.equal(ro.obs[t], obs2) and torch.equal(ro.next_obs[t], step.final_obs)
+        assert torch.equal(ro.rewards[t], step.reward)
+        assert torch.equal(ro.terminated[t], step.terminated)
+        assert torch.equal(ro.truncated[t], step.truncated)
+        obs2 = step.obs
+    assert torch.equal(last_obs, obs2)
+
+
+def test_collect_rejects_zero_steps():
+    env, obs = bandit_env()
+    with pytest.raises(ValueError, match="steps >= 1"):
+        collect(env, uniform_bandit_policy, obs, (gen(), DistSpec("categorical", 3)), 0)
+
+
+def test_step_in_episode_and_first_episode_mask():
+    done = torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1], [0, 0]], dtype=torch.bool)
+    assert step_in_episode(done).T.tolist() == [[0, 1, 0, 1, 0], [0, 0, 1, 2, 0]]
+    assert step_in_episode(done, torch.tensor([3, 0])).T.tolist() == [
+        [3, 4, 0, 1, 0],
+        [0, 0, 1, 2, 0],
+    ]
+    assert first_episode_mask(done).T.tolist() == [
+        [True, True, False, False, False],
+        [True, False, False, False, False],
+    ]
+    # the time index of a real rollout matches the environment's own step counter
+    env, obs = nav_env()
+    ro, _, _ = collect(env, towards_goal_policy, obs, (gen(62), torch.zeros(4)), 9)
+    after_last = torch.where(ro.done[-1], 0, step_in_episode(ro.done)[-1] + 1)
+    assert torch.equal(after_last, env.elapsed) and env.elapsed.max() > 0

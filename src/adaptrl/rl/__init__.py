@@ -1,7 +1,9 @@
 """The RL kernel (layer 4): small, pure, separately tested functions every algorithm reuses."""
 
+from adaptrl.rl.baseline import baseline_features, fit_linear_baseline, linear_baseline_values
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, masked_mean, normalize
+from adaptrl.rl.rollout import Rollout, collect, first_episode_mask, step_in_episode
 from adaptrl.rl.trpo import (
     conjugate_gradient,
     fisher_vector_product,
@@ -12,16 +14,23 @@ from adaptrl.rl.trpo import (
 )
 
 __all__ = [
+    "Rollout",
+    "baseline_features",
+    "collect",
     "conjugate_gradient",
     "discounted_returns",
     "entropy_loss",
+    "first_episode_mask",
     "fisher_vector_product",
+    "fit_linear_baseline",
     "flat",
     "gae",
     "line_search",
+    "linear_baseline_values",
     "masked_mean",
     "normalize",
     "ppo_clip_loss",
+    "step_in_episode",
     "trpo_step",
     "unflat",
     "value_loss",

@@ -1,0 +1,115 @@
+"""Rollout collection from a :class:`~adaptrl.envs.base.BatchedEnv` into time-major tensors.
+
+The policy is any callable ``policy(obs, carry) -> (action, extras, carry)``: ``carry`` is whatever
+state it threads through time (a recurrent memory, the previous action and reward for RL², a
+generator, or ``None``) and ``extras`` a dict of per-step tensors to keep (log-probabilities,
+values, distribution parameters). Collection runs in the caller's grad mode: wrap it in
+``torch.no_grad()`` when only data is needed.
+
+Auto-reset is the environment's (same-step, see ``envs/base.py``): ``obs[t + 1]`` is already the
+first observation of the next episode where step ``t`` ended one, and ``next_obs[t]`` keeps the
+observation the action actually led to (``final_obs``), which is what value bootstrapping needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from adaptrl.envs.base import BatchedEnv, Step
+
+Policy = Callable[[torch.Tensor, Any], tuple[torch.Tensor, dict[str, torch.Tensor], Any]]
+OnStep = Callable[[Any, torch.Tensor, Step], Any]
+
+
+@dataclasses.dataclass
+class Rollout:
+    """``steps`` transitions of ``B`` environments, every field time-major ``[T, B, ...]``."""
+
+    obs: torch.Tensor
+    """Observation the action was chosen from."""
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    """The action reached a terminal state (no bootstrapping from ``next_obs``)."""
+    truncated: torch.Tensor
+    """The episode hit its time limit (bootstrap from ``next_obs``)."""
+    next_obs: torch.Tensor
+    """Observation the action led to: ``final_obs`` where an episode ended, else ``obs[t + 1]``."""
+    extras: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    """Whatever the policy returned per step, stacked over time."""
+
+    @property
+    def done(self) -> torch.Tensor:
+        """``terminated | truncated``: an episode ended at this step."""
+        return self.terminated | self.truncated
+
+    def __len__(self) -> int:
+        return self.rewards.shape[0]
+
+
+def collect(
+    env: BatchedEnv,
+    policy: Policy,
+    obs: torch.Tensor,
+    carry: Any,
+    steps: int,
+    on_step: OnStep | None = None,
+) -> tuple[Rollout, torch.Tensor, Any]:
+    """Run ``steps`` steps of ``policy`` in ``env`` from ``obs``; return the rollout and the
+    observation and carry to continue from.
+
+    Each step: ``action, extras, carry = policy(obs, carry)``; ``step = env.step(action)``;
+    ``carry = on_step(carry, action, step)`` if given (e.g. to reset or feed a memory at episode
+    ends). No host syncs.
+    """
+    if steps < 1:
+        raise ValueError(f"collect needs steps >= 1, got {steps}")
+    columns: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "next_obs")
+    }
+    extras: dict[str, list[torch.Tensor]] = {}
+    for _ in range(steps):
+        action, step_extras, carry = policy(obs, carry)
+        step = env.step(action)
+        if on_step is not None:
+            carry = on_step(carry, action, step)
+        columns["obs"].append(obs)
+        columns["actions"].append(action)
+        columns["rewards"].append(step.reward)
+        columns["terminated"].append(step.terminated)
+        columns["truncated"].append(step.truncated)
+        columns["next_obs"].append(step.final_obs)
+        for key, value in step_extras.items():
+            extras.setdefault(key, []).append(value)
+        obs = step.obs
+    stacked = {k: torch.stack(v) for k, v in columns.items()}
+    rollout = Rollout(**stacked, extras={k: torch.stack(v) for k, v in extras.items()})
+    return rollout, obs, carry
+
+
+def step_in_episode(done: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+    """Index of each step within its episode, ``[T, B]`` int64 (the baseline's time feature).
+
+    ``start [B]`` is each row's index at the first step (``env.elapsed`` before collecting; zeros
+    after a reset). The index restarts at 0 after every step where ``done`` is true.
+    """
+    k = torch.zeros_like(done[0], dtype=torch.long) if start is None else start.long()
+    out = []
+    for t in range(done.shape[0]):
+        out.append(k)
+        k = torch.where(done[t], torch.zeros_like(k), k + 1)
+    return torch.stack(out)
+
+
+def first_episode_mask(done: torch.Tensor) -> torch.Tensor:
+    """True for the steps of each row's first episode, up to and including its end, ``[T, B]``.
+
+    For one-episode-per-row collection (MAML-RL) on families that terminate early: the steps
+    after the first end belong to a new episode and are masked out.
+    """
+    d = done.long()
+    return (d.cumsum(0) - d) == 0
