@@ -8,7 +8,10 @@ Run it on your own families (every built-in family goes through it in the tests)
 * determinism: the same seed gives identical tasks, different seeds give different tasks (unless
   the split holds a single task), the same tasks + env seed + actions give identical trajectories;
 * the train/test split is disjoint: no ``task_keys`` row of many train tasks equals one of many
-  test tasks;
+  test tasks. A family whose task space is too small to hold any task out (``halfcheetah-dir-v0``:
+  two directions) declares the class attribute ``disjoint_split = False`` and documents it; then
+  the check is that the two splits are still distinct streams (for one seed, many train and test
+  tasks differ as sequences), so a family that ignores ``split`` is still caught;
 * argument errors: ``reset`` before ``set_tasks``, ``step`` before ``reset``, a wrong-length task
   batch and a wrong-shape action all raise :class:`~adaptrl.core.errors.ConfigError`;
 * every step: observations ``[B, *shape]`` inside the observation space with its dtype (int64 for
@@ -135,6 +138,15 @@ def _check_tasks(family: TaskFamily, name: str, num_envs: int, device: torch.dev
 
 def _check_split(family: TaskFamily, name: str, device: torch.device) -> None:
     n = 256
+    if not getattr(family, "disjoint_split", True):
+        train, test = (family.tasks(n, split, 0, device) for split in ("train", "test"))
+        if torch.equal(family.task_keys(train), family.task_keys(test)):
+            raise _fail(
+                name,
+                f"tasks(n={n}, seed=0) are identical for the train and the test split: "
+                "the split is ignored (disjoint_split = False still needs distinct streams)",
+            )
+        return
     rows: dict[str, set[bytes]] = {}
     for split in ("train", "test"):
         batch = TaskBatch.cat([family.tasks(n, split, seed, device) for seed in (0, 1)])
