@@ -42,7 +42,7 @@ from adaptrl.nn.policies import MLPPolicy, Params, batched_policy_dist, policy_d
 from adaptrl.rl.baseline import linear_baseline_values
 from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, normalize
-from adaptrl.rl.rollout import collect
+from adaptrl.rl.rollout import collect, first_episode_mask
 from adaptrl.rl.trpo import trpo_step
 
 
@@ -231,9 +231,8 @@ class MAMLRL(MetaLearner):
 
         with torch.no_grad():
             ro, _, _ = collect(env, act, obs0, None, horizon)
-            done = ro.terminated | ro.truncated
-            ended = done.long()
-            mask = ((ended.cumsum(0) - ended) == 0).to(torch.float32)  # nothing ended before t
+            done = ro.done
+            mask = first_episode_mask(done).to(torch.float32)
             rewards = ro.rewards.to(torch.float32) * mask
             rtg = discounted_returns(rewards, done, c.gamma)
             shape = (horizon, num_tasks, per)
