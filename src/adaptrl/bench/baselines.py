@@ -20,6 +20,7 @@ from adaptrl.bench.reference import (
     RL2_TABLE2,
     RL2_TABLE2_SOURCE,
 )
+from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import print_table, progress
 from adaptrl.core.provenance import provenance, write_json
@@ -288,3 +289,21 @@ def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
         lambda n: RL2_TABLE2.get(n, {}),
         lambda n: MDP_TARGETS.get(n, ()),
     )
+
+
+register_bench(
+    BenchSpec(
+        "baselines-bandits",
+        BanditBenchConfig,
+        run_bandits,
+        "RL² Table 1 columns: classic bandit agents on held-out Bernoulli bandits",
+    )
+)
+register_bench(
+    BenchSpec(
+        "baselines-mdps",
+        MDPBenchConfig,
+        run_mdps,
+        "RL² Table 2 columns: PSRL and friends on held-out random tabular MDPs",
+    )
+)

@@ -40,6 +40,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import nn
 
 from adaptrl.bench.common import provenance, write_json
+from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import progress
 from adaptrl.envs import make_family
@@ -598,3 +599,13 @@ def main(config: ThroughputConfig) -> int:
     print_table(result)
     print(f"wrote {Path(config.out_dir) / BENCHMARK}.json and .md")
     return 0
+
+
+register_bench(
+    BenchSpec(
+        "env-throughput",
+        ThroughputConfig,
+        main,
+        "env steps/s of batched families vs Gymnasium SyncVectorEnv, with the floor",
+    )
+)

@@ -11,30 +11,11 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from adaptrl.bench.baselines import BanditBenchConfig, MDPBenchConfig
-from adaptrl.bench.throughput import ThroughputConfig
-from adaptrl.envs import FAMILIES
+from adaptrl.envs import FamilyConfigUnion
 from adaptrl.eval.protocol import EVAL_SEED
 
 # One subcommand per registered family, named by its versioned id, taking its own config.
-FamilyChoice = Union[  # type: ignore[valid-type]  # noqa: UP007  (built from the registry)
-    tuple(
-        Annotated[
-            cls.config_cls,
-            tyro.conf.subcommand(
-                fid, description=(cls.__doc__ or cls.config_cls.__doc__ or "").strip()
-            ),
-        ]
-        for fid, cls in FAMILIES.items()
-    )
-]
-
-BenchChoice = Union[  # noqa: UP007  (tyro subcommands read best as a Union)
-    Annotated[BanditBenchConfig, tyro.conf.subcommand("baselines-bandits")],
-    Annotated[MDPBenchConfig, tyro.conf.subcommand("baselines-mdps")],
-    Annotated[ThroughputConfig, tyro.conf.subcommand("env-throughput")],
-]
-BENCH_NAMES = ("baselines-bandits", "baselines-mdps", "env-throughput")
+FamilyChoice = FamilyConfigUnion
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +52,6 @@ class EvalCmd:
 
 
 @dataclasses.dataclass(frozen=True)
-class BenchCmd:
-    """Run a reproduction or speed benchmark."""
-
-    bench: Annotated[BenchChoice, tyro.conf.arg(name="")]
-
-
-@dataclasses.dataclass(frozen=True)
 class PlotCmd:
     """Redraw the plots of a run directory (an evaluation's curve.png, a training run's metrics)."""
 
@@ -97,13 +71,120 @@ class DemoCmd:
     """cpu, cuda or auto."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainHelp:
+    """Meta-train an algorithm: adaptrl train ALGO [FAMILY] [options] (adaptrl train --help lists
+    the algorithms; adaptrl train --resume RUN_DIR continues a killed run)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchHelp:
+    """Run a reproduction or speed benchmark: adaptrl bench NAME [options] (adaptrl bench --help
+    lists them)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptHelp:
+    """Adapt a trained learner to new tasks and save the adapted parameters: adaptrl adapt RUN_DIR."""
+
+
+# train, bench and adapt are dispatched by hand in main.py; these entries give `adaptrl --help`.
 Command = Union[  # noqa: UP007
     Annotated[ListCmd, tyro.conf.subcommand("list")],
+    Annotated[TrainHelp, tyro.conf.subcommand("train")],
     Annotated[EvalCmd, tyro.conf.subcommand("eval")],
-    Annotated[BenchCmd, tyro.conf.subcommand("bench")],
+    Annotated[AdaptHelp, tyro.conf.subcommand("adapt")],
+    Annotated[BenchHelp, tyro.conf.subcommand("bench")],
     Annotated[PlotCmd, tyro.conf.subcommand("plot")],
     Annotated[DemoCmd, tyro.conf.subcommand("demo")],
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Where and how a training run goes (the algorithm's own options come from its config)."""
+
+    out: Path | None = None
+    """Run directory to create (must not exist or be empty); default runs/ALGO/<UTC time>."""
+    seed: int = 0
+    """Training seed (tasks, rollouts, initialisation)."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+    checkpoint_every: int = 50
+    """Save a resumable checkpoint every this many outer iterations (and at the end)."""
+    keep: int = 2
+    """Checkpoints kept (the newest)."""
+    final_eval_tasks: int = 0
+    """When > 0, evaluate the trained learner on this many held-out tasks into RUN_DIR/eval."""
+
+
+def train_command(config_cls: type) -> type:
+    """The ``adaptrl train ALGO`` command: the algorithm's config flags plus :class:`TrainOptions`."""
+    fields = [
+        (
+            "algo",
+            Annotated[config_cls, tyro.conf.arg(name="")],
+            dataclasses.field(default_factory=config_cls),
+        )
+    ]
+    fields += [
+        (f.name, f.type, dataclasses.field(default=f.default))
+        for f in dataclasses.fields(TrainOptions)
+    ]
+    cls = dataclasses.make_dataclass(
+        f"Train{config_cls.__name__}", fields, frozen=True, namespace={"__module__": __name__}
+    )
+    cls.__doc__ = (config_cls.__doc__ or "").strip()
+    return cls
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalRunCmd:
+    """Evaluate a trained run on held-out tasks: trials beside classic agents (memory learners) or
+    the metric after 0..S gradient steps (gradient learners). Writes results.json, report.md and
+    curve.png."""
+
+    num_tasks: int = 1000
+    """Held-out test tasks."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the held-out tasks (keep it fixed to compare runs)."""
+    split: str = "test"
+    """Task split (test = held-out tasks)."""
+    steps: int | None = None
+    """Inner gradient steps (gradient learners); default: the learner's own."""
+    episodes: int | None = None
+    """Episodes per trial (memory learners); default: the family's."""
+    baselines: tuple[str, ...] = ()
+    """Classic agents run on the same tasks (memory learners), e.g. gittins ucb1 random."""
+    seeds: tuple[int, ...] = (0,)
+    """Sampling seeds of the evaluation."""
+    chunk_size: int = 500
+    """Tasks evaluated at once."""
+    out: Path | None = None
+    """Where the report goes; default RUN_DIR/eval."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptCmd:
+    """Adapt a trained gradient-based learner to new tasks and save the adapted parameters
+    (safetensors + JSON, with the task parameters)."""
+
+    num_tasks: int = 10
+    """Tasks to adapt to."""
+    steps: int | None = None
+    """Inner gradient steps; default: the learner's own."""
+    split: str = "test"
+    """Task split the tasks come from."""
+    task_seed: int = EVAL_SEED
+    """Seed of the tasks."""
+    seed: int = 0
+    """Seed of the adaptation's own sampling (rollouts)."""
+    out: Path | None = None
+    """Checkpoint path (without suffix); default RUN_DIR/adapted."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,11 @@
 
 Errors caused by input (unknown ids, impossible sizes, bad files, missing extras) print one line
 naming the fix and exit with code 2; ``--debug`` shows the traceback instead.
+
+``train ALGO``, ``bench NAME``, ``eval RUN_DIR`` and ``adapt RUN_DIR`` are dispatched by hand on
+their first argument (so a mistyped id gets a one-line "did you mean"), then the rest is parsed by
+tyro with the chosen algorithm's or benchmark's own config class; the other commands are one tyro
+union.
 """
 
 from __future__ import annotations
@@ -13,43 +18,133 @@ from pathlib import Path
 
 import tyro
 
-from adaptrl.cli.commands import BENCH_NAMES, BenchCmd, Command, DemoCmd, EvalCmd, ListCmd, PlotCmd
+from adaptrl.cli.commands import (
+    AdaptCmd,
+    Command,
+    DemoCmd,
+    EvalCmd,
+    EvalRunCmd,
+    ListCmd,
+    PlotCmd,
+    train_command,
+)
 from adaptrl.core.config import parse_cli
-from adaptrl.core.errors import AdaptrlError, UnknownIdError
+from adaptrl.core.errors import AdaptrlError, ConfigError, UnknownIdError
 
 MARKERS = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
 DESCRIPTION = (
-    "adaptrl: meta-learning and meta-RL. Commands: list, eval, bench, plot, demo. "
-    "Add --help after any command for its options; --debug shows tracebacks."
+    "adaptrl: meta-learning and meta-RL. Commands: list, train ALGO, eval (FAMILY --agents ... | "
+    "RUN_DIR), adapt RUN_DIR, bench NAME, plot RUN_DIR, demo. Add --help after any command for its "
+    "options; --debug shows tracebacks."
 )
+FAMILY_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*-v\d+")
 
 
-def _precheck(argv: list[str]) -> None:
-    """Turn a mistyped family or bench id into a one-line error with the nearest id."""
+def _precheck_eval(argv: list[str]) -> None:
+    """Turn a mistyped family id into a one-line error with the nearest id."""
     from adaptrl.envs import FAMILIES
 
-    if argv[:1] == ["eval"]:
-        for tok in argv[1:]:
-            if re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*-v\d+", tok) and tok not in FAMILIES:
-                raise UnknownIdError("family", tok, FAMILIES)
-    bench = argv[1] if argv[:1] == ["bench"] and len(argv) > 1 else "-"
-    if not bench.startswith("-") and bench not in BENCH_NAMES:
-        raise UnknownIdError("bench", bench, BENCH_NAMES)
+    for tok in argv:
+        if FAMILY_ID.fullmatch(tok) and tok not in FAMILIES:
+            raise UnknownIdError("family", tok, FAMILIES)
 
 
-def _resume_eval(args: list[str]) -> int:
-    """``adaptrl eval --resume RUN_DIR``: everything else comes from the run's config.yaml."""
-    from adaptrl.cli.run_cmds import resume_eval
-    from adaptrl.core.errors import ConfigError
-
+def _take_resume(args: list[str], command: str) -> Path | None:
+    """``--resume RUN_DIR`` alone: everything else comes from the run's config.yaml."""
+    if "--resume" not in args:
+        return None
     i = args.index("--resume")
     rest = args[:i] + args[i + 2 :]
     if i + 1 >= len(args) or rest:
         raise ConfigError(
-            "use `adaptrl eval --resume RUN_DIR` alone: the other options are read from the run's "
-            "config.yaml"
+            f"use `adaptrl {command} --resume RUN_DIR` alone: the other options are read from the "
+            "run's config.yaml"
         )
-    return resume_eval(Path(args[i + 1]))
+    return Path(args[i + 1])
+
+
+def _family_flag(args: list[str]) -> list[str]:
+    """Accept ``--family ID`` (and ``--family=ID``) as the positional family subcommand ``ID``."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--family" and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 2
+            continue
+        if a.startswith("--family="):
+            out.append(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
+def _train(args: list[str]) -> int:
+    from adaptrl.algos import ALGOS
+    from adaptrl.cli import run_cmds
+
+    resume = _take_resume(args, "train")
+    if resume is not None:
+        return run_cmds.resume_train(resume)
+    if not args or args[0].startswith("-"):
+        run_cmds.print_algos()
+        if not args or args[0] in ("-h", "--help"):
+            return 0
+        raise ConfigError("name the algorithm first: adaptrl train ALGO [options]")
+    spec = ALGOS.get(args[0])
+    rest = _family_flag(args[1:])
+    _precheck_eval(rest)
+    cls = train_command(spec.config_cls)
+    cmd = parse_cli(cls, rest, prog=f"adaptrl train {spec.name}", markers=MARKERS)
+    return run_cmds.run_train(spec.name, cmd)
+
+
+def _bench(args: list[str]) -> int:
+    from adaptrl.bench import BENCHES
+    from adaptrl.bench.registry import run_bench
+    from adaptrl.cli import run_cmds
+
+    if not args or args[0].startswith("-"):
+        run_cmds.print_benches()
+        if not args or args[0] in ("-h", "--help"):
+            return 0
+        raise ConfigError("name the benchmark first: adaptrl bench NAME [options]")
+    spec = BENCHES.get(args[0])
+    cfg = tyro.cli(
+        spec.config_cls,
+        args=args[1:],
+        prog=f"adaptrl bench {spec.name}",
+        description=spec.description,
+        config=MARKERS,
+    )
+    return run_bench(cfg)
+
+
+def _is_run_dir(token: str) -> bool:
+    return not token.startswith("-") and Path(token).is_dir()
+
+
+def _eval_run(args: list[str]) -> int:
+    from adaptrl.cli import run_cmds
+
+    cmd = tyro.cli(EvalRunCmd, args=args[1:], prog=f"adaptrl eval {args[0]}", config=MARKERS)
+    return run_cmds.run_eval_run(Path(args[0]), cmd)
+
+
+def _adapt(args: list[str]) -> int:
+    from adaptrl.cli import run_cmds
+
+    if not args or args[0] in ("-h", "--help"):
+        tyro.cli(AdaptCmd, args=["--help"], prog="adaptrl adapt RUN_DIR", config=MARKERS)
+        return 0
+    if not _is_run_dir(args[0]):
+        raise ConfigError(
+            f"{args[0]} is not a run directory; use `adaptrl adapt RUN_DIR [options]`"
+        )
+    cmd = tyro.cli(AdaptCmd, args=args[1:], prog=f"adaptrl adapt {args[0]}", config=MARKERS)
+    return run_cmds.run_adapt(Path(args[0]), cmd)
 
 
 def run(cmd: object) -> int:
@@ -60,8 +155,6 @@ def run(cmd: object) -> int:
         return run_cmds.run_list()
     if isinstance(cmd, EvalCmd):
         return run_cmds.run_eval(cmd)
-    if isinstance(cmd, BenchCmd):
-        return run_cmds.run_bench(cmd.bench)
     if isinstance(cmd, PlotCmd):
         return run_cmds.run_plot(cmd.run_dir)
     if isinstance(cmd, DemoCmd):
@@ -74,12 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        if args[:1] == ["eval"] and "--resume" in args:
-            return _resume_eval(args[1:])
-        _precheck(args)
-        if args[:1] == ["eval"]:  # eval also takes --config PATH.yaml (flags override the file)
-            cmd = parse_cli(EvalCmd, args[1:], prog="adaptrl eval", markers=MARKERS)
-            return run(cmd)
+        head, rest = (args[0], args[1:]) if args else ("", [])
+        if head == "train":
+            return _train(rest)
+        if head == "bench":
+            return _bench(rest)
+        if head == "adapt":
+            return _adapt(rest)
+        if head == "eval":
+            resume = _take_resume(rest, "eval")
+            if resume is not None:
+                from adaptrl.cli.run_cmds import resume_eval
+
+                return resume_eval(resume)
+            if rest and _is_run_dir(rest[0]):
+                return _eval_run(rest)
+            _precheck_eval(rest)
+            # eval also takes --config PATH.yaml (flags override the file)
+            return run(parse_cli(EvalCmd, rest, prog="adaptrl eval", markers=MARKERS))
         cmd = tyro.cli(
             Command,
             args=args,

@@ -48,9 +48,153 @@ def run_list() -> int:
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "—"
         rows.append([name, spec.description, params, where])
     print_table("Agents (adaptrl eval ... --agents ID)", ["id", "what", "params", "families"], rows)
-    from adaptrl.cli.commands import BENCH_NAMES
+    print_algos()
+    print_benches()
+    return 0
 
-    print_table("Benchmarks (adaptrl bench NAME --help)", ["id"], [[b] for b in BENCH_NAMES])
+
+def print_algos() -> None:
+    from adaptrl.algos import ALGOS
+
+    rows = [[name, spec.kind, spec.description] for name, spec in ALGOS.items()]
+    print_table(
+        "Algorithms (adaptrl train ALGO --help)", ["id", "kind", "what"], rows or [["—", "", ""]]
+    )
+
+
+def print_benches() -> None:
+    from adaptrl.bench import BENCHES
+
+    rows = [[name, spec.description] for name, spec in BENCHES.items()]
+    print_table("Benchmarks (adaptrl bench NAME --help)", ["id", "what"], rows)
+
+
+def run_train(algo: str, cmd: Any) -> int:
+    """Create the run directory, train, and optionally evaluate on held-out tasks."""
+    from adaptrl.algos.trainer import new_run, train_run
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = cmd.out if cmd.out is not None else Path("runs") / algo / stamp
+    make_family_of(cmd.algo)  # validate the family before creating anything on disk
+    run = new_run(
+        out,
+        cmd.algo,
+        seed=cmd.seed,
+        device=cmd.device,
+        checkpoint_every=cmd.checkpoint_every,
+        keep=cmd.keep,
+    )
+    (run.path / "train_options.yaml").write_text(f"final_eval_tasks: {int(cmd.final_eval_tasks)}\n")
+    console().print(f"run directory: {run.path}")
+    learner = train_run(run.path)
+    return _after_training(run.path, learner)
+
+
+def resume_train(path: Path) -> int:
+    """Continue a killed training run from its newest checkpoint."""
+    from adaptrl.algos.trainer import train_run
+
+    learner = train_run(path, resume=True)
+    return _after_training(Path(path), learner)
+
+
+def _after_training(path: Path, learner: Any) -> int:
+    import yaml
+
+    opts_file = path / "train_options.yaml"
+    tasks = 0
+    if opts_file.exists():
+        tasks = int((yaml.safe_load(opts_file.read_text()) or {}).get("final_eval_tasks", 0))
+    console().print(f"trained {learner.name} for {learner.iteration} iterations: {path}")
+    if tasks > 0:
+        from adaptrl.eval.learners import EvalOptions, evaluate_learner
+
+        md = evaluate_learner(learner, EvalOptions(num_tasks=tasks), path / "eval")
+        console().print(md)
+    return 0
+
+
+def make_family_of(config: Any) -> Any:
+    """Build (and so validate) the family of an algorithm config."""
+    from adaptrl.algos import ALGOS
+    from adaptrl.algos.registry import algo_of_config
+
+    if ALGOS.get(algo_of_config(config).name).kind == "fewshot":
+        from adaptrl.fewshot import make_fewshot_family  # type: ignore[import-not-found]
+
+        return make_fewshot_family(config.family)
+    return make_family(config.family)
+
+
+def run_eval_run(path: Path, cmd: Any) -> int:
+    """``adaptrl eval RUN_DIR``: evaluate a trained learner on held-out tasks."""
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.eval.learners import EvalOptions, evaluate_learner
+
+    learner = load_trained(path, device=resolve_device(cmd.device))
+    opts = EvalOptions(
+        num_tasks=cmd.num_tasks,
+        eval_seed=cmd.eval_seed,
+        split=cmd.split,
+        steps=cmd.steps,
+        episodes=cmd.episodes,
+        baselines=tuple(cmd.baselines),
+        seeds=tuple(cmd.seeds),
+        chunk_size=cmd.chunk_size,
+        device=cmd.device,
+    )
+    out = cmd.out if cmd.out is not None else Path(path) / "eval"
+    md = evaluate_learner(learner, opts, out)
+    console().print(md)
+    console().print(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'curve.png'}")
+    return 0
+
+
+def run_adapt(path: Path, cmd: Any) -> int:
+    """``adaptrl adapt RUN_DIR``: adapt to new tasks, save adapted parameters and the tasks."""
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.core.seeding import make_generator
+    from adaptrl.eval.learners import task_source
+
+    if cmd.num_tasks < 1:
+        raise ConfigError(f"--num-tasks must be >= 1, got {cmd.num_tasks}")
+    device = resolve_device(cmd.device)
+    learner = load_trained(path, device=device)
+    if not learner.supports("adapt"):
+        learner.adapt(None, 0, make_generator(0))  # raises the learner's explanation
+    steps = learner.default_eval_steps if cmd.steps is None else cmd.steps
+    if steps < 0:
+        raise ConfigError(f"--steps must be >= 0, got {steps}")
+    source = task_source(learner)
+    tasks = source.tasks(cmd.num_tasks, cmd.split, seed=cmd.task_seed, device=device)
+    adapted = learner.adapt(tasks, steps, make_generator(cmd.seed, "adapt", device=device))
+    tensors = {f"params.{k}": v.detach() for k, v in adapted.items()}
+    task_tensors = (
+        dict(tasks.params)
+        if hasattr(tasks, "params")
+        else {
+            f.name: getattr(tasks, f.name)
+            for f in dataclasses.fields(tasks)
+            if isinstance(getattr(tasks, f.name), torch.Tensor)
+        }
+    )
+    tensors.update({f"task.{k}": v.detach() for k, v in task_tensors.items()})
+    out = cmd.out if cmd.out is not None else Path(path) / "adapted"
+    meta = {
+        "algo": learner.name,
+        "run": str(path),
+        "steps": steps,
+        "num_tasks": cmd.num_tasks,
+        "split": cmd.split,
+        "task_seed": cmd.task_seed,
+        "seed": cmd.seed,
+        "family": source.family_id,
+    }
+    save_checkpoint(out, tensors, meta)
+    console().print(
+        f"adapted {learner.name} to {cmd.num_tasks} {cmd.split} tasks with {steps} steps: "
+        f"{out}.safetensors (+ .json)"
+    )
     return 0
 
 
@@ -127,20 +271,6 @@ def _load_partial(run: RunDir) -> dict[str, torch.Tensor]:
         return {}
     tensors, _ = load_checkpoint(path)
     return dict(tensors)
-
-
-def run_bench(cfg: Any) -> int:
-    from adaptrl.bench.baselines import BanditBenchConfig, MDPBenchConfig, run_bandits, run_mdps
-    from adaptrl.bench.throughput import ThroughputConfig
-    from adaptrl.bench.throughput import main as throughput_main
-
-    if isinstance(cfg, BanditBenchConfig):
-        run_bandits(cfg)
-    elif isinstance(cfg, MDPBenchConfig):
-        run_mdps(cfg)
-    elif isinstance(cfg, ThroughputConfig):
-        return throughput_main(cfg)
-    return 0
 
 
 def run_plot(run_dir: Path) -> int:

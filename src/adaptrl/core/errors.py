@@ -52,6 +52,10 @@ class MissingExtraError(AdaptrlError, ImportError):
         )
 
 
+class TrainingError(AdaptrlError):
+    """Training cannot go on (a loss or metric became NaN or infinite); checkpoints are kept."""
+
+
 class DeviceError(AdaptrlError):
     """The requested device is unavailable or the batch does not fit in its memory."""
 

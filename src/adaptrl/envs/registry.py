@@ -33,3 +33,23 @@ def make_family(spec: str | FamilyConfig, **overrides: Any) -> TaskFamily:
             f"{spec} has no option(s) {', '.join(unknown)}; its options are {', '.join(sorted(names))}"
         )
     return cls(cls.config_cls(**overrides))
+
+
+def family_config_union() -> Any:
+    """A ``Union`` of every registered family config, each a tyro subcommand named by its id.
+
+    Use it as the type of a config field holding a family (``adaptrl eval``, algorithm configs).
+    Families registered after the call are not in it.
+    """
+    from typing import Annotated, Union
+
+    import tyro
+
+    members = tuple(
+        Annotated[
+            cls.config_cls,
+            tyro.conf.subcommand(fid, description=(cls.__doc__ or "").strip().splitlines()[0]),
+        ]
+        for fid, cls in FAMILIES.items()
+    )
+    return Union[members]  # noqa: UP007  (built at run time from the registry)

@@ -1,0 +1,216 @@
+"""The outer training loop shared by every meta-learner, and the run directory it writes.
+
+::
+
+    runs/NAME/
+        config.yaml     {algo, seed, device, checkpoint_every, keep, config: {...}}
+        metrics.csv     one row per outer iteration (+ tb/ TensorBoard events)
+        checkpoints/    step-<iteration>.safetensors + .json, the newest ``keep`` of them
+        model.*         the final learner state
+
+A run killed at any point continues with :func:`train_run` ``(resume=True)`` from its newest
+checkpoint: the learner state holds every generator, so the resumed run is bit-identical to an
+uninterrupted one, and metrics rows written after that checkpoint are dropped before appending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.registry import ALGOS, algo_of_config
+from adaptrl.core.checkpoint import load_state, save_state
+from adaptrl.core.config import config_from_dict, config_to_dict
+from adaptrl.core.errors import CheckpointError, ConfigError, TrainingError
+from adaptrl.core.logging import MetricLogger
+from adaptrl.core.progress import progress
+from adaptrl.core.rundir import RunDir
+
+MODEL = "model"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What ``config.yaml`` of a training run holds."""
+
+    algo: str
+    config: Any
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 50
+    keep: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo,
+            "seed": self.seed,
+            "device": self.device,
+            "checkpoint_every": self.checkpoint_every,
+            "keep": self.keep,
+            "config": config_to_dict(self.config),
+        }
+
+
+def new_run(
+    path: str | Path,
+    config: Any,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    checkpoint_every: int = 50,
+    keep: int = 2,
+) -> RunDir:
+    """Create the run directory ``path`` (refused if it exists and is not empty) and its config."""
+    import yaml
+
+    from adaptrl.core.checkpoint import atomic_write
+
+    if checkpoint_every < 1 or keep < 1:
+        raise ConfigError("checkpoint_every and keep must be >= 1")
+    spec = algo_of_config(config)
+    path = Path(path)
+    run = RunDir.create(path.parent, path.name)
+    record = RunRecord(spec.name, config, seed, str(device), checkpoint_every, keep)
+    atomic_write(run.config_path, yaml.safe_dump(record.to_dict(), sort_keys=False).encode())
+    return run
+
+
+def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
+    """Open a training run directory and read its record (strictly: unknown keys are errors)."""
+    run = RunDir.open(path)
+    data = run.config_dict()
+    if "algo" not in data or "config" not in data:
+        raise ConfigError(
+            f"{run.path} is not a training run (its config.yaml has no 'algo'); "
+            "`adaptrl eval FAMILY --agents ...` evaluations cannot be resumed or evaluated this way"
+        )
+    spec = ALGOS.get(data["algo"])
+    config = config_from_dict(spec.config_cls, data["config"] or {})
+    extra = set(data) - {"algo", "config", "seed", "device", "checkpoint_every", "keep"}
+    if extra:
+        raise ConfigError(f"{run.config_path}: unknown key(s) {sorted(extra)}")
+    record = RunRecord(
+        spec.name,
+        config,
+        int(data.get("seed", 0)),
+        str(data.get("device", "cpu")),
+        int(data.get("checkpoint_every", 50)),
+        int(data.get("keep", 2)),
+    )
+    return run, record
+
+
+def build_learner(record: RunRecord, device: str | torch.device | None = None) -> MetaLearner:
+    from adaptrl.core.device import resolve_device
+
+    spec = ALGOS.get(record.algo)
+    dev = resolve_device(record.device if device is None else device)
+    return spec.learner_cls(record.config, seed=record.seed, device=dev)
+
+
+def to_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics as floats with one device->host copy for all tensor values."""
+    keys = [k for k, v in metrics.items() if isinstance(v, torch.Tensor)]
+    out: dict[str, float] = {}
+    if keys:
+        stacked = torch.stack([metrics[k].detach().reshape(()).double().cpu() for k in keys])
+        out.update(zip(keys, stacked.tolist(), strict=True))
+    for k, v in metrics.items():
+        if k not in out:
+            out[k] = float(v)
+    return {k: out[k] for k in metrics}
+
+
+def train(
+    learner: MetaLearner,
+    run: RunDir,
+    *,
+    iterations: int,
+    checkpoint_every: int = 50,
+    keep: int = 2,
+    show_progress: bool = True,
+    resume: bool = False,
+    on_iteration: Callable[[MetaLearner, dict[str, float]], None] | None = None,
+) -> MetaLearner:
+    """Run ``learner.meta_train_step`` until ``iterations``, logging and checkpointing."""
+    if iterations < 0:
+        raise ConfigError(f"iterations must be >= 0, got {iterations}")
+    if resume:
+        ckpt = run.latest_checkpoint()
+        if ckpt is not None:
+            state, _ = load_state(ckpt, map_location=learner.device)
+            learner.load_state_dict(state)
+    with MetricLogger(run) as logger:
+        if resume:
+            logger.truncate_after(learner.iteration)
+        start = learner.iteration
+        t0 = time.perf_counter()
+        with progress(
+            total=iterations, description=f"train {learner.name}", disable=not show_progress
+        ) as bar:
+            bar.update(completed=start)
+            while learner.iteration < iterations:
+                metrics = to_numbers(learner.meta_train_step())
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(
+                        f"{', '.join(bad)} became {metrics[bad[0]]} at iteration "
+                        f"{learner.iteration}; lower the learning rate or check the inputs "
+                        f"(checkpoints up to the last finite iteration are in {run.checkpoint_dir})"
+                    )
+                logger.log(learner.iteration, metrics)
+                if on_iteration is not None:
+                    on_iteration(learner, metrics)
+                if learner.iteration % checkpoint_every == 0 or learner.iteration == iterations:
+                    save_state(run.checkpoint_path(learner.iteration), learner.state_dict())
+                    run.prune_checkpoints(keep)
+                rate = (learner.iteration - start) / max(time.perf_counter() - t0, 1e-9)
+                shown = {k: metrics[k] for k in list(metrics)[:2]}
+                bar.update(completed=learner.iteration, **shown, it_s=rate)
+    save_state(run.path / MODEL, learner.state_dict(), {"algo": learner.name})
+    return learner
+
+
+def train_run(
+    path: str | Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    on_iteration: Callable[[MetaLearner, dict[str, float]], None] | None = None,
+) -> MetaLearner:
+    """Train (or, with ``resume``, continue) the run at ``path`` made by :func:`new_run`."""
+    run, record = read_run(path)
+    learner = build_learner(record)
+    return train(
+        learner,
+        run,
+        iterations=record.config.iterations,
+        checkpoint_every=record.checkpoint_every,
+        keep=record.keep,
+        show_progress=show_progress,
+        resume=resume,
+        on_iteration=on_iteration,
+    )
+
+
+def load_trained(path: str | Path, device: str | torch.device | None = None) -> MetaLearner:
+    """Rebuild a trained learner from a run directory (its final model, else newest checkpoint)."""
+    run, record = read_run(path)
+    learner = build_learner(record, device)
+    model = run.path / MODEL
+    source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()
+    if source is None:
+        raise CheckpointError(
+            f"{run.path} has no model or checkpoint yet; train it (`adaptrl train --resume "
+            f"{run.path}`) first"
+        )
+    state, _ = load_state(source, map_location=learner.device)
+    learner.load_state_dict(state)
+    return learner

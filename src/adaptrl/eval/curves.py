@@ -1,0 +1,187 @@
+"""Adaptation curves of gradient-based learners: a metric after 0, 1, ..., S inner steps.
+
+A :class:`CurveReport` holds one :class:`AdaptationCurve` per learner or baseline, each with the raw
+per-task values, so every reported mean comes with its 95% CI over tasks; published numbers can be
+shown beside ours as reference rows (``reference``, labelled by their source table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.eval.stats import mean_ci
+
+
+@dataclasses.dataclass
+class AdaptationCurve:
+    """One learner's metric on each test task after each adaptation point."""
+
+    label: str
+    values: torch.Tensor
+    """``[num_tasks, points]``."""
+
+    def __post_init__(self) -> None:
+        self.values = torch.as_tensor(self.values, dtype=torch.float64).detach().cpu()
+        if self.values.dim() != 2:
+            raise ValueError(f"values must be [tasks, points], got {tuple(self.values.shape)}")
+
+    def summary(self) -> tuple[list[float], list[float]]:
+        """Mean and 95% CI half-width per point."""
+        stats = [mean_ci(col.numpy()) for col in self.values.T]
+        return [m for m, _ in stats], [c for _, c in stats]
+
+
+@dataclasses.dataclass
+class CurveReport:
+    """Curves of several learners on the same test tasks, with their budget and provenance."""
+
+    title: str
+    metric: str
+    x_label: str
+    x: list[int]
+    higher_is_better: bool
+    curves: list[AdaptationCurve]
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """family, config, num_tasks, eval_seed, seeds, budget (free-form, written to JSON)."""
+    reference: dict[str, list[float | None]] | None = None
+    """Published numbers per x, keyed by a label that names their source table."""
+
+    def __post_init__(self) -> None:
+        for c in self.curves:
+            if c.values.shape[1] != len(self.x):
+                raise ValueError(
+                    f"curve {c.label!r} has {c.values.shape[1]} points, x has {len(self.x)}"
+                )
+
+
+def _fmt(mean: float, ci: float) -> str:
+    digits = 3 if abs(mean) < 10 else 2
+    if not np.isfinite(ci):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def curve_markdown(report: CurveReport) -> str:
+    """A markdown table: one row per curve, one column per x, mean ± 95% CI over tasks."""
+    meta = report.meta
+    lines = [f"# {report.title}", ""]
+    for key in ("family", "config", "num_tasks", "eval_seed", "seeds", "budget"):
+        if key in meta:
+            lines.append(f"- {key.replace('_', ' ')}: {meta[key]}")
+    better = "higher" if report.higher_is_better else "lower"
+    lines += [f"- metric: {report.metric} ({better} is better); 95% Student-t CI over tasks", ""]
+    head = " | ".join(f"{report.x_label} = {x}" for x in report.x)
+    lines += [f"| | {head} |", "|---|" + "---|" * len(report.x)]
+    for c in report.curves:
+        mean, ci = c.summary()
+        lines.append(
+            f"| {c.label} | " + " | ".join(_fmt(m, h) for m, h in zip(mean, ci, strict=True)) + " |"
+        )
+    for label, values in (report.reference or {}).items():
+        cells = ["—" if v is None else f"{v:g}" for v in values]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
+    """Mean metric against adaptation steps with 95% CI bands; reference points as markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    x = np.asarray(report.x)
+    for c in report.curves:
+        mean, ci = (np.asarray(v) for v in c.summary())
+        ci = np.where(np.isfinite(ci), ci, 0.0)
+        ax.plot(x, mean, marker="o", ms=4, label=c.label)
+        ax.fill_between(x, mean - ci, mean + ci, alpha=0.2)
+    for label, values in (report.reference or {}).items():
+        pts = [(xi, v) for xi, v in zip(x, values, strict=False) if v is not None]
+        if pts:
+            ax.plot(
+                *zip(*pts, strict=True),
+                linestyle="--",
+                marker="x",
+                color="gray",
+                alpha=0.8,
+                label=label,
+            )
+    ax.set_xlabel(report.x_label)
+    ax.set_ylabel(report.metric)
+    n = report.meta.get("num_tasks")
+    ax.set_title(f"{report.title}" + (f" ({n} test tasks, 95% CI)" if n else ""), fontsize=9)
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def curve_to_dict(report: CurveReport) -> dict[str, Any]:
+    curves = []
+    for c in report.curves:
+        mean, ci = c.summary()
+        curves.append(
+            {
+                "label": c.label,
+                "mean": mean,
+                "ci95": ci,
+                "values": [[round(float(v), 6) for v in row] for row in c.values.tolist()],
+            }
+        )
+    return {
+        "kind": "adaptation-curve",
+        "title": report.title,
+        "metric": report.metric,
+        "x_label": report.x_label,
+        "x": list(report.x),
+        "higher_is_better": report.higher_is_better,
+        "meta": report.meta,
+        "reference": report.reference,
+        "ci": "95% Student-t over tasks",
+        "provenance": provenance(seeds=report.meta.get("seeds")),
+        "curves": curves,
+    }
+
+
+def save_curve_report(report: CurveReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json`` (every raw value + provenance), ``report.md`` and ``curve.png``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": write_json(out_dir / "results.json", curve_to_dict(report)),
+        "markdown": out_dir / "report.md",
+        "plot": plot_adaptation(report, out_dir / "curve.png"),
+    }
+    paths["markdown"].write_text(curve_markdown(report))
+    return paths
+
+
+def load_curve_report(path: str | Path) -> CurveReport:
+    """Read back a ``results.json`` written by :func:`save_curve_report`."""
+    data = json.loads(Path(path).read_text())
+    if data.get("kind") != "adaptation-curve":
+        raise ValueError(f"{path} is not an adaptation-curve report")
+    return CurveReport(
+        title=data["title"],
+        metric=data["metric"],
+        x_label=data["x_label"],
+        x=list(data["x"]),
+        higher_is_better=bool(data["higher_is_better"]),
+        curves=[AdaptationCurve(c["label"], torch.tensor(c["values"])) for c in data["curves"]],
+        meta=data.get("meta", {}),
+        reference=data.get("reference"),
+    )
