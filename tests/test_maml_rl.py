@@ -71,8 +71,11 @@ def test_second_order_meta_gradient_matches_finite_differences():
         direction = torch.randn(sum(sizes), generator=gen, dtype=torch.float64)
         parts = direction.split(sizes)
 
-        def at(sign: float) -> float:
-            p = {k: theta[k] + sign * eps * d.view_as(theta[k]) for k, d in zip(names, parts)}
+        def at(sign: float, parts=parts) -> float:
+            p = {
+                k: theta[k] + sign * eps * d.view_as(theta[k])
+                for k, d in zip(names, parts, strict=True)
+            }
             return float(learner.surrogate_loss(p, [pre], post))
 
         numeric = (at(1.0) - at(-1.0)) / (2 * eps)
@@ -95,9 +98,9 @@ def test_first_order_drops_exactly_the_second_order_term():
 
     phi = so.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
     phi = {k: v.detach().requires_grad_() for k, v in phi.items()}
-    from adaptrl.nn.policies import batched_policy_dist
-    from adaptrl.nn import heads
     from adaptrl.algos.maml_rl import task_mean
+    from adaptrl.nn import heads
+    from adaptrl.nn.policies import batched_policy_dist
 
     logp = heads.log_prob(so.spec, batched_policy_dist(so.policy, phi, post.obs, 1), post.actions)
     outer = -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
@@ -105,9 +108,11 @@ def test_first_order_drops_exactly_the_second_order_term():
     expected = torch.zeros_like(diff)
     for g in range(c.meta_batch_size):
         p = {k: v.clone().requires_grad_() for k, v in theta.items()}
-        inner = so.task_loss(p, pre.obs[:, g], pre.actions[:, g], pre.advantages[:, g], pre.mask[:, g])
+        inner = so.task_loss(
+            p, pre.obs[:, g], pre.actions[:, g], pre.advantages[:, g], pre.mask[:, g]
+        )
         grads = torch.autograd.grad(inner, list(p.values()), create_graph=True)
-        dot = sum((gr * d[g]).sum() for gr, d in zip(grads, d_phi))
+        dot = sum((gr * d[g]).sum() for gr, d in zip(grads, d_phi, strict=True))
         hv = torch.autograd.grad(dot, list(p.values()))
         expected -= c.inner_lr * torch.cat([h.reshape(-1) for h in hv])
     assert expected.norm() > 1e-4  # the term is not negligible here
@@ -224,8 +229,29 @@ def test_it_learns_on_nav2d():
         learner.meta_train_step()
     tasks = learner.family.tasks(20, "test", 11)
     curve = learner.adaptation_curve(tasks, 1, make_generator(11, "eval")).mean(0)
-    scratch = make_baseline_learner("scratch", cfg).adaptation_curve(
-        tasks, 1, make_generator(11, "eval")
-    ).mean(0)
+    scratch = (
+        make_baseline_learner("scratch", cfg)
+        .adaptation_curve(tasks, 1, make_generator(11, "eval"))
+        .mean(0)
+    )
     assert curve[1] > curve[0] + 5.0, curve
     assert curve[1] > scratch[1] + 5.0, (curve, scratch)
+
+
+def test_trainer_resume_after_a_kill_is_identical(tmp_path):
+    from adaptrl.algos.trainer import new_run, train_run
+
+    cfg = tiny_config(iterations=4)
+    full = train_run(new_run(tmp_path / "full", cfg, checkpoint_every=2).path, show_progress=False)
+
+    def kill_at_3(learner, metrics):
+        if learner.iteration == 3:  # after the checkpoint at 2: iteration 3 is logged, then lost
+            raise KeyboardInterrupt
+
+    path = new_run(tmp_path / "killed", cfg, checkpoint_every=2).path
+    with pytest.raises(KeyboardInterrupt):
+        train_run(path, show_progress=False, on_iteration=kill_at_3)
+    resumed = train_run(path, resume=True, show_progress=False)
+    for k, v in full.params.items():
+        assert torch.equal(v, resumed.params[k]), k
+    assert (path / "metrics.csv").read_text() == (tmp_path / "full" / "metrics.csv").read_text()

@@ -50,7 +50,7 @@ from adaptrl.rl.trpo import trpo_step
 class MAMLRLConfig:
     """MAML-RL hyperparameters; the defaults are the paper's 2D-navigation setting (Appendix C)."""
 
-    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = Nav2DConfig()
+    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = Nav2DConfig()  # noqa: RUF009 (frozen)
     """Task family to meta-train on."""
     iterations: int = 500
     """Outer (meta) iterations."""
@@ -112,7 +112,9 @@ class MAMLRLConfig:
         if self.max_kl <= 0 or self.inner_lr < 0 or not 0 < self.gamma <= 1:
             raise ConfigError("need max_kl > 0, inner_lr >= 0 and 0 < gamma <= 1")
         if not 0 < self.ls_backtrack_ratio < 1:
-            raise ConfigError(f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio}")
+            raise ConfigError(
+                f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio}"
+            )
         if self.outer not in ("trpo", "ppo"):
             raise ConfigError(f"outer must be 'trpo' or 'ppo', got {self.outer!r}")
 
@@ -149,10 +151,7 @@ class MAMLRL(MetaLearner):
     higher_is_better = True
 
     def __init__(self, config: MAMLRLConfig, *, seed: int = 0, device: str | torch.device = "cpu"):
-        self.config = config
-        self.seed = int(seed)
-        self.device = torch.device(device)
-        self.iteration = 0
+        super().__init__(config, seed=seed, device=device)
         self.family = make_family(config.family)
         obs_space = self.family.observation_space
         if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
@@ -173,9 +172,7 @@ class MAMLRL(MetaLearner):
                 config.init_log_std,
             ).to(self.device)
         self.spec = self.policy.spec
-        self.params: Params = {
-            k: v.requires_grad_(True) for k, v in self.policy.params().items()
-        }
+        self.params: Params = {k: v.requires_grad_(True) for k, v in self.policy.params().items()}
         self.optimizer = (
             torch.optim.Adam(self.params.values(), lr=config.ppo_lr)
             if config.outer == "ppo"
@@ -238,7 +235,9 @@ class MAMLRL(MetaLearner):
             shape = (horizon, num_tasks, per)
             env_obs = ro.obs.to(torch.float32).reshape(*shape, -1)
             timestep = torch.arange(horizon, device=self.device)[:, None, None].expand(shape)
-            values = linear_baseline_values(env_obs, timestep, rtg.reshape(shape), mask.reshape(shape))
+            values = linear_baseline_values(
+                env_obs, timestep, rtg.reshape(shape), mask.reshape(shape)
+            )
             if c.gae_lambda is None:
                 adv = rtg.reshape(shape) - values
             else:
@@ -369,7 +368,9 @@ class MAMLRL(MetaLearner):
         c = self.config
         it = self.iteration
         tasks = self.family.tasks(
-            c.meta_batch_size, "train", seed=derive_seed(self.seed, self.name, "tasks", it),
+            c.meta_batch_size,
+            "train",
+            seed=derive_seed(self.seed, self.name, "tasks", it),
             device=self.device,
         )
         theta = {k: v.detach() for k, v in self.params.items()}
@@ -378,15 +379,22 @@ class MAMLRL(MetaLearner):
         for k in range(c.inner_steps):
             pre.append(
                 self.rollouts(
-                    tasks, phi, per_task=not shared,
+                    tasks,
+                    phi,
+                    per_task=not shared,
                     env_seed=derive_seed(self.seed, self.name, "env", it, k),
                 )
             )
             with torch.no_grad():
-                phi = self.adapt_params(phi, pre[-1:], [c.inner_lr], first_order=True, shared=shared)
+                phi = self.adapt_params(
+                    phi, pre[-1:], [c.inner_lr], first_order=True, shared=shared
+                )
             shared = False
         post = self.rollouts(
-            tasks, phi, per_task=not shared, env_seed=derive_seed(self.seed, self.name, "env", it, "post")
+            tasks,
+            phi,
+            per_task=not shared,
+            env_seed=derive_seed(self.seed, self.name, "env", it, "post"),
         )
         info = self._trpo_update(pre, post) if c.outer == "trpo" else self._ppo_update(pre, post)
         self.iteration += 1
@@ -411,7 +419,9 @@ class MAMLRL(MetaLearner):
         returns = []
         for k in range(steps + 1):
             env_seed = int(torch.randint(2**62, (1,), generator=generator).item())
-            batch = self.rollouts(tasks, phi, per_task=not shared, env_seed=env_seed, generator=generator)
+            batch = self.rollouts(
+                tasks, phi, per_task=not shared, env_seed=env_seed, generator=generator
+            )
             returns.append(batch.returns)
             if k < steps:
                 with torch.no_grad():
@@ -427,14 +437,18 @@ class MAMLRL(MetaLearner):
         size = self.config.eval_chunk
         return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
-    def adaptation_curve(self, tasks: TaskBatch, steps: int, generator: torch.Generator) -> torch.Tensor:
+    def adaptation_curve(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """Mean return of ``E`` rollouts after 0..steps inner steps, ``[num_tasks, steps + 1]``."""
         if steps < 0:
             raise ConfigError(f"steps must be >= 0, got {steps}")
         tasks = tasks.to(self.device)
         return torch.cat([self._adapt_chunk(t, steps, generator)[1] for t in self._chunks(tasks)])
 
-    def adapt(self, tasks: TaskBatch, steps: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def adapt(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """The adapted parameters after ``steps`` inner steps, each ``[num_tasks, ...]``."""
         if steps < 0:
             raise ConfigError(f"steps must be >= 0, got {steps}")

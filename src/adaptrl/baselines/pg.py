@@ -68,7 +68,9 @@ def make_baseline_learner(
 ) -> MAMLRL:
     """An untrained learner of baseline ``name`` derived from the MAML-RL ``config``."""
     if name not in GRADIENT_BASELINES:
-        raise ConfigError(f"unknown gradient baseline {name!r}; choose from {sorted(GRADIENT_BASELINES)}")
+        raise ConfigError(
+            f"unknown gradient baseline {name!r}; choose from {sorted(GRADIENT_BASELINES)}"
+        )
     return MAMLRL(GRADIENT_BASELINES[name].derive(config), seed=seed, device=device)
 
 

@@ -337,7 +337,9 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
     config = cheetah_config(cfg)
     steps = 1 if cfg.quick else cfg.steps
     num_tasks = 2 if cfg.quick else cfg.num_tasks
-    reference = {k: v[: steps + 1] for k, v in PAPER_CHEETAH_DIR.items()} if cfg.task == "dir" else None
+    reference = (
+        {k: v[: steps + 1] for k, v in PAPER_CHEETAH_DIR.items()} if cfg.task == "dir" else None
+    )
     report, extra = run_curves(
         f"maml-cheetah-{cfg.task}",
         config,

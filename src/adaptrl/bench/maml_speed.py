@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from torch.func import functional_call
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.bench.registry import BenchSpec, register_bench
@@ -44,7 +43,7 @@ from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.seeding import derive_seed, make_generator
 from adaptrl.envs.nav2d import Nav2DConfig
 from adaptrl.nn import heads
-from adaptrl.nn.policies import MLPPolicy, Params, batched_policy_dist, policy_dist
+from adaptrl.nn.policies import Params, batched_policy_dist, policy_dist
 from adaptrl.rl.baseline import linear_baseline_values
 from adaptrl.rl.losses import vpg_loss
 from adaptrl.rl.returns import discounted_returns, normalize
@@ -91,7 +90,14 @@ class ReferenceMAMLTRPO:
         self.gen = make_generator(seed, "reference", "actions")
         self.vec = SyncVectorEnv(
             [
-                partial(RefNav2DEnv, np.zeros(2), fam.max_action, fam.horizon, fam.goal_radius, fam.reward)
+                partial(
+                    RefNav2DEnv,
+                    np.zeros(2),
+                    fam.max_action,
+                    fam.horizon,
+                    fam.goal_radius,
+                    fam.reward,
+                )
                 for _ in range(config.rollouts_per_task)
             ],
             copy=False,
@@ -141,7 +147,9 @@ class ReferenceMAMLTRPO:
     def step(self) -> dict[str, float]:
         c = self.c
         tasks = self.learner_shell.family.tasks(
-            c.meta_batch_size, "train", seed=derive_seed(self.seed, "maml-rl", "tasks", self.iteration)
+            c.meta_batch_size,
+            "train",
+            seed=derive_seed(self.seed, "maml-rl", "tasks", self.iteration),
         )
         goals = tasks.goal.numpy()
         theta = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
@@ -160,7 +168,9 @@ class ReferenceMAMLTRPO:
                 phi = self.adapt(params, train, create_graph=True)
                 dist = policy_dist(self.policy, phi, valid["obs"])
                 if kind == "loss":
-                    ratio = torch.exp(heads.log_prob(self.spec, dist, valid["actions"]) - valid["logp"])
+                    ratio = torch.exp(
+                        heads.log_prob(self.spec, dist, valid["actions"]) - valid["logp"]
+                    )
                     x = -ratio * valid["advantages"]
                 else:
                     x = heads.kl(self.spec, valid["dist"], dist)
@@ -217,7 +227,9 @@ def time_floor(learner: MAMLRL, repeats: int = 5) -> float:
         for _ in range(repeats):
             t0 = time.perf_counter()
             for _ in range(h):
-                heads.sample(learner.spec, policy_dist(learner.policy, theta, obs).reshape(g * e, -1), gen)
+                heads.sample(
+                    learner.spec, policy_dist(learner.policy, theta, obs).reshape(g * e, -1), gen
+                )
             for _ in range(h):
                 d = batched_policy_dist(learner.policy, phi, obs)
                 heads.sample(learner.spec, d.reshape(g * e, -1), gen)
@@ -321,9 +333,19 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
     write_json(cfg.out / "results.json", result)
     mem = result["memory"]
     rows = [
-        ["ours (batched, vmap)", f"{ours_s:.3f}", f"{ref_s / ours_s:.1f}x", f"{ours_s / floor:.1f}x"],
+        [
+            "ours (batched, vmap)",
+            f"{ours_s:.3f}",
+            f"{ref_s / ours_s:.1f}x",
+            f"{ours_s / floor:.1f}x",
+        ],
         ["reference (per-task SyncVectorEnv)", f"{ref_s:.3f}", "1.0x", f"{ref_s / floor:.1f}x"],
-        ["floor (policy forwards of the rollouts)", f"{floor:.3f}", f"{ref_s / floor:.1f}x", "1.0x"],
+        [
+            "floor (policy forwards of the rollouts)",
+            f"{floor:.3f}",
+            f"{ref_s / floor:.1f}x",
+            "1.0x",
+        ],
     ]
     print_table(
         f"maml-speed: nav2d, 20 tasks x 20 rollouts, H=100 ({len(times)} iterations of ours)",
