@@ -14,7 +14,9 @@ from adaptrl.core.checkpoint import load_state, save_state
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs.nav2d import Nav2DConfig
-from adaptrl.nn.policies import MLPPolicy
+from adaptrl.nn import heads
+from adaptrl.nn.policies import MLPPolicy, batched_policy_dist
+from adaptrl.rl.trpo import fisher_vector_product
 
 
 def tiny_config(**kw) -> MAMLRLConfig:
@@ -50,7 +52,12 @@ def fixed_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
     phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
     post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
     learner.policy.double()
-    return {k: v.double() for k, v in theta.items()}, to_double(pre), to_double(post)
+    theta, pre, post = {k: v.double() for k, v in theta.items()}, to_double(pre), to_double(post)
+    # the behaviour policy of the post-update data, recomputed in float64 (exactly phi)
+    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
+    post.dist = batched_policy_dist(learner.policy, phi, post.obs, 1).detach()
+    post.logp = heads.log_prob(learner.spec, post.dist, post.actions)
+    return theta, pre, post
 
 
 def flat_grad(learner, theta, pre, post) -> torch.Tensor:
@@ -99,8 +106,6 @@ def test_first_order_drops_exactly_the_second_order_term():
     phi = so.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
     phi = {k: v.detach().requires_grad_() for k, v in phi.items()}
     from adaptrl.algos.maml_rl import task_mean
-    from adaptrl.nn import heads
-    from adaptrl.nn.policies import batched_policy_dist
 
     logp = heads.log_prob(so.spec, batched_policy_dist(so.policy, phi, post.obs, 1), post.actions)
     outer = -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
@@ -119,9 +124,31 @@ def test_first_order_drops_exactly_the_second_order_term():
     torch.testing.assert_close(diff, expected, rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("inner_steps", [1, 0])
+def test_structured_fisher_product_equals_double_backward(first_order, inner_steps):
+    """J^T F J (two inner Hessian-vector products + a Fisher product) is the exact Hessian of the
+    mean KL through the adaptation: it matches rl.trpo's double-backward product."""
+    learner = MAMLRL(tiny_config(first_order=first_order), seed=3)
+    theta, pre, post = fixed_data(learner)
+    pres = [pre] * inner_steps
+    names = list(theta)
+    reference = fisher_vector_product(
+        lambda v: learner.mean_kl(dict(zip(names, v, strict=True)), pres, post),
+        [theta[k] for k in names],
+        0.1,
+    )
+    ours = learner.structured_fvp(theta, pres, post, 0.1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        v = torch.randn(sum(t.numel() for t in theta.values()), generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(ours(v), reference(v), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("fvp", ["structured", "autograd"])
 @pytest.mark.parametrize("max_kl", [1e-2, 1e-4])
-def test_trpo_line_search_respects_the_kl_bound(max_kl):
-    learner = MAMLRL(tiny_config(max_kl=max_kl, rollouts_per_task=8), seed=2)
+def test_trpo_line_search_respects_the_kl_bound(max_kl, fvp):
+    learner = MAMLRL(tiny_config(max_kl=max_kl, rollouts_per_task=8, fvp=fvp), seed=2)
     c = learner.config
     tasks = learner.family.tasks(c.meta_batch_size, "train", seed=5)
     theta = {k: v.detach().clone() for k, v in learner.params.items()}
