@@ -62,10 +62,13 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
 
     monkeypatch.setattr(maml_speed, "speed_config", tiny)
     result = maml_speed.run_maml_speed(
-        maml_speed.MAMLSpeedConfig(quick=True, iterations=3, traced_iterations=2, out=tmp_path)
+        maml_speed.MAMLSpeedConfig(
+            quick=True, iterations=3, traced_iterations=2, variant_iterations=1, out=tmp_path
+        )
     )
     assert result["ours_seconds_per_iteration"]["iterations"] == 3
     assert result["floor_seconds_per_iteration"] > 0
+    assert set(result["variants_seconds_per_iteration"]) == {"autograd-fvp", "first-order"}
     assert result["speedup_vs_reference"] > 0
     assert (tmp_path / "report.md").read_text().startswith("# maml-speed")
 

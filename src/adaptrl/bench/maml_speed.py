@@ -240,6 +240,13 @@ def time_floor(learner: MAMLRL, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+VARIANTS: dict[str, dict[str, Any]] = {
+    "autograd-fvp": {"fvp": "autograd"},
+    "first-order": {"first_order": True},
+}
+"""Other configurations timed beside ours: rl.trpo's double-backward Fisher product, and FOMAML."""
+
+
 @dataclasses.dataclass(frozen=True)
 class MAMLSpeedConfig:
     """Seconds per MAML-TRPO meta-iteration on nav2d: ours vs a per-task SyncVectorEnv reference."""
@@ -252,6 +259,10 @@ class MAMLSpeedConfig:
     """Meta-iterations of the reference (each takes seconds)."""
     traced_iterations: int = 20
     """Extra iterations of ours run under tracemalloc."""
+    variants: tuple[str, ...] = ("autograd-fvp", "first-order")
+    """Variants of ours also timed (autograd-fvp, first-order)."""
+    variant_iterations: int = 3
+    """Timed iterations of each variant (after one warm-up)."""
     seed: int = 0
     """Seed of both learners (same initial policy and task draws)."""
     threads: int = 1
@@ -289,6 +300,18 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
     tensors_after = live_tensor_bytes()
     floor = time_floor(ours)
 
+    variants: dict[str, float] = {}
+    for name, overrides in VARIANTS.items():
+        if name not in cfg.variants:
+            continue
+        learner = MAMLRL(dataclasses.replace(config, **overrides), seed=cfg.seed)
+        vt = []
+        for _ in range(1 + min(cfg.variant_iterations, iters)):
+            t0 = time.perf_counter()
+            learner.meta_train_step()
+            vt.append(time.perf_counter() - t0)
+        variants[name] = statistics.median(vt[1:])
+
     ref = ReferenceMAMLTRPO(config, seed=cfg.seed)
     ref_times = []
     for _ in progress(range(ref_iters), description="maml-speed: reference", total=ref_iters):
@@ -310,6 +333,7 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
             "iterations": len(times),
         },
         "reference_seconds_per_iteration": {"median": ref_s, "all": ref_times},
+        "variants_seconds_per_iteration": variants,
         "floor_seconds_per_iteration": floor,
         "speedup_vs_reference": ref_s / ours_s,
         "ours_over_floor": ours_s / floor,
@@ -343,6 +367,10 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
             f"{ours_s / floor:.1f}x",
         ],
         ["reference (per-task SyncVectorEnv)", f"{ref_s:.3f}", "1.0x", f"{ref_s / floor:.1f}x"],
+        *[
+            [f"ours, {name}", f"{v:.3f}", f"{ref_s / v:.1f}x", f"{v / floor:.1f}x"]
+            for name, v in variants.items()
+        ],
         [
             "floor (policy forwards of the rollouts)",
             f"{floor:.3f}",
