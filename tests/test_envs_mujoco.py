@@ -3,6 +3,7 @@ robot's own velocity and the action, splits, seeding, oracle observations, the m
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import torch
 from adaptrl.core.errors import ConfigError, MissingExtraError
 from adaptrl.core.seeding import derive_seed
 from adaptrl.envs import FAMILIES, FamilyContractError, TaskBatch, check_family, make_family
-from adaptrl.envs.mujoco import HalfCheetahDir, TaskRewardWrapper, load_robot
+from adaptrl.envs.mujoco import HalfCheetahDir, TaskRewardWrapper, build_robot
 
 MUJOCO_FAMILIES = ("halfcheetah-vel-v0", "halfcheetah-dir-v0", "ant-vel-v0", "ant-dir-v0")
 
@@ -135,7 +136,7 @@ def test_default_horizon_and_sync_backend_pass_the_contract():
 
 def gym_reference(family, seed: int, rows: int):
     """Raw Gymnasium robots with Gymnasium's default options, seeded as the batched env seeds rows."""
-    robots = [load_robot(family.robot, family.family_id)() for _ in range(rows)]
+    robots = [build_robot(family.robot, family.family_id) for _ in range(rows)]
     first = [r.reset(seed=derive_seed(seed, "gym-vector-row", i))[0] for i, r in enumerate(robots)]
     return robots, np.stack(first)
 
@@ -237,6 +238,33 @@ def test_seeding_is_deterministic_and_backends_agree():
     env.set_tasks(tasks)
     assert torch.equal(env.reset(), rollout(loop.make_env(3), tasks, 0, [])[0])  # unseeded = 0
     assert not torch.equal(env.reset(), a[0])  # a later unseeded reset continues the stream
+
+
+def test_worker_processes_give_identical_trajectories():
+    needs_mujoco()
+    one = make_family("ant-vel-v0", horizon=4, oracle=True)
+    two = make_family("ant-vel-v0", horizon=4, oracle=True, workers=2)
+    tasks = one.tasks(5, "train", 0)
+    actions = random_actions(9, 5, 8)
+    env = two.make_env(5)
+    assert [p.process.is_alive() for p in env._parts] == [True, True]
+    assert env._bounds == [(0, 3), (3, 5)]
+    a, b = rollout(one.make_env(5), tasks, 1, actions), rollout(env, tasks, 1, actions)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert env.elapsed.tolist() == [1] * 5  # 9 steps at horizon 4
+    processes = [p.process for p in env._parts]
+    env.close()
+    assert not any(p.is_alive() for p in processes)
+    env = two.make_env(2)
+    processes = [p.process for p in env._parts]
+    del env  # garbage collection stops the workers too
+    gc.collect()
+    assert not any(p.is_alive() for p in processes)
+    check_family(make_family("halfcheetah-dir-v0", horizon=3, workers=3), num_envs=2)
+    with pytest.raises(ConfigError, match="workers"):
+        make_family("halfcheetah-dir-v0", workers=2, backend="sync")
+    with pytest.raises(ConfigError, match="workers"):
+        make_family("halfcheetah-dir-v0", workers=0)
 
 
 def test_oracle_observation_carries_the_task_across_resets():

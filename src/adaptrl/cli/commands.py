@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union
 import tyro
 
 from adaptrl.envs import FamilyConfigUnion
+from adaptrl.eval.learners import EvalOptions
 from adaptrl.eval.protocol import EVAL_SEED
 
 # One subcommand per registered family, named by its versioned id, taking its own config.
@@ -144,26 +145,9 @@ class EvalRunCmd:
     the metric after 0..S gradient steps (gradient learners). Writes results.json, report.md and
     curve.png."""
 
-    num_tasks: int = 1000
-    """Held-out test tasks."""
-    eval_seed: int = EVAL_SEED
-    """Seed of the held-out tasks (keep it fixed to compare runs)."""
-    split: str = "test"
-    """Task split (test = held-out tasks)."""
-    steps: int | None = None
-    """Inner gradient steps (gradient learners); default: the learner's own."""
-    episodes: int | None = None
-    """Episodes per trial (memory learners); default: the family's."""
-    baselines: tuple[str, ...] = ()
-    """Classic agents run on the same tasks (memory learners), e.g. gittins ucb1 random."""
-    seeds: tuple[int, ...] = (0,)
-    """Sampling seeds of the evaluation."""
-    chunk_size: int = 500
-    """Tasks evaluated at once."""
+    options: Annotated[EvalOptions, tyro.conf.arg(name="")] = EvalOptions()
     out: Path | None = None
     """Where the report goes; default RUN_DIR/eval."""
-    device: str = "cpu"
-    """cpu, cuda, cuda:N or auto."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,20 +129,10 @@ def make_family_of(config: Any) -> Any:
 def run_eval_run(path: Path, cmd: Any) -> int:
     """``adaptrl eval RUN_DIR``: evaluate a trained learner on held-out tasks."""
     from adaptrl.algos.trainer import load_trained
-    from adaptrl.eval.learners import EvalOptions, evaluate_learner
+    from adaptrl.eval.learners import evaluate_learner
 
-    learner = load_trained(path, device=resolve_device(cmd.device))
-    opts = EvalOptions(
-        num_tasks=cmd.num_tasks,
-        eval_seed=cmd.eval_seed,
-        split=cmd.split,
-        steps=cmd.steps,
-        episodes=cmd.episodes,
-        baselines=tuple(cmd.baselines),
-        seeds=tuple(cmd.seeds),
-        chunk_size=cmd.chunk_size,
-        device=cmd.device,
-    )
+    learner = load_trained(path, device=resolve_device(cmd.options.device))
+    opts = cmd.options
     out = cmd.out if cmd.out is not None else Path(path) / "eval"
     md = evaluate_learner(learner, opts, out)
     console().print(md)

@@ -42,7 +42,10 @@ needs no MuJoCo (they appear in ``adaptrl list``); building environments without
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import traceback
 import warnings
+import weakref
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -50,8 +53,8 @@ import numpy as np
 import torch
 
 from adaptrl.core.errors import ConfigError, require
-from adaptrl.core.seeding import derive_seed, make_generator
-from adaptrl.envs.base import BatchedEnv, FamilyConfig, Split, Step, TaskBatch, TaskFamily, positive
+from adaptrl.core.seeding import derive_seed
+from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch, TaskFamily, positive
 from adaptrl.envs.gym_adapter import GymVectorEnv
 from adaptrl.envs.registry import register_family
 
@@ -92,15 +95,20 @@ class MujocoTaskConfig(FamilyConfig):
     n: int = 2
     """Episodes per trial (for memory-based learners)."""
     backend: Backend = "loop"
-    """How rows are stepped: 'loop' (one loop over N envs, fastest) or 'sync' (SyncVectorEnv)."""
+    """How rows are stepped: 'loop' (thin loops over the envs, fastest) or 'sync' (SyncVectorEnv)."""
+    workers: int = 1
+    """Processes sharing the rows of the 'loop' backend (forked workers when > 1; use the cores)."""
 
     def validate(self) -> None:
         positive("horizon", self.horizon)
         positive("n (episodes per trial)", self.n)
+        positive("workers", self.workers)
         if not self.ctrl_cost_weight >= 0:
             raise ConfigError(f"ctrl_cost_weight must be >= 0, got {self.ctrl_cost_weight}")
         if self.backend not in ("loop", "sync"):
             raise ConfigError(f"backend must be 'loop' or 'sync', got {self.backend!r}")
+        if self.backend == "sync" and self.workers != 1:
+            raise ConfigError("workers > 1 needs backend='loop' (SyncVectorEnv steps in-process)")
 
 
 def _check_range(low: float, high: float) -> None:
@@ -181,8 +189,15 @@ def load_robot(robot: str, family_id: str) -> type[gym.Env]:
     return AntEnv
 
 
+def build_robot(robot: str, family_id: str, **kwargs: Any) -> gym.Env:
+    """An unwrapped ``HalfCheetah-v5`` / ``Ant-v5`` env with Gymnasium's options ``kwargs``."""
+    cls = load_robot(robot, family_id)
+    return _build_quietly(lambda: cls(**kwargs))
+
+
 # MuJoCo >= 3.3 warns on stderr, once per model compiled, that Gymnasium's half_cheetah.xml uses the
-# deprecated ``settotalmass``; with hundreds of envs that drowns the output. Only this is silenced.
+# deprecated ``settotalmass`` (and appends it to MUJOCO_LOG.TXT in the working directory); with
+# hundreds of envs that drowns the output. Only this warning is silenced.
 _KNOWN_COMPILER_WARNING = "'settotalmass' is deprecated"
 
 
@@ -222,14 +237,13 @@ class MujocoTaskFamily(TaskFamily):
         self.max_episode_steps = c.horizon
         self.episodes_per_trial = c.n
 
-    # Ant terms come from Gymnasium's info; HalfCheetah has none.
     def robot_kwargs(self) -> dict[str, Any]:
+        """Options of the Gymnasium robot (the Ant's reward weights; none for HalfCheetah)."""
         return {}
 
     def make_robot(self) -> gym.Env:
         """One unwrapped Gymnasium robot env (needs MuJoCo); its own reward is ignored."""
-        cls = load_robot(self.robot, self.family_id)
-        return _build_quietly(lambda: cls(**self.robot_kwargs()))
+        return build_robot(self.robot, self.family_id, **self.robot_kwargs())
 
     def make_sub_env(self) -> gym.Env:
         """One Gymnasium env with ``set_task``: the robot, task reward, float32 obs, time limit."""
@@ -245,7 +259,7 @@ class MujocoTaskFamily(TaskFamily):
         load_robot(self.robot, self.family_id)  # a clear error before anything is built
         if self.config.backend == "sync":
             return GymVectorEnv(self, num_envs, device)  # type: ignore[arg-type]
-        return MujocoLoopEnv(self, num_envs, device)
+        return MujocoLoopEnv(self, num_envs, device, workers=self.config.workers)
 
 
 class _VelocityFamily(MujocoTaskFamily):
@@ -259,7 +273,9 @@ class _VelocityFamily(MujocoTaskFamily):
 
 
 class _DirectionFamily(MujocoTaskFamily):
-    """Two tasks, +1 and -1: both appear in both splits (see the module docstring)."""
+    """Two tasks, +1 and -1, each with probability 1/2. The default split of
+    :meth:`TaskFamily.tasks` draws both splits from independent streams, so both directions appear
+    in both splits (``disjoint_split = False``; see the module docstring)."""
 
     kind = "dir"
     task_key = "direction"
@@ -268,18 +284,6 @@ class _DirectionFamily(MujocoTaskFamily):
     def sample_tasks(self, n: int, generator: torch.Generator) -> TaskBatch:
         coin = torch.randint(2, (n,), generator=generator, device=generator.device)
         return TaskBatch({"direction": (2 * coin - 1).float()})
-
-    def tasks(
-        self, n: int, split: Split, seed: int, device: str | torch.device = "cpu"
-    ) -> TaskBatch:
-        """``n`` directions, each +1 or -1 with probability 1/2, from a stream of ``split`` and
-        ``seed``. The splits cannot be disjoint (two tasks); they differ only in their streams."""
-        if split not in ("train", "test"):
-            raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-        positive("number of tasks", n)
-        return self.sample_tasks(
-            n, make_generator(seed, self.family_id, "tasks", split, device=device)
-        )
 
 
 class _AntMixin:
@@ -389,93 +393,217 @@ class TaskRewardWrapper(gym.Wrapper):
 # --- the batched environment ----------------------------------------------------------------------
 
 
-class MujocoLoopEnv(BatchedEnv):
-    """N unwrapped Gymnasium robot envs stepped by one loop; rewards computed for the batch.
+class RowStepper:
+    """The rows' physics in NumPy: ``n`` unwrapped robot envs, their task values, time limits and
+    same-step auto-reset. :class:`MujocoLoopEnv` runs one in-process or one per worker process."""
 
-    Same contract and seeding as :class:`~adaptrl.envs.gym_adapter.GymVectorEnv` (row ``i`` is
-    reset with ``derive_seed(seed, "gym-vector-row", i)``, an unseeded first reset uses seed 0,
-    same-step auto-reset continues each row's own random stream), so both backends produce
+    def __init__(self, family: MujocoTaskFamily, n: int):
+        self.family = family
+        self.envs = [family.make_robot() for _ in range(n)]
+        self.dim = family.robot_obs_dim
+        self.oracle = family.config.oracle
+        self.horizon = family.max_episode_steps
+        self.final = np.zeros((n, self.dim + int(self.oracle)), np.float32)
+        self.velocity = np.zeros(n, np.float64)
+        self.extra = np.zeros(n, np.float64)
+        self.terminated = np.zeros(n, bool)
+        self.elapsed = np.zeros(n, np.int64)
+        self.task_values = np.zeros(n, np.float64)
+
+    def set_task_values(self, values: np.ndarray) -> None:
+        self.task_values = np.asarray(values, np.float64).copy()
+
+    def reset(self, seeds: list[int | None]) -> np.ndarray:
+        obs = np.empty_like(self.final)
+        for i, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
+            obs[i, : self.dim] = env.reset(seed=seed)[0]
+        if self.oracle:
+            obs[:, -1] = self.task_values
+        self.elapsed[:] = 0
+        return obs
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(obs, final_obs, reward, terminated, truncated, elapsed)`` of one step of every row."""
+        final, velocity, extra, terminated = self.final, self.velocity, self.extra, self.terminated
+        for i, env in enumerate(self.envs):
+            obs, _, term, _, info = env.step(actions[i])
+            final[i, : self.dim] = obs
+            velocity[i] = info["x_velocity"]
+            extra[i] = _extra_reward(info)
+            terminated[i] = term
+        c = self.family.config
+        reward = task_term(self.family.kind, self.task_values, velocity)
+        reward += extra - ctrl_cost(actions, c.ctrl_cost_weight, c.clip_ctrl_cost)
+        if self.oracle:
+            final[:, -1] = self.task_values
+        self.elapsed += 1
+        done = terminated | (self.elapsed >= self.horizon)
+        obs = final.copy()
+        for i in np.flatnonzero(done):
+            obs[i, : self.dim] = self.envs[i].reset()[0]
+        self.elapsed[done] = 0
+        return obs, final.copy(), reward, terminated.copy(), done & ~terminated, self.elapsed.copy()
+
+    def close(self, _: Any = None) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class _LocalRows:
+    """A :class:`RowStepper` in this process, behind the send/receive protocol of the workers."""
+
+    def __init__(self, family: MujocoTaskFamily, n: int):
+        self.stepper = RowStepper(family, n)
+        self._result: Any = None
+
+    def send(self, command: str, argument: Any = None) -> None:
+        self._result = getattr(self.stepper, command)(argument)
+
+    def receive(self) -> Any:
+        return self._result
+
+
+def _serve_rows(conn: Any, family: MujocoTaskFamily, n: int) -> None:
+    """Worker process: run commands on a :class:`RowStepper` until ``close``."""
+    try:
+        stepper = RowStepper(family, n)
+        conn.send(("ok", None))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        return
+    while True:
+        command, argument = conn.recv()
+        try:
+            result = getattr(stepper, command)(argument)
+            conn.send(("ok", result))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+        if command == "close":
+            conn.close()
+            return
+
+
+class _RemoteRows:
+    """A :class:`RowStepper` in a forked worker process, driven through a pipe."""
+
+    def __init__(self, family: MujocoTaskFamily, n: int):
+        ctx = multiprocessing.get_context("fork")  # inherits the family; no re-import
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve_rows, args=(child, family, n), daemon=True)
+        self.process.start()
+        child.close()
+        self.receive()
+
+    def send(self, command: str, argument: Any = None) -> None:
+        self.conn.send((command, argument))
+
+    def receive(self) -> Any:
+        status, result = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"a MuJoCo worker process failed:\n{result}")
+        return result
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.send("close")
+                self.receive()
+            except (OSError, EOFError, RuntimeError):
+                pass
+            self.process.join(timeout=5)
+            if self.process.is_alive():
+                self.process.terminate()
+        self.conn.close()
+
+
+class MujocoLoopEnv(BatchedEnv):
+    """Rows stepped by thin loops over unwrapped Gymnasium robots; rewards computed per batch.
+
+    With ``workers = 1`` one loop in this process steps every row; with ``workers = W > 1`` the
+    rows are split into W contiguous blocks, each stepped by a forked worker process (all blocks
+    step at once, so W cores share the physics). Same contract and seeding as
+    :class:`~adaptrl.envs.gym_adapter.GymVectorEnv` (row ``i`` is reset with
+    ``derive_seed(seed, "gym-vector-row", i)``, an unseeded first reset uses seed 0, same-step
+    auto-reset continues each row's own random stream), so every backend and worker count produces
     identical trajectories; this one skips the vector env's and wrappers' per-step bookkeeping.
-    Observations, rewards and flags are assembled in NumPy buffers and copied to ``device`` once
-    per step.
     """
 
     family: MujocoTaskFamily
 
-    def __init__(self, family: MujocoTaskFamily, num_envs: int, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        family: MujocoTaskFamily,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        workers: int = 1,
+    ):
         super().__init__(family, num_envs, device)
-        self.envs = [family.make_robot() for _ in range(self.num_envs)]
-        dim = family.robot_obs_dim
-        self._oracle = family.config.oracle
-        self._final = np.zeros((self.num_envs, dim + int(self._oracle)), np.float32)
-        self._velocity = np.zeros(self.num_envs, np.float64)
-        self._extra = np.zeros(self.num_envs, np.float64)
-        self._terminated = np.zeros(self.num_envs, bool)
-        self._elapsed = np.zeros(self.num_envs, np.int64)
-        self._task_values = np.zeros(self.num_envs, np.float64)
+        positive("workers", workers)
+        blocks = np.array_split(np.arange(self.num_envs), min(workers, self.num_envs))
+        self._bounds = [(int(b[0]), int(b[-1]) + 1) for b in blocks]
+        self._parts: list[Any] = []
+        # Stops the workers when the env is closed or garbage-collected (or at interpreter exit).
+        self._finalizer = weakref.finalize(self, _close_parts, self._parts)
+        try:
+            for lo, hi in self._bounds:
+                part = _LocalRows if len(blocks) == 1 else _RemoteRows
+                self._parts.append(part(family, hi - lo))
+        except BaseException:
+            self.close()
+            raise
         self._seeded = False
+
+    @property
+    def envs(self) -> list[gym.Env]:
+        """The robot envs (only with one worker: otherwise they live in the worker processes)."""
+        if not isinstance(self._parts[0], _LocalRows):
+            raise AttributeError("the robot envs live in worker processes (workers > 1)")
+        return self._parts[0].stepper.envs
+
+    def _all(self, command: str, arguments: list[Any]) -> list[Any]:
+        for part, argument in zip(self._parts, arguments, strict=True):
+            part.send(command, argument)
+        return [part.receive() for part in self._parts]
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if self._pending_tasks is not None:
             self.tasks = self._pending_tasks
             self._pending_tasks = None
-            values = self.family.task_values(self.tasks).detach().to("cpu", torch.float64)
-            self._task_values = values.numpy().copy()
+            values = self.family.task_values(self.tasks).detach().to("cpu", torch.float64).numpy()
+            self._all("set_task_values", [values[lo:hi] for lo, hi in self._bounds])
         if self.tasks is None:
             raise ConfigError("call set_tasks(tasks) before reset(): every row needs a task")
         if seed is None and not self._seeded:
             seed = 0
-        obs = np.empty_like(self._final)
-        for i, env in enumerate(self.envs):
-            row_seed = None if seed is None else derive_seed(int(seed), "gym-vector-row", i)
-            obs[i, : self.family.robot_obs_dim] = env.reset(seed=row_seed)[0]
+        seeds = [
+            None if seed is None else derive_seed(int(seed), "gym-vector-row", i)
+            for i in range(self.num_envs)
+        ]
+        obs = self._all("reset", [seeds[lo:hi] for lo, hi in self._bounds])
         self._seeded = True
-        if self._oracle:
-            obs[:, -1] = self._task_values
-        self._elapsed[:] = 0
         self.elapsed.zero_()
         self._started = True
-        return torch.as_tensor(obs, device=self.device)
+        return torch.as_tensor(np.concatenate(obs), device=self.device)
 
     def step(self, action: torch.Tensor) -> Step:
         if not self._started:
             raise ConfigError("call reset() before step()")
         action = self._check_action(action)
         np_action = action.detach().cpu().numpy()
-        dim = self.family.robot_obs_dim
-        final, velocity, extra, terminated = (
-            self._final,
-            self._velocity,
-            self._extra,
-            self._terminated,
+        parts = self._all("step", [np_action[lo:hi] for lo, hi in self._bounds])
+        obs, final, reward, terminated, truncated, elapsed = (
+            np.concatenate(field) for field in zip(*parts, strict=True)
         )
-        for i, env in enumerate(self.envs):
-            obs, _, term, _, info = env.step(np_action[i])
-            final[i, :dim] = obs
-            velocity[i] = info["x_velocity"]
-            extra[i] = _extra_reward(info)
-            terminated[i] = term
-        c = self.family.config
-        reward = task_term(self.family.kind, self._task_values, velocity)
-        reward += extra - ctrl_cost(np_action, c.ctrl_cost_weight, c.clip_ctrl_cost)
-        if self._oracle:
-            final[:, -1] = self._task_values
-        self._elapsed += 1
-        done = terminated | (self._elapsed >= self.max_episode_steps)
-        obs = final.copy()
-        for i in np.flatnonzero(done):
-            obs[i, :dim] = self.envs[i].reset()[0]
-        self._elapsed[done] = 0
-        self.elapsed = torch.from_numpy(self._elapsed.copy()).to(self.device)
+        self.elapsed = torch.from_numpy(elapsed).to(self.device)
         return Step(
             torch.as_tensor(obs, device=self.device),
             torch.as_tensor(reward, dtype=torch.float32, device=self.device),
-            torch.as_tensor(terminated.copy(), device=self.device),
-            torch.as_tensor(done & ~terminated, device=self.device),
-            torch.as_tensor(final.copy(), device=self.device),
+            torch.as_tensor(terminated, device=self.device),
+            torch.as_tensor(truncated, device=self.device),
+            torch.as_tensor(final, device=self.device),
         )
 
-    # The loop above does the work; the tensor-environment hooks are never called.
+    # The row steppers do the work; the tensor-environment hooks are never called.
     def _reset_rows(self, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("MujocoLoopEnv overrides reset()")
 
@@ -483,5 +611,13 @@ class MujocoLoopEnv(BatchedEnv):
         raise NotImplementedError("MujocoLoopEnv overrides step()")
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self._finalizer()
+
+
+def _close_parts(parts: list[Any]) -> None:
+    for part in parts:
+        if isinstance(part, _RemoteRows):
+            part.close()
+        else:
+            part.stepper.close()
+    parts.clear()
