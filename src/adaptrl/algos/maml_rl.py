@@ -51,7 +51,7 @@ from adaptrl.rl.trpo import conjugate_gradient, flat, line_search, trpo_step, un
 class MAMLRLConfig:
     """MAML-RL hyperparameters; the defaults are the paper's 2D-navigation setting (Appendix C)."""
 
-    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = Nav2DConfig()  # noqa: RUF009 (frozen)
+    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = Nav2DConfig()
     """Task family to meta-train on."""
     iterations: int = 500
     """Outer (meta) iterations."""
