@@ -5,6 +5,7 @@ from adaptrl.algos import (
     anil,  # noqa: F401
     lstm_optimizer,  # noqa: F401
     maml,  # noqa: F401
+    maml_rl,  # noqa: F401
     matching,  # noqa: F401
     metasgd,  # noqa: F401
     protonet,  # noqa: F401

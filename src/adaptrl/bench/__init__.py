@@ -4,6 +4,8 @@ from adaptrl.bench import (  # noqa: F401  (one module per line below)
     baselines,
     fewshot,
     fewshot_speed,
+    maml_rl,
+    maml_speed,
     rl2,
     sinusoid,
     throughput,

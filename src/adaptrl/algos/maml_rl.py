@@ -1,0 +1,606 @@
+"""MAML for reinforcement learning (Finn, Abbeel & Levine 2017), read top to bottom.
+
+The policy's initial parameters ``theta`` are meta-trained so that a few vanilla policy-gradient
+(VPG) steps on a new task's own rollouts give a good policy for that task. One meta-iteration:
+
+1. draw ``G`` meta-train tasks; run ``E`` rollouts per task with ``theta`` in one batched
+   environment of ``G * E`` rows (task ``g`` repeated ``E`` times), data time-major ``[H, G, E, ...]``;
+2. fit the linear feature baseline per task and take ``S`` inner VPG steps per task, all tasks at
+   once: ``phi_g = theta - alpha * grad L_g(theta)`` with ``torch.func.grad`` vmapped over tasks
+   (each further inner step runs fresh rollouts with the current adapted parameters);
+3. run ``E`` rollouts per task with the adapted parameters ``phi_g`` (per-task parameters applied
+   with ``vmap(functional_call)``, one batched forward per environment step);
+4. update ``theta`` on the adapted policies' rollouts: TRPO (the paper's method: the loss re-runs
+   the differentiable adaptation on the pre-update rollouts and evaluates the importance-weighted
+   surrogate on the post-update ones; the KL constraint is on the adapted policies) or a PPO-style
+   clipped objective (several epochs, re-adapting each epoch). Second-order gradients flow through
+   the inner step; ``first_order=True`` (FOMAML) detaches the inner gradient.
+
+With ``inner_steps=0`` the same code is multi-task TRPO/PPO (the "pretrained" transfer baseline);
+``observe_task=True`` appends the task parameters to the observation (the "oracle" baseline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import gymnasium as gym
+import torch
+import tyro
+from torch.func import grad, vmap
+
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
+from adaptrl.envs import FamilyConfigUnion, make_family
+from adaptrl.envs.base import BatchedEnv, TaskBatch
+from adaptrl.envs.nav2d import Nav2DConfig
+from adaptrl.nn import heads
+from adaptrl.nn.policies import MLPPolicy, Params, batched_policy_dist, policy_dist
+from adaptrl.rl.baseline import linear_baseline_values
+from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
+from adaptrl.rl.returns import discounted_returns, gae, normalize
+from adaptrl.rl.rollout import collect, first_episode_mask
+from adaptrl.rl.trpo import conjugate_gradient, flat, line_search, trpo_step, unflat
+
+
+@dataclasses.dataclass(frozen=True)
+class MAMLRLConfig:
+    """MAML-RL hyperparameters; the defaults are the paper's 2D-navigation setting (Appendix C)."""
+
+    family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = Nav2DConfig()
+    """Task family to meta-train on."""
+    iterations: int = 500
+    """Outer (meta) iterations."""
+    meta_batch_size: int = 20
+    """Tasks per meta-batch, G."""
+    rollouts_per_task: int = 20
+    """Rollouts per task for each inner step and for the post-update evaluation, E."""
+    hidden: tuple[int, ...] = (100, 100)
+    """Hidden layer widths of the policy MLP."""
+    activation: Literal["tanh", "relu"] = "relu"
+    """Hidden activation."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of a Gaussian policy."""
+    inner_steps: int = 1
+    """Inner VPG steps during meta-training, S (0 = multi-task training without adaptation)."""
+    inner_lr: float = 0.1
+    """Inner learning rate alpha."""
+    eval_inner_lrs: tuple[float, ...] = ()
+    """Learning rate of each inner step at test time, the last one repeated (empty: inner_lr).
+    The paper used (0.1, 0.05) for 2D navigation."""
+    first_order: bool = False
+    """FOMAML: detach the inner gradient (no second-order terms)."""
+    outer: Literal["trpo", "ppo"] = "trpo"
+    """Outer optimiser: TRPO (the paper) or a PPO-style clipped objective."""
+    max_kl: float = 0.01
+    """TRPO: bound on the mean KL between the adapted policies before and after the update."""
+    cg_iters: int = 10
+    """TRPO: conjugate-gradient iterations."""
+    fvp: Literal["structured", "autograd"] = "structured"
+    """TRPO Fisher-vector product: "structured" (exact J^T F J form, one inner step at most) or
+    "autograd" (double backward through the adaptation, rl.trpo.fisher_vector_product)."""
+    cg_damping: float = 1e-5
+    """TRPO: damping added to the Fisher-vector product."""
+    ls_max_steps: int = 15
+    """TRPO: backtracking line-search steps."""
+    ls_backtrack_ratio: float = 0.8
+    """TRPO: step shrink factor per backtrack."""
+    ppo_epochs: int = 5
+    """PPO: epochs over the meta-batch, re-adapting each epoch."""
+    ppo_clip: float = 0.2
+    """PPO: ratio clip range."""
+    ppo_lr: float = 3e-3
+    """PPO: Adam learning rate for theta."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float | None = None
+    """GAE lambda; None uses plain discounted returns minus the baseline, as in the paper."""
+    normalize_advantages: bool = True
+    """Standardise advantages per task (over its valid steps)."""
+    observe_task: bool = False
+    """Append the task parameters to the observation (the oracle baseline)."""
+    eval_chunk: int = 50
+    """Tasks evaluated together in adaptation_curve / adapt (memory bound)."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "inner_steps", "cg_iters", "ls_max_steps", "ppo_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("meta_batch_size", "rollouts_per_task", "eval_chunk"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_kl <= 0 or self.inner_lr < 0 or not 0 < self.gamma <= 1:
+            raise ConfigError("need max_kl > 0, inner_lr >= 0 and 0 < gamma <= 1")
+        if not 0 < self.ls_backtrack_ratio < 1:
+            raise ConfigError(
+                f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio}"
+            )
+        if self.fvp not in ("structured", "autograd"):
+            raise ConfigError(f"fvp must be 'structured' or 'autograd', got {self.fvp!r}")
+        if self.outer not in ("trpo", "ppo"):
+            raise ConfigError(f"outer must be 'trpo' or 'ppo', got {self.outer!r}")
+
+
+@dataclasses.dataclass
+class Batch:
+    """Rollouts of G tasks x E episodes, time-major ``[H, G, E, ...]``, all detached."""
+
+    obs: torch.Tensor
+    """Policy inputs [H, G, E, D] (with the task appended when ``observe_task``)."""
+    actions: torch.Tensor
+    mask: torch.Tensor
+    """1.0 for steps of the first episode of each row, 0.0 after it ended [H, G, E]."""
+    advantages: torch.Tensor
+    dist: torch.Tensor
+    """Behaviour policy's distribution parameters [H, G, E, P]."""
+    logp: torch.Tensor
+    returns: torch.Tensor
+    """Mean undiscounted episode return per task [G]."""
+
+
+def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean over each task's steps and episodes (dims 0 and 2), then mean over tasks."""
+    per_task = (x * mask).sum((0, 2)) / mask.sum((0, 2)).clamp_min(1.0)
+    return per_task.mean()
+
+
+class MAMLRL(MetaLearner):
+    """MAML-RL learner: ``theta`` in ``self.params``, adaptation and updates as pure functions."""
+
+    name = "maml-rl"
+    default_eval_steps = 3
+    metric = "return"
+    higher_is_better = True
+
+    def __init__(self, config: MAMLRLConfig, *, seed: int = 0, device: str | torch.device = "cpu"):
+        super().__init__(config, seed=seed, device=device)
+        self.family = make_family(config.family)
+        obs_space = self.family.observation_space
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ConfigError(
+                f"maml-rl needs flat Box observations; {self.family.family_id} has {obs_space}"
+            )
+        self.task_dim = 0
+        if config.observe_task:
+            probe = self.family.sample_tasks(1, make_generator(0, "probe"))
+            self.task_dim = int(self.family.task_keys(probe).shape[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.name, "init"))
+            self.policy = MLPPolicy(
+                obs_space.shape[0] + self.task_dim,
+                self.family.action_space,
+                config.hidden,
+                config.activation,
+                config.init_log_std,
+            ).to(self.device)
+        self.spec = self.policy.spec
+        self.params: Params = {k: v.requires_grad_(True) for k, v in self.policy.params().items()}
+        self.optimizer = (
+            torch.optim.Adam(self.params.values(), lr=config.ppo_lr)
+            if config.outer == "ppo"
+            else None
+        )
+        self.generator = make_generator(self.seed, self.name, "actions", device=self.device)
+        self._envs: dict[int, BatchedEnv] = {}
+
+    # --- rollouts --------------------------------------------------------------------------
+    def _env(self, num_envs: int) -> BatchedEnv:
+        if num_envs not in self._envs:
+            self._envs[num_envs] = self.family.make_env(num_envs, self.device)
+        return self._envs[num_envs]
+
+    def rollouts(
+        self,
+        tasks: TaskBatch,
+        params: Params,
+        *,
+        per_task: bool,
+        env_seed: int,
+        generator: torch.Generator | None = None,
+        rollouts: int | None = None,
+    ) -> Batch:
+        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``)."""
+        c = self.config
+        gen = self.generator if generator is None else generator
+        num_tasks, per = len(tasks), rollouts or c.rollouts_per_task
+        horizon = self.family.max_episode_steps
+        env = self._env(num_tasks * per)
+        env.set_tasks(tasks[torch.arange(num_tasks).repeat_interleave(per)])
+        obs0 = env.reset(seed=env_seed)
+        task_obs = (
+            self.family.task_keys(tasks).to(self.device, torch.float32)[:, None, :]
+            if c.observe_task
+            else None
+        )
+
+        def observe(obs: torch.Tensor) -> torch.Tensor:  # [..., G*E, D] -> [..., G, E, D']
+            x = obs.to(torch.float32).reshape(*obs.shape[:-2], num_tasks, per, obs.shape[-1])
+            if task_obs is None:
+                return x
+            return torch.cat([x, task_obs.expand(*x.shape[:-1], self.task_dim)], dim=-1)
+
+        def act(obs: torch.Tensor, carry: None) -> tuple[torch.Tensor, dict[str, Any], None]:
+            x = observe(obs)
+            if per_task:
+                dist = batched_policy_dist(self.policy, params, x)
+            else:
+                dist = policy_dist(self.policy, params, x)
+            dist = dist.reshape(num_tasks * per, -1)
+            return heads.sample(self.spec, dist, gen), {"dist": dist}, carry
+
+        with torch.no_grad():
+            ro, _, _ = collect(env, act, obs0, None, horizon)
+            done = ro.done
+            mask = first_episode_mask(done).to(torch.float32)
+            rewards = ro.rewards.to(torch.float32) * mask
+            rtg = discounted_returns(rewards, done, c.gamma)
+            shape = (horizon, num_tasks, per)
+            env_obs = ro.obs.to(torch.float32).reshape(*shape, -1)
+            timestep = torch.arange(horizon, device=self.device)[:, None, None].expand(shape)
+            values = linear_baseline_values(
+                env_obs, timestep, rtg.reshape(shape), mask.reshape(shape)
+            )
+            if c.gae_lambda is None:
+                adv = rtg.reshape(shape) - values
+            else:
+                values_flat = values.reshape(horizon, -1)
+                next_values = torch.cat([values_flat[1:], torch.zeros_like(values_flat[:1])])
+                adv = gae(rewards, values_flat, next_values, done, done, c.gamma, c.gae_lambda)
+                adv = adv.reshape(shape)
+            mask = mask.reshape(shape)
+            if c.normalize_advantages:
+                adv = vmap(normalize, in_dims=(1, 1), out_dims=1)(adv, mask) * mask
+            dist = ro.extras["dist"].reshape(*shape, -1)
+            actions = ro.actions.reshape(*shape, *ro.actions.shape[2:])
+            return Batch(
+                obs=observe(ro.obs),
+                actions=actions,
+                mask=mask,
+                advantages=adv,
+                dist=dist,
+                logp=heads.log_prob(self.spec, dist, actions),
+                returns=rewards.sum(0).reshape(num_tasks, per).mean(1),
+            )
+
+    # --- inner loop: VPG steps, vmapped over tasks ----------------------------------------------
+    def task_loss(
+        self,
+        params: Params,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """One task's VPG loss ``-mean(log pi(a|s) * A)`` over its valid steps ``[H, E]``."""
+        logp = heads.log_prob(self.spec, policy_dist(self.policy, params, obs), actions)
+        return vpg_loss(logp, advantages, mask)
+
+    def adapt_params(
+        self,
+        params: Params,
+        batches: list[Batch],
+        lrs: list[float],
+        *,
+        first_order: bool,
+        shared: bool = True,
+        num_tasks: int | None = None,
+    ) -> Params:
+        """``phi_g`` after one VPG step per batch: ``phi <- phi - lr * grad L_g(phi)``, all tasks at once.
+
+        ``params`` are shared by all tasks (``shared``) or already per task ``[G, ...]``. The result
+        is differentiable with respect to ``params`` (second order) unless ``first_order``, which
+        detaches the inner gradient. With no batches the shared parameters are expanded to ``[G, ...]``.
+        """
+        if not batches:
+            if not shared:
+                return params
+            g = num_tasks if num_tasks is not None else 1
+            return {k: v.expand(g, *v.shape) for k, v in params.items()}
+        grad_fn = grad(self.task_loss)
+        in_dim: int | None = None if shared else 0
+        for batch, lr in zip(batches, lrs, strict=True):
+            grads = vmap(grad_fn, in_dims=(in_dim, 1, 1, 1, 1))(
+                params, batch.obs, batch.actions, batch.advantages, batch.mask
+            )
+            params = {
+                k: params[k] - lr * (grads[k].detach() if first_order else grads[k]) for k in params
+            }
+            in_dim = 0
+        return params
+
+    # --- outer objectives -----------------------------------------------------------------------
+    def _adapted_dist(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
+        c = self.config
+        adapted = self.adapt_params(
+            params,
+            pre,
+            [c.inner_lr] * len(pre),
+            first_order=c.first_order,
+            num_tasks=post.obs.shape[1],
+        )
+        return batched_policy_dist(self.policy, adapted, post.obs, task_dim=1)
+
+    def surrogate_loss(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
+        """Minus the importance-weighted return of the re-adapted policies on the post-update data."""
+        logp = heads.log_prob(self.spec, self._adapted_dist(params, pre, post), post.actions)
+        return -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
+
+    def mean_kl(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
+        """Mean KL(adapted before the update || re-adapted with ``params``) on post-update states."""
+        new = self._adapted_dist(params, pre, post)
+        return task_mean(heads.kl(self.spec, post.dist, new), post.mask)
+
+    def structured_fvp(
+        self, theta: Params, pre: list[Batch], post: Batch, damping: float
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``v -> H v + damping * v``, ``H`` the Hessian at ``theta`` of :meth:`mean_kl`, exactly.
+
+        ``mean_kl(theta') = mean_g KL_g(phi_g(theta'))`` and the gradient of ``KL_g`` vanishes at
+        the data-collecting ``phi_g``, so its Hessian is ``mean_g J_g^T F_g J_g`` with ``F_g`` the
+        Fisher of task g's adapted policy on its post-update states and ``J_g = I - alpha H^in_g``
+        the Jacobian of one inner step (``H^in_g`` the inner loss' Hessian; ``J_g = I`` for
+        first-order MAML or no inner step). Each product costs two inner Hessian-vector products
+        and one Fisher-vector product, all second-order; differentiating the KL's gradient through
+        the inner step (``rl.trpo.fisher_vector_product``) also computes third-order terms that
+        multiply the vanishing gradient (tested equal, ~1.5-2.5x slower here). One inner step only.
+        """
+        c = self.config
+        names = list(theta)
+        num_tasks = post.obs.shape[1]
+        second_order = bool(pre) and not c.first_order
+        if len(pre) > 1:
+            raise ConfigError(
+                "the structured Fisher product supports inner_steps <= 1; use fvp='autograd'"
+            )
+        with torch.enable_grad():
+            phi = self.adapt_params(
+                theta, pre, [c.inner_lr] * len(pre), first_order=True, num_tasks=num_tasks
+            )
+            phi_leaves = [phi[k].detach().clone().requires_grad_() for k in names]
+            new = batched_policy_dist(
+                self.policy, dict(zip(names, phi_leaves, strict=True)), post.obs, 1
+            )
+            kl = task_mean(heads.kl(self.spec, post.dist, new), post.mask)
+            kl_grad = torch.autograd.grad(kl, phi_leaves, create_graph=True)
+            if second_order:
+                # per-task copies of theta: d(sum_g L_g)/d theta_g is task g's inner gradient
+                copies = [
+                    theta[k].detach().expand(num_tasks, *theta[k].shape).clone().requires_grad_()
+                    for k in names
+                ]
+                b = pre[0]
+                dist = batched_policy_dist(
+                    self.policy, dict(zip(names, copies, strict=True)), b.obs, 1
+                )
+                logp = heads.log_prob(self.spec, dist, b.actions)
+                inner = vmap(vpg_loss, in_dims=(1, 1, 1))(logp, b.advantages, b.mask).sum()
+                inner_grad = torch.autograd.grad(inner, copies, create_graph=True)
+
+        def dot(xs: tuple[torch.Tensor, ...], ys: list[torch.Tensor]) -> torch.Tensor:
+            return sum((x * y.detach()).sum() for x, y in zip(xs, ys, strict=True))  # type: ignore[return-value]
+
+        def jacobian_t(w: list[torch.Tensor]) -> list[torch.Tensor]:  # J_g w_g (J_g symmetric)
+            if not second_order:
+                return w
+            with torch.enable_grad():
+                hw = torch.autograd.grad(dot(inner_grad, w), copies, retain_graph=True)
+            return [a - c.inner_lr * h for a, h in zip(w, hw, strict=True)]
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            shared = unflat(v, [theta[k] for k in names])
+            u = jacobian_t([x.expand(num_tasks, *x.shape) for x in shared])
+            with torch.enable_grad():
+                fu = list(torch.autograd.grad(dot(kl_grad, u), phi_leaves, retain_graph=True))
+            return flat([x.sum(0) for x in jacobian_t(fu)]) + damping * v
+
+        return fvp
+
+    def _trpo_update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+        c = self.config
+        names = list(self.params)
+
+        def as_dict(values: list[torch.Tensor]) -> Params:
+            return dict(zip(names, values, strict=True))
+
+        if c.fvp == "autograd" or len(pre) > 1:
+            new, info = trpo_step(
+                [self.params[k].detach() for k in names],
+                lambda v: self.surrogate_loss(as_dict(v), pre, post),
+                lambda v: self.mean_kl(as_dict(v), pre, post),
+                max_kl=c.max_kl,
+                damping=c.cg_damping,
+                cg_iters=c.cg_iters,
+                max_backtracks=c.ls_max_steps,
+                backtrack_ratio=c.ls_backtrack_ratio,
+            )
+        else:
+            new, info = self._structured_trpo_step(pre, post)
+        with torch.no_grad():
+            for k, v in zip(names, new, strict=True):
+                self.params[k].copy_(v)
+        return info
+
+    def _structured_trpo_step(
+        self, pre: list[Batch], post: Batch
+    ) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        """rl.trpo's step (CG on the damped Fisher, scaled to max_kl, line search) with
+        :meth:`structured_fvp` and one re-adaptation per line-search trial for loss and KL."""
+        c = self.config
+        names = list(self.params)
+        theta = {k: v.detach() for k, v in self.params.items()}
+        leaves = [theta[k].clone().requires_grad_() for k in names]
+        with torch.enable_grad():
+            loss = self.surrogate_loss(dict(zip(names, leaves, strict=True)), pre, post)
+            g = flat(torch.autograd.grad(loss, leaves))
+        fvp = self.structured_fvp(theta, pre, post, c.cg_damping)
+        direction = conjugate_gradient(fvp, -g, iters=c.cg_iters)
+        quad = 0.5 * direction.dot(fvp(direction))
+        scale = torch.sqrt(c.max_kl / quad.clamp(min=torch.finfo(quad.dtype).tiny))
+        full_step = torch.where(quad > 0, scale, torch.zeros_like(scale)) * direction
+        expected_improve = -g.dot(full_step)
+
+        def loss_and_kl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                dist = self._adapted_dist(
+                    dict(zip(names, unflat(x, leaves), strict=True)), pre, post
+                )
+                logp = heads.log_prob(self.spec, dist, post.actions)
+                surrogate = -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
+                return surrogate, task_mean(heads.kl(self.spec, post.dist, dist), post.mask)
+
+        x_new, info = line_search(
+            loss_and_kl,
+            flat(leaves).detach(),
+            full_step.detach(),
+            expected_improve,
+            c.max_kl,
+            max_backtracks=c.ls_max_steps,
+            ratio=c.ls_backtrack_ratio,
+            loss_before=float(loss.detach()),
+        )
+        info.update(expected_improve=float(expected_improve), grad_norm=float(g.norm()))
+        return [t.clone() for t in unflat(x_new, leaves)], info
+
+    def _ppo_update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+        c = self.config
+        assert self.optimizer is not None
+        info: dict[str, Any] = {}
+        for _ in range(c.ppo_epochs):
+            dist = self._adapted_dist(self.params, pre, post)
+            logp = heads.log_prob(self.spec, dist, post.actions)
+            loss, info = ppo_clip_loss(logp, post.logp, post.advantages, c.ppo_clip, post.mask)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return {"loss_after": loss.detach(), **info}
+
+    # --- one meta-iteration -------------------------------------------------------------------
+    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
+        c = self.config
+        it = self.iteration
+        tasks = self.family.tasks(
+            c.meta_batch_size,
+            "train",
+            seed=derive_seed(self.seed, self.name, "tasks", it),
+            device=self.device,
+        )
+        theta = {k: v.detach() for k, v in self.params.items()}
+        pre: list[Batch] = []
+        phi, shared = theta, True
+        for k in range(c.inner_steps):
+            pre.append(
+                self.rollouts(
+                    tasks,
+                    phi,
+                    per_task=not shared,
+                    env_seed=derive_seed(self.seed, self.name, "env", it, k),
+                )
+            )
+            with torch.no_grad():
+                phi = self.adapt_params(
+                    phi, pre[-1:], [c.inner_lr], first_order=True, shared=shared
+                )
+            shared = False
+        post = self.rollouts(
+            tasks,
+            phi,
+            per_task=not shared,
+            env_seed=derive_seed(self.seed, self.name, "env", it, "post"),
+        )
+        info = self._trpo_update(pre, post) if c.outer == "trpo" else self._ppo_update(pre, post)
+        self.iteration += 1
+        metrics: dict[str, float | torch.Tensor] = {
+            "return_pre": (pre[0] if pre else post).returns.mean(),
+            "return_post": post.returns.mean(),
+        }
+        metrics.update({k: v for k, v in info.items() if isinstance(v, float | int | torch.Tensor)})
+        return metrics
+
+    # --- evaluation hooks -----------------------------------------------------------------------
+    def _eval_lr(self, step: int) -> float:
+        lrs = self.config.eval_inner_lrs or (self.config.inner_lr,)
+        return float(lrs[min(step, len(lrs) - 1)])
+
+    def _adapt_chunk(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> tuple[Params, torch.Tensor]:
+        """Adapt ``steps`` times on fresh rollouts; returns (params [G, ...], returns [G, steps+1])."""
+        theta = {k: v.detach() for k, v in self.params.items()}
+        phi, shared = theta, True
+        returns = []
+        for k in range(steps + 1):
+            env_seed = int(torch.randint(2**62, (1,), generator=generator).item())
+            batch = self.rollouts(
+                tasks, phi, per_task=not shared, env_seed=env_seed, generator=generator
+            )
+            returns.append(batch.returns)
+            if k < steps:
+                with torch.no_grad():
+                    phi = self.adapt_params(
+                        phi, [batch], [self._eval_lr(k)], first_order=True, shared=shared
+                    )
+                shared = False
+        if shared:
+            phi = self.adapt_params(phi, [], [], first_order=True, num_tasks=len(tasks))
+        return phi, torch.stack(returns, dim=1)
+
+    def _chunks(self, tasks: TaskBatch) -> list[TaskBatch]:
+        size = self.config.eval_chunk
+        return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+    def adaptation_curve(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Mean return of ``E`` rollouts after 0..steps inner steps, ``[num_tasks, steps + 1]``."""
+        if steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {steps}")
+        tasks = tasks.to(self.device)
+        return torch.cat([self._adapt_chunk(t, steps, generator)[1] for t in self._chunks(tasks)])
+
+    def adapt(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The adapted parameters after ``steps`` inner steps, each ``[num_tasks, ...]``."""
+        if steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {steps}")
+        tasks = tasks.to(self.device)
+        parts = [self._adapt_chunk(t, steps, generator)[0] for t in self._chunks(tasks)]
+        return {k: torch.cat([p[k] for p in parts]).contiguous() for k in parts[0]}
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "generator": generator_state(self.generator),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = set(self.params) ^ set(state["params"])
+        if missing:
+            raise ConfigError(f"checkpoint parameters do not match this policy: {sorted(missing)}")
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+        if self.optimizer is not None and state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        set_generator_state(self.generator, state["generator"])
+        self.iteration = int(state["iteration"])
+
+
+register_algo(
+    AlgoSpec(
+        name="maml-rl",
+        config_cls=MAMLRLConfig,
+        learner_cls=MAMLRL,
+        description="MAML for RL: VPG inner steps vmapped over tasks, TRPO or PPO outer loop",
+        kind="rl",
+    )
+)
+
+__all__ = ["MAMLRL", "Batch", "MAMLRLConfig", "task_mean"]

@@ -1,0 +1,422 @@
+"""``adaptrl bench maml-speed``: seconds per MAML-TRPO meta-iteration on ``nav2d-goal-v0``.
+
+The configuration is the 2D-navigation config of the widely used pytorch-maml-rl: 20 tasks x 20
+rollouts, H = 100, a 64-64 tanh Gaussian policy, one inner VPG step (lr 0.1), TRPO with max KL
+0.01, 10 conjugate-gradient iterations, damping 1e-5 and up to 15 line-search steps (ratio 0.8).
+Three things are timed in the same run:
+
+* **ours**: :class:`~adaptrl.algos.maml_rl.MAMLRL` (one batched env of 400 rows, per-task parameters
+  by ``vmap``, the inner gradient by ``torch.func.grad`` vmapped over tasks);
+* **reference**: :class:`ReferenceMAMLTRPO`, the straightforward implementation: a Python loop over
+  tasks, each sampling its 20 rollouts from Gymnasium's ``SyncVectorEnv`` of plain NumPy envs
+  (NumPy -> torch -> policy -> NumPy every step), adapting with ``torch.autograd.grad(...,
+  create_graph=True)`` one task at a time, and the TRPO loss / KL looping over tasks again. It uses
+  the same math kernels (returns, linear baseline, CG, line search) and the same TRPO solver as ours,
+  so the ratio measures the data path, not different algorithms;
+* **floor**: the rollouts' policy-forward cost alone: 2 x H forwards + samples at batch 400 (shared
+  parameters before adaptation, per-task parameters after), what any implementation pays.
+
+Memory: resident set size after every one of ours' iterations, live tensor bytes, and Python's
+traced allocations (``tracemalloc``) over extra iterations; none may grow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import statistics
+import time
+import tracemalloc
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.bench.throughput import RefNav2DEnv
+from adaptrl.core.progress import print_table, progress
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.seeding import derive_seed, make_generator
+from adaptrl.envs.nav2d import Nav2DConfig
+from adaptrl.nn import heads
+from adaptrl.nn.policies import Params, batched_policy_dist, policy_dist
+from adaptrl.rl.baseline import linear_baseline_values
+from adaptrl.rl.losses import vpg_loss
+from adaptrl.rl.returns import discounted_returns, normalize
+from adaptrl.rl.trpo import trpo_step
+
+BENCHMARK = "maml-speed"
+TARGET_SECONDS = 0.3
+"""Ours must take at most this many seconds per meta-iteration."""
+PYTORCH_MAML_RL_SECONDS = (9.0, 10.0)
+"""pytorch-maml-rl's own time per meta-iteration on this kind of 2-core machine (issue text)."""
+
+
+def speed_config(iterations: int = 200) -> MAMLRLConfig:
+    """pytorch-maml-rl's 2D-navigation configuration."""
+    return MAMLRLConfig(
+        family=Nav2DConfig(),
+        iterations=iterations,
+        meta_batch_size=20,
+        rollouts_per_task=20,
+        hidden=(64, 64),
+        activation="tanh",
+        inner_steps=1,
+        inner_lr=0.1,
+        max_kl=0.01,
+        cg_iters=10,
+        cg_damping=1e-5,
+        ls_max_steps=15,
+        ls_backtrack_ratio=0.8,
+    )
+
+
+# --- the in-run reference: per-task loops over SyncVectorEnv ----------------------------------
+class ReferenceMAMLTRPO:
+    """Straightforward MAML-TRPO: one task at a time, Gymnasium ``SyncVectorEnv`` rollouts."""
+
+    def __init__(self, config: MAMLRLConfig, seed: int = 0):
+        fam = config.family
+        assert isinstance(fam, Nav2DConfig)
+        self.c, self.fam, self.seed, self.iteration = config, fam, seed, 0
+        self.learner_shell = MAMLRL(config, seed=seed)  # same initial policy and task draws
+        self.policy = self.learner_shell.policy
+        self.spec = self.policy.spec
+        self.params: Params = {k: v.detach().clone() for k, v in self.learner_shell.params.items()}
+        self.gen = make_generator(seed, "reference", "actions")
+        self.vec = SyncVectorEnv(
+            [
+                partial(
+                    RefNav2DEnv,
+                    np.zeros(2),
+                    fam.max_action,
+                    fam.horizon,
+                    fam.goal_radius,
+                    fam.reward,
+                )
+                for _ in range(config.rollouts_per_task)
+            ],
+            copy=False,
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        )
+
+    def sample(self, goal: np.ndarray, params: Params, seed: int) -> dict[str, torch.Tensor]:
+        """E episodes of one task; arrays [T, E, ...], steps after an episode's end masked out."""
+        e = self.c.rollouts_per_task
+        self.vec.set_attr("goal", [goal.astype(np.float32)] * e)
+        obs, _ = self.vec.reset(seed=seed)
+        alive = np.ones(e, dtype=bool)
+        rows: dict[str, list[Any]] = {"obs": [], "actions": [], "rewards": [], "mask": []}
+        for _ in range(self.fam.horizon):
+            o = torch.as_tensor(obs, dtype=torch.float32)
+            with torch.no_grad():
+                action = heads.sample(self.spec, policy_dist(self.policy, params, o), self.gen)
+            obs, reward, term, trunc, _ = self.vec.step(action.numpy())
+            rows["obs"].append(o)
+            rows["actions"].append(action)
+            rows["rewards"].append(torch.as_tensor(reward * alive, dtype=torch.float32))
+            rows["mask"].append(torch.as_tensor(alive, dtype=torch.float32))
+            alive = alive & ~(term | trunc)
+            if not alive.any():
+                break
+        out = {k: torch.stack(v) for k, v in rows.items()}
+        t = out["rewards"].shape[0]
+        cut = torch.zeros_like(out["mask"], dtype=torch.bool)
+        rtg = discounted_returns(out["rewards"], cut, self.c.gamma)
+        timestep = torch.arange(t)[:, None].expand(t, e)
+        values = linear_baseline_values(
+            out["obs"][:, None], timestep[:, None], rtg[:, None], out["mask"][:, None]
+        )[:, 0]
+        out["advantages"] = normalize(rtg - values, out["mask"]) * out["mask"]
+        with torch.no_grad():
+            dist = policy_dist(self.policy, params, out["obs"])
+        out["dist"] = dist
+        out["logp"] = heads.log_prob(self.spec, dist, out["actions"])
+        return out
+
+    def adapt(self, params: Params, ep: dict[str, torch.Tensor], create_graph: bool) -> Params:
+        logp = heads.log_prob(self.spec, policy_dist(self.policy, params, ep["obs"]), ep["actions"])
+        loss = vpg_loss(logp, ep["advantages"], ep["mask"])
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+        return {k: p - self.c.inner_lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
+
+    def step(self) -> dict[str, float]:
+        c = self.c
+        tasks = self.learner_shell.family.tasks(
+            c.meta_batch_size,
+            "train",
+            seed=derive_seed(self.seed, "maml-rl", "tasks", self.iteration),
+        )
+        goals = tasks.goal.numpy()
+        theta = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
+        data = []
+        for g, goal in enumerate(goals):
+            train = self.sample(goal, self.params, seed=derive_seed(self.seed, self.iteration, g))
+            phi = {k: v.detach() for k, v in self.adapt(theta, train, create_graph=False).items()}
+            valid = self.sample(goal, phi, seed=derive_seed(self.seed, self.iteration, g, "post"))
+            data.append((train, valid))
+        names = list(self.params)
+
+        def per_task(values: list[torch.Tensor], kind: str) -> torch.Tensor:
+            params = dict(zip(names, values, strict=True))
+            total = torch.zeros(())
+            for train, valid in data:
+                phi = self.adapt(params, train, create_graph=True)
+                dist = policy_dist(self.policy, phi, valid["obs"])
+                if kind == "loss":
+                    ratio = torch.exp(
+                        heads.log_prob(self.spec, dist, valid["actions"]) - valid["logp"]
+                    )
+                    x = -ratio * valid["advantages"]
+                else:
+                    x = heads.kl(self.spec, valid["dist"], dist)
+                total = total + (x * valid["mask"]).sum() / valid["mask"].sum()
+            return total / len(data)
+
+        new, info = trpo_step(
+            [self.params[k] for k in names],
+            partial(per_task, kind="loss"),
+            partial(per_task, kind="kl"),
+            max_kl=c.max_kl,
+            damping=c.cg_damping,
+            cg_iters=c.cg_iters,
+            max_backtracks=c.ls_max_steps,
+            backtrack_ratio=c.ls_backtrack_ratio,
+        )
+        self.params = {k: v.detach() for k, v in zip(names, new, strict=True)}
+        self.iteration += 1
+        return {k: float(v) for k, v in info.items() if isinstance(v, int | float | torch.Tensor)}
+
+    def close(self) -> None:
+        self.vec.close()
+
+
+# --- measurements -----------------------------------------------------------------------------
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def live_tensor_bytes() -> int:
+    """Bytes held by tensors reachable from Python objects (torch has no CPU allocator stats)."""
+    total = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # isinstance() on deprecated torch aliases warns
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, torch.Tensor) and not obj.is_meta:
+                    total += obj.untyped_storage().nbytes()
+            except (RuntimeError, ReferenceError):
+                continue
+    return total
+
+
+def time_floor(learner: MAMLRL, repeats: int = 5) -> float:
+    """Seconds for the rollouts' policy forwards and samples alone (2 x H steps at batch G*E)."""
+    c = learner.config
+    g, e, h = c.meta_batch_size, c.rollouts_per_task, learner.family.max_episode_steps
+    obs = torch.zeros(g, e, 2)
+    theta = {k: v.detach() for k, v in learner.params.items()}
+    phi = {k: v.expand(g, *v.shape).clone() for k, v in theta.items()}
+    gen = make_generator(0, "floor")
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(h):
+                heads.sample(
+                    learner.spec, policy_dist(learner.policy, theta, obs).reshape(g * e, -1), gen
+                )
+            for _ in range(h):
+                d = batched_policy_dist(learner.policy, phi, obs)
+                heads.sample(learner.spec, d.reshape(g * e, -1), gen)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "autograd-fvp": {"fvp": "autograd"},
+    "first-order": {"first_order": True},
+}
+"""Other configurations timed beside ours: rl.trpo's double-backward Fisher product, and FOMAML."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MAMLSpeedConfig:
+    """Seconds per MAML-TRPO meta-iteration on nav2d: ours vs a per-task SyncVectorEnv reference."""
+
+    quick: bool = False
+    """CI-sized run: at most 12 of ours' iterations, 1 reference iteration."""
+    iterations: int = 200
+    """Meta-iterations of ours (timed and memory-tracked)."""
+    reference_iterations: int = 3
+    """Meta-iterations of the reference (each takes seconds)."""
+    traced_iterations: int = 20
+    """Extra iterations of ours run under tracemalloc."""
+    variants: tuple[str, ...] = ("autograd-fvp", "first-order")
+    """Variants of ours also timed (autograd-fvp, first-order)."""
+    variant_iterations: int = 3
+    """Timed iterations of each variant (after one warm-up)."""
+    seed: int = 0
+    """Seed of both learners (same initial policy and task draws)."""
+    threads: int = 1
+    """torch threads (the machine is shared)."""
+    out: Path = Path("results/bench/maml-speed")
+    """Directory for results.json and report.md."""
+
+
+def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
+    torch.set_num_threads(cfg.threads)
+    iters = min(12, cfg.iterations) if cfg.quick else cfg.iterations
+    ref_iters = 1 if cfg.quick else cfg.reference_iterations
+    traced = min(3, cfg.traced_iterations) if cfg.quick else cfg.traced_iterations
+    warmup = 2
+    config = speed_config(iters)
+
+    ours = MAMLRL(config, seed=cfg.seed)
+    times, rss, kls, accepted = [], [], [], []
+    for _ in progress(range(warmup + iters), description="maml-speed: ours", total=warmup + iters):
+        t0 = time.perf_counter()
+        m = ours.meta_train_step()
+        times.append(time.perf_counter() - t0)
+        rss.append(rss_bytes())
+        kls.append(float(m.get("kl", float("nan"))))
+        accepted.append(bool(m.get("accepted", True)))
+    times, rss = times[warmup:], rss[warmup:]
+    tensors_before = live_tensor_bytes()
+    tracemalloc.start()
+    ours.meta_train_step()
+    trace_first = tracemalloc.get_traced_memory()[0]
+    for _ in range(traced - 1):
+        ours.meta_train_step()
+    trace_last, trace_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    tensors_after = live_tensor_bytes()
+    floor = time_floor(ours)
+
+    variants: dict[str, float] = {}
+    for name, overrides in VARIANTS.items():
+        if name not in cfg.variants:
+            continue
+        learner = MAMLRL(dataclasses.replace(config, **overrides), seed=cfg.seed)
+        vt = []
+        for _ in range(1 + min(cfg.variant_iterations, iters)):
+            t0 = time.perf_counter()
+            learner.meta_train_step()
+            vt.append(time.perf_counter() - t0)
+        variants[name] = statistics.median(vt[1:])
+
+    ref = ReferenceMAMLTRPO(config, seed=cfg.seed)
+    ref_times = []
+    for _ in progress(range(ref_iters), description="maml-speed: reference", total=ref_iters):
+        t0 = time.perf_counter()
+        ref.step()
+        ref_times.append(time.perf_counter() - t0)
+    ref.close()
+
+    ours_s = statistics.median(times)
+    ref_s = statistics.median(ref_times)
+    half = len(rss) // 2
+    result = {
+        "benchmark": BENCHMARK,
+        "config": dataclasses.asdict(config) | {"family": dataclasses.asdict(config.family)},
+        "ours_seconds_per_iteration": {
+            "median": ours_s,
+            "mean": statistics.fmean(times),
+            "p90": float(np.quantile(times, 0.9)),
+            "iterations": len(times),
+        },
+        "reference_seconds_per_iteration": {"median": ref_s, "all": ref_times},
+        "variants_seconds_per_iteration": variants,
+        "floor_seconds_per_iteration": floor,
+        "speedup_vs_reference": ref_s / ours_s,
+        "ours_over_floor": ours_s / floor,
+        "target_seconds": TARGET_SECONDS,
+        "meets_target": ours_s <= TARGET_SECONDS,
+        "pytorch_maml_rl_seconds_issue": list(PYTORCH_MAML_RL_SECONDS),
+        "trpo": {"mean_kl": float(np.nanmean(kls)), "accepted_fraction": float(np.mean(accepted))},
+        "memory": {
+            "rss_mb_first": rss[0] / 2**20,
+            "rss_mb_last": rss[-1] / 2**20,
+            "rss_mb_peak": max(rss) / 2**20,
+            "rss_mb_peak_first_half": max(rss[:half] or rss) / 2**20,
+            "rss_mb_peak_second_half": max(rss[half:]) / 2**20,
+            "live_tensor_mb_before_traced": tensors_before / 2**20,
+            "live_tensor_mb_after_traced": tensors_after / 2**20,
+            "tracemalloc_mb_after_first_traced": trace_first / 2**20,
+            "tracemalloc_mb_after_last_traced": trace_last / 2**20,
+            "tracemalloc_mb_peak": trace_peak / 2**20,
+            "traced_iterations": traced,
+        },
+        "provenance": provenance(seeds=[cfg.seed]),
+    }
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    write_json(cfg.out / "results.json", result)
+    mem = result["memory"]
+    rows = [
+        [
+            "ours (batched, vmap)",
+            f"{ours_s:.3f}",
+            f"{ref_s / ours_s:.1f}x",
+            f"{ours_s / floor:.1f}x",
+        ],
+        ["reference (per-task SyncVectorEnv)", f"{ref_s:.3f}", "1.0x", f"{ref_s / floor:.1f}x"],
+        *[
+            [f"ours, {name}", f"{v:.3f}", f"{ref_s / v:.1f}x", f"{v / floor:.1f}x"]
+            for name, v in variants.items()
+        ],
+        [
+            "floor (policy forwards of the rollouts)",
+            f"{floor:.3f}",
+            f"{ref_s / floor:.1f}x",
+            "1.0x",
+        ],
+    ]
+    print_table(
+        f"maml-speed: nav2d, 20 tasks x 20 rollouts, H=100 ({len(times)} iterations of ours)",
+        ["implementation", "s / meta-iteration", "speed-up vs reference", "x floor"],
+        rows,
+    )
+    md = [
+        f"# {BENCHMARK}",
+        "",
+        "| implementation | s / meta-iteration | speed-up vs reference | x floor |",
+        "|---|---|---|---|",
+        *[f"| {' | '.join(r)} |" for r in rows],
+        "",
+        f"Target: <= {TARGET_SECONDS} s per meta-iteration: {'met' if ours_s <= TARGET_SECONDS else 'NOT met'}. "
+        f"Ours: median of {len(times)} iterations (p90 {result['ours_seconds_per_iteration']['p90']:.3f} s); "
+        f"reference: median of {len(ref_times)}.",
+        "",
+        f"Memory over {len(times)} iterations: RSS {mem['rss_mb_first']:.1f} MB after the first, "
+        f"{mem['rss_mb_last']:.1f} MB after the last, peak {mem['rss_mb_peak_first_half']:.1f} MB "
+        f"(first half) / {mem['rss_mb_peak_second_half']:.1f} MB (second half); live tensors "
+        f"{mem['live_tensor_mb_before_traced']:.2f} -> {mem['live_tensor_mb_after_traced']:.2f} MB; "
+        f"tracemalloc {mem['tracemalloc_mb_after_first_traced']:.2f} -> "
+        f"{mem['tracemalloc_mb_after_last_traced']:.2f} MB over {traced} traced iterations.",
+    ]
+    (cfg.out / "report.md").write_text("\n".join(md) + "\n")
+    return result
+
+
+def _run(cfg: MAMLSpeedConfig) -> int:
+    run_maml_speed(cfg)
+    return 0
+
+
+register_bench(
+    BenchSpec(
+        name=BENCHMARK,
+        config_cls=MAMLSpeedConfig,
+        run=_run,
+        description="s per MAML-TRPO meta-iteration on nav2d vs a per-task SyncVectorEnv reference",
+    )
+)
+
+__all__ = ["MAMLSpeedConfig", "ReferenceMAMLTRPO", "run_maml_speed", "speed_config"]
