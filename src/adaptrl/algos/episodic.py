@@ -146,8 +146,9 @@ class EpisodicLearner(MetaLearner):
 
 class SupportSetClassifier(EpisodicLearner):
     """An :class:`EpisodicLearner` on a classification family that adapts by reading the support
-    set: no inner steps, so ``adaptation_curve`` is one column, the query accuracy of
-    :meth:`query_logits`."""
+    set. Training minimises :meth:`query_loss` of :meth:`query_logits` on episodes shaped by
+    :meth:`train_episode_shape`; there are no inner steps, so ``adaptation_curve`` is one column,
+    the query accuracy."""
 
     metric = "accuracy"
     higher_is_better = True
@@ -164,6 +165,31 @@ class SupportSetClassifier(EpisodicLearner):
     def query_logits(self, batch: FewShotBatch) -> torch.Tensor:
         """Scores ``[T, Q, ways]`` of the batch's queries given its support sets (argmax = class)."""
         raise NotImplementedError
+
+    def query_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training loss of :meth:`query_logits`' scores against the ``[T, Q]`` labels."""
+        raise NotImplementedError
+
+    def train_episode_shape(self) -> dict[str, int | None]:
+        """``ways`` (and optionally ``shots`` / ``queries``) of training episodes; None is the
+        family's value."""
+        return {"ways": self.config.train_ways}
+
+    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
+        """One Adam step on the query loss of ``tasks_per_batch`` training episodes."""
+        batch = self.family.sample(
+            self.config.tasks_per_batch,
+            "train",
+            generator=self.generator,
+            device=self.device,
+            **self.train_episode_shape(),
+        )
+        self.net.train()
+        scores = self.query_logits(batch)
+        loss = self.query_loss(scores, batch.query_y)
+        self.optimizer_step(loss)
+        self.iteration += 1
+        return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), batch.query_y).mean()}
 
     def eval_chunks(
         self, fn: Callable[[FewShotBatch], torch.Tensor], tasks: FewShotBatch

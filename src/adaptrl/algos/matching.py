@@ -22,7 +22,6 @@ from torch import nn
 
 from adaptrl.algos.episodic import (
     SupportSetClassifier,
-    accuracy,
     check_episode_config,
     embed_episodes,
     embedding_net,
@@ -167,21 +166,8 @@ class MatchingLearner(SupportSetClassifier):
     def query_logits(self, batch: FewShotBatch) -> torch.Tensor:
         return self.net(batch)
 
-    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
-        cfg = self.config
-        batch = self.family.sample(
-            cfg.tasks_per_batch,
-            "train",
-            generator=self.generator,
-            device=self.device,
-            ways=cfg.train_ways,
-        )
-        self.net.train()
-        probs = self.net(batch)
-        loss = matching_loss(probs, batch.query_y)
-        self.optimizer_step(loss)
-        self.iteration += 1
-        return {"loss": loss.detach(), "accuracy": accuracy(probs.detach(), batch.query_y).mean()}
+    def query_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return matching_loss(scores, labels)
 
     @torch.no_grad()
     def adapt(

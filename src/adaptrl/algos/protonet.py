@@ -20,7 +20,6 @@ import tyro
 
 from adaptrl.algos.episodic import (
     SupportSetClassifier,
-    accuracy,
     check_episode_config,
     embed_episodes,
     embedding_net,
@@ -104,23 +103,12 @@ class ProtoNetLearner(SupportSetClassifier):
     def query_logits(self, batch: FewShotBatch) -> torch.Tensor:
         return episode_logits(self.net, batch)
 
-    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
+    def query_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(scores.flatten(0, 1), labels.flatten())
+
+    def train_episode_shape(self) -> dict[str, int | None]:
         cfg = self.config
-        batch = self.family.sample(
-            cfg.tasks_per_batch,
-            "train",
-            generator=self.generator,
-            device=self.device,
-            ways=cfg.train_ways,
-            shots=cfg.train_shots,
-            queries=cfg.train_queries,
-        )
-        self.net.train()
-        logits = episode_logits(self.net, batch)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
-        self.optimizer_step(loss)
-        self.iteration += 1
-        return {"loss": loss.detach(), "accuracy": accuracy(logits.detach(), batch.query_y).mean()}
+        return {"ways": cfg.train_ways, "shots": cfg.train_shots, "queries": cfg.train_queries}
 
     @torch.no_grad()
     def adapt(
