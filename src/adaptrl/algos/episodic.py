@@ -8,6 +8,7 @@ registers nothing); each algorithm file keeps its own kernels and training step.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
@@ -162,13 +163,13 @@ class SupportSetClassifier(EpisodicLearner):
                 "(use glyphs-v0 or imagefolder)"
             )
 
+    @abc.abstractmethod
     def query_logits(self, batch: FewShotBatch) -> torch.Tensor:
         """Scores ``[T, Q, ways]`` of the batch's queries given its support sets (argmax = class)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def query_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The training loss of :meth:`query_logits`' scores against the ``[T, Q]`` labels."""
-        raise NotImplementedError
 
     def train_episode_shape(self) -> dict[str, int | None]:
         """``ways`` (and optionally ``shots`` / ``queries``) of training episodes; None is the
