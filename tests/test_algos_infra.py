@@ -11,6 +11,7 @@ import pytest
 import torch
 import tyro
 
+from _resume import full_and_resumed
 from adaptrl.algos import ALGOS, AlgoSpec, MetaLearner, register_algo
 from adaptrl.algos.trainer import load_trained, new_run, read_run, train, train_run
 from adaptrl.cli.main import main
@@ -133,19 +134,9 @@ def test_train_writes_metrics_checkpoints_and_model(tmp_path):
 
 
 def test_resume_after_a_kill_is_identical(tmp_path):
-    cfg = GoalGuessConfig(iterations=10)
-    full = train_run(new_run(tmp_path / "full", cfg, checkpoint_every=2).path, show_progress=False)
-
-    def kill_at_7(learner, metrics):
-        if learner.iteration == 7:  # after the checkpoint at 6: iteration 7 is logged, then lost
-            raise KeyboardInterrupt
-
-    path = new_run(tmp_path / "killed", cfg, checkpoint_every=2).path
-    with pytest.raises(KeyboardInterrupt):
-        train_run(path, show_progress=False, on_iteration=kill_at_7)
-    resumed = train_run(path, resume=True, show_progress=False)
+    # killed after the checkpoint at 6: iteration 7 is logged, then lost
+    full, resumed = full_and_resumed(tmp_path, GoalGuessConfig(iterations=10), kill_at=7)
     assert torch.equal(resumed.theta, full.theta)
-    assert (path / "metrics.csv").read_text() == (tmp_path / "full" / "metrics.csv").read_text()
 
 
 def test_nan_metric_stops_training_with_a_clear_error(tmp_path):

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from _resume import full_and_resumed
 from adaptrl.algos.maml_rl import MAMLRL, Batch, MAMLRLConfig
 from adaptrl.baselines.pg import GRADIENT_BASELINES, make_baseline_learner
 from adaptrl.core.checkpoint import load_state, save_state
@@ -266,19 +267,7 @@ def test_it_learns_on_nav2d():
 
 
 def test_trainer_resume_after_a_kill_is_identical(tmp_path):
-    from adaptrl.algos.trainer import new_run, train_run
-
-    cfg = tiny_config(iterations=4)
-    full = train_run(new_run(tmp_path / "full", cfg, checkpoint_every=2).path, show_progress=False)
-
-    def kill_at_3(learner, metrics):
-        if learner.iteration == 3:  # after the checkpoint at 2: iteration 3 is logged, then lost
-            raise KeyboardInterrupt
-
-    path = new_run(tmp_path / "killed", cfg, checkpoint_every=2).path
-    with pytest.raises(KeyboardInterrupt):
-        train_run(path, show_progress=False, on_iteration=kill_at_3)
-    resumed = train_run(path, resume=True, show_progress=False)
+    # killed after the checkpoint at 2: iteration 3 is logged, then lost
+    full, resumed = full_and_resumed(tmp_path, tiny_config(iterations=4), kill_at=3)
     for k, v in full.params.items():
         assert torch.equal(v, resumed.params[k]), k
-    assert (path / "metrics.csv").read_text() == (tmp_path / "full" / "metrics.csv").read_text()

@@ -11,7 +11,6 @@ ANIL, Reptile). Not an algorithm itself: each learner's file composes these.
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
@@ -349,15 +348,42 @@ class GradientFewShotLearner(MetaLearner):
         """The outer loss of one meta-batch and extra metrics to log."""
         raise NotImplementedError
 
-    @abc.abstractmethod
+    def adaptation_lr(self) -> float | Mapping[str, Tensor]:
+        """The inner step size of evaluation: one number (Meta-SGD: one tensor per entry)."""
+        return self.inner_lr
+
     def task_curve(
         self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, steps: int
     ) -> Tensor:
-        """Query metric after 0..steps inner steps for one task, ``[steps + 1]``."""
+        """Query metric after 0..steps inner steps for one task, ``[steps + 1]``: SGD on every
+        parameter at :meth:`adaptation_lr` (ANIL overrides it to adapt only the head)."""
+        support, query = (xs, ys), (xq, yq)
+        lr = self.adaptation_lr()
+        return sgd_curve(self.loss, self.query_metric, params, support, query, steps=steps, lr=lr)
 
-    @abc.abstractmethod
     def task_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int) -> Params:
-        """One task's adapted parameters after ``steps`` inner steps."""
+        """One task's adapted parameters after ``steps`` inner steps (SGD, as :meth:`task_curve`)."""
+        return sgd_adapt(self.loss, params, xs, ys, steps=steps, lr=self.adaptation_lr())
+
+    def query_losses(
+        self,
+        batch: FewShotBatch,
+        *,
+        lr: float | Mapping[str, Tensor],
+        first_order: bool = False,
+    ) -> Tensor:
+        """MAML's objective for each task, ``[T]``: the query loss after ``inner_steps`` SGD steps
+        at ``lr`` from the current parameters (:func:`maml_query_losses`)."""
+        return maml_query_losses(
+            self.model,
+            self.kind,
+            self.params(),
+            batch,
+            steps=self.inner_steps,
+            lr=lr,
+            first_order=first_order,
+            strategy=self.config.strategy,
+        )
 
     # --- the outer loop ------------------------------------------------------------------------
     def params(self) -> Params:

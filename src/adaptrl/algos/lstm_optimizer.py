@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,17 +31,10 @@ import tyro
 from torch import nn
 from torch.func import functional_call
 
-from adaptrl.algos.base import MetaLearner
-from adaptrl.algos.protonet import seeded_module
+from adaptrl.algos.episodic import EpisodicLearner, check_counts
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.seeding import (
-    derive_seed,
-    generator_state,
-    make_generator,
-    set_generator_state,
-)
-from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig, make_fewshot_family
+from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig
 from adaptrl.nn.backbones import make_backbone
 
 LSTMState = list[tuple[torch.Tensor, torch.Tensor]]
@@ -262,14 +255,13 @@ class LSTMOptimizerConfig:
     """Backpropagate through the gradients the LSTM reads (exact; the paper drops this term)."""
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "tasks_per_batch", "inner_steps", "unroll", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"lstm-optimizer: {name} must be >= 1, got {getattr(self, name)}")
+        counts = ("iterations", "tasks_per_batch", "inner_steps", "unroll", "hidden")
+        check_counts("lstm-optimizer", self, counts)
         if self.lr <= 0 or self.preprocess_p <= 0 or self.output_scale <= 0:
             raise ConfigError("lstm-optimizer: --lr, --preprocess-p and --output-scale must be > 0")
 
 
-class LSTMOptimizerLearner(MetaLearner):
+class LSTMOptimizerLearner(EpisodicLearner):
     """Meta-trains a :class:`CoordinatewiseLSTM` by truncated BPTT over inner optimisations."""
 
     name: ClassVar[str] = "lstm-optimizer"
@@ -279,20 +271,16 @@ class LSTMOptimizerLearner(MetaLearner):
     def __init__(
         self, config: LSTMOptimizerConfig, *, seed: int, device: torch.device | str = "cpu"
     ):
-        super().__init__(config, seed=seed, device=device)
-        self.family = make_fewshot_family(config.family)
+        build = lambda family: CoordinatewiseLSTM(  # noqa: E731
+            config.hidden, config.preprocess_p, config.output_scale
+        )
+        super().__init__(config, seed=seed, device=device, build=build)
         self.metric = "mse" if self.family.kind == "regression" else "cross-entropy"
         self.higher_is_better = False
         self.default_eval_steps = config.inner_steps
         shape = self.family.input_shape
         hidden = config.optimizee_hidden if len(shape) == 1 else config.optimizee_hidden[0]
         self.optimizee = Optimizee(make_backbone(shape, self.family.output_dim, hidden=hidden))
-        self.net = seeded_module(
-            derive_seed(seed, "lstm-optimizer", "init"),
-            lambda: CoordinatewiseLSTM(config.hidden, config.preprocess_p, config.output_scale),
-        ).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.generator = make_generator(seed, "lstm-optimizer", "episodes")
 
     def meta_train_step(self) -> dict[str, float | torch.Tensor]:
         cfg = self.config
@@ -314,10 +302,7 @@ class LSTMOptimizerLearner(MetaLearner):
                 steps,
                 second_order=cfg.second_order,
             )
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
-            self.opt.step()
+            self.optimizer_step(loss, max_grad_norm=cfg.max_grad_norm)
             theta, state = theta.detach(), detach_state(state)
             losses.append(loss.detach())
             done += steps
@@ -357,20 +342,6 @@ class LSTMOptimizerLearner(MetaLearner):
         """The optimizee parameters after ``steps`` learned updates, each ``[T, *shape]``."""
         theta = self._run(tasks, steps, generator)[1]
         return {k: v.cpu() for k, v in self.optimizee.unflatten(theta).items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "net": self.net.state_dict(),
-            "opt": self.opt.state_dict(),
-            "generator": generator_state(self.generator),
-            "iteration": self.iteration,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        set_generator_state(self.generator, state["generator"])
-        self.iteration = int(state["iteration"])
 
 
 register_algo(

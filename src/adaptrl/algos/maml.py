@@ -14,13 +14,7 @@ import dataclasses
 
 from torch import Tensor
 
-from adaptrl.algos.gradient import (
-    GradientConfig,
-    GradientFewShotLearner,
-    maml_query_losses,
-    sgd_adapt,
-    sgd_curve,
-)
+from adaptrl.algos.gradient import GradientConfig, GradientFewShotLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.fewshot import FewShotBatch
 
@@ -41,25 +35,8 @@ class MAML(GradientFewShotLearner):
 
     def meta_loss(self, batch: FewShotBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean over tasks of the query loss after the inner SGD steps on the support set."""
-        losses = maml_query_losses(
-            self.model,
-            self.kind,
-            self.params(),
-            batch,
-            steps=self.inner_steps,
-            lr=self.inner_lr,
-            first_order=self.config.first_order,
-            strategy=self.config.strategy,
-        )
+        losses = self.query_losses(batch, lr=self.inner_lr, first_order=self.config.first_order)
         return losses.mean(), {}
-
-    def task_curve(self, params, xs, ys, xq, yq, steps):
-        return sgd_curve(
-            self.loss, self.query_metric, params, (xs, ys), (xq, yq), steps=steps, lr=self.inner_lr
-        )
-
-    def task_adapt(self, params, xs, ys, steps):
-        return sgd_adapt(self.loss, params, xs, ys, steps=steps, lr=self.inner_lr)
 
 
 register_algo(

@@ -13,30 +13,22 @@ refines the query embedding with an attention LSTM that reads the support set fo
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 import tyro
 from torch import nn
 
-from adaptrl.algos.base import MetaLearner
-from adaptrl.algos.protonet import (
-    accuracy,
-    chunked,
+from adaptrl.algos.episodic import (
+    SupportSetClassifier,
+    check_episode_config,
     embed_episodes,
     embedding_net,
-    seeded_module,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.seeding import (
-    derive_seed,
-    generator_state,
-    make_generator,
-    set_generator_state,
-)
-from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, make_fewshot_family
+from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, FewShotFamily
 from adaptrl.fewshot.glyphs import GlyphsConfig
 
 
@@ -152,100 +144,43 @@ class MatchingConfig:
     def __post_init__(self) -> None:
         if self.cosine_scale <= 0:
             raise ConfigError(f"matching: --cosine-scale must be > 0, got {self.cosine_scale}")
-        for name in ("iterations", "tasks_per_batch", "filters", "fce_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"matching: {name} must be >= 1, got {getattr(self, name)}")
-        if self.train_ways is not None and self.train_ways < 2:
-            raise ConfigError(f"matching: --train-ways must be >= 2, got {self.train_ways}")
-        if self.lr <= 0:
-            raise ConfigError(f"matching: --lr must be > 0, got {self.lr}")
+        check_episode_config(
+            "matching", self, ("iterations", "tasks_per_batch", "filters", "fce_steps")
+        )
 
 
-class MatchingLearner(MetaLearner):
+class MatchingLearner(SupportSetClassifier):
     """Meta-trains the embeddings (and FCE LSTMs) with episodes; adapts by reading the support set."""
 
     name: ClassVar[str] = "matching"
-    metric = "accuracy"
-    higher_is_better = True
-    default_eval_steps = 0
-    """Adaptation is reading the support set: there are no inner steps."""
 
     def __init__(self, config: MatchingConfig, *, seed: int, device: torch.device | str = "cpu"):
-        super().__init__(config, seed=seed, device=device)
-        self.family = make_fewshot_family(config.family)
-        if self.family.kind != "classification":
-            raise ConfigError(
-                f"matching needs a classification family, got {self.family.kind!r} "
-                "(use glyphs-v0 or imagefolder)"
-            )
-
-        def build() -> MatchingNet:
-            emb = embedding_net(self.family.input_shape, config.filters)
+        def build(family: FewShotFamily) -> MatchingNet:
+            emb = embedding_net(family.input_shape, config.filters)
             return MatchingNet(
                 emb, emb.feature_dim, config.fce, config.fce_steps, config.cosine_scale
             )
 
-        init_seed = derive_seed(seed, "matching", "init")
-        self.net = seeded_module(init_seed, build).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.generator = make_generator(seed, "matching", "episodes")
+        super().__init__(config, seed=seed, device=device, build=build)
 
-    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
-        cfg = self.config
-        batch = self.family.sample(
-            cfg.tasks_per_batch,
-            "train",
-            generator=self.generator,
-            device=self.device,
-            ways=cfg.train_ways,
-        )
-        self.net.train()
-        probs = self.net(batch)
-        loss = matching_loss(probs, batch.query_y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.iteration += 1
-        return {"loss": loss.detach(), "accuracy": accuracy(probs.detach(), batch.query_y).mean()}
+    def query_logits(self, batch: FewShotBatch) -> torch.Tensor:
+        return self.net(batch)
 
-    @torch.no_grad()
-    def adaptation_curve(
-        self, tasks: FewShotBatch, steps: int = 0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Query accuracy given the support set, ``[T, 1]``. ``steps`` and ``generator`` are
-        ignored: Matching Networks adapt by attending over the support set, not by gradient steps."""
-        self.net.eval()
-        tasks = tasks.to(self.device)
-        return chunked(lambda b: accuracy(self.net(b), b.query_y), tasks).unsqueeze(-1).cpu()
+    def query_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return matching_loss(scores, labels)
 
     @torch.no_grad()
     def adapt(
         self, tasks: FewShotBatch, steps: int = 0, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """The adapted model of each task: its (context) support embeddings and labels."""
-        self.net.eval()
-        tasks = tasks.to(self.device)
 
         def support(b: FewShotBatch) -> torch.Tensor:
             g = embed_episodes(self.net.embedding, b)[1]  # same batch statistics as evaluation
             return g if self.net.fce is None else self.net.fce.support(g)
 
-        g = chunked(support, tasks)
-        return {"support_embeddings": g.cpu(), "support_labels": tasks.support_y.cpu()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "net": self.net.state_dict(),
-            "opt": self.opt.state_dict(),
-            "generator": generator_state(self.generator),
-            "iteration": self.iteration,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        set_generator_state(self.generator, state["generator"])
-        self.iteration = int(state["iteration"])
+        g = self.eval_chunks(support, tasks)
+        return {"support_embeddings": g, "support_labels": tasks.support_y.cpu()}
 
 
 register_algo(

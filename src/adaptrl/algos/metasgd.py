@@ -14,13 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adaptrl.algos.gradient import (
-    GradientConfig,
-    GradientFewShotLearner,
-    maml_query_losses,
-    sgd_adapt,
-    sgd_curve,
-)
+from adaptrl.algos.gradient import GradientConfig, GradientFewShotLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.fewshot import FewShotBatch
 
@@ -67,27 +61,13 @@ class MetaSGD(GradientFewShotLearner):
 
     def meta_loss(self, batch: FewShotBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """MAML's objective with the learned step sizes (they get gradients through the steps)."""
-        losses = maml_query_losses(
-            self.model,
-            self.kind,
-            self.params(),
-            batch,
-            steps=self.inner_steps,
-            lr=self.lrs(),
-            strategy=self.config.strategy,
-        )
+        losses = self.query_losses(batch, lr=self.lrs())
         mean_lr = torch.cat([a.detach().flatten() for a in self.lrs().values()]).mean()
         return losses.mean(), {"mean_step_size": mean_lr}
 
-    def task_curve(self, params, xs, ys, xq, yq, steps):
-        lrs = {k: v.detach() for k, v in self.lrs().items()}
-        return sgd_curve(
-            self.loss, self.query_metric, params, (xs, ys), (xq, yq), steps=steps, lr=lrs
-        )
-
-    def task_adapt(self, params, xs, ys, steps):
-        lrs = {k: v.detach() for k, v in self.lrs().items()}
-        return sgd_adapt(self.loss, params, xs, ys, steps=steps, lr=lrs)
+    def adaptation_lr(self) -> dict[str, Tensor]:
+        """Evaluation adapts with the learned step sizes (as constants)."""
+        return {k: v.detach() for k, v in self.lrs().items()}
 
     def extra_state(self) -> dict[str, Any]:
         assert self.step_sizes is not None

@@ -22,7 +22,6 @@ from adaptrl.algos.gradient import (
     family_default,
     map_tasks,
     sgd_adapt,
-    sgd_curve,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
 
@@ -79,14 +78,6 @@ class Reptile(GradientFewShotLearner):
             p.copy_(theta[k])
         self.iteration += 1
         return {"epsilon": epsilon, "step_norm": moved.sqrt()}
-
-    def task_curve(self, params, xs, ys, xq, yq, steps):
-        return sgd_curve(
-            self.loss, self.query_metric, params, (xs, ys), (xq, yq), steps=steps, lr=self.inner_lr
-        )
-
-    def task_adapt(self, params, xs, ys, steps):
-        return sgd_adapt(self.loss, params, xs, ys, steps=steps, lr=self.inner_lr)
 
 
 register_algo(

@@ -17,10 +17,7 @@ from torch import Tensor
 from adaptrl.algos.gradient import (
     GradientConfig,
     GradientFewShotLearner,
-    Params,
     expand_tasks,
-    sgd_adapt,
-    sgd_curve,
     task_losses,
 )
 from adaptrl.core.errors import ConfigError
@@ -56,11 +53,3 @@ class PretrainedFinetune(GradientFewShotLearner):
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
         out = forward_tasks(self.model, expand_tasks(self.params(), len(batch)), x)
         return task_losses(self.kind, out, y).mean(), {}
-
-    def task_curve(self, params: Params, xs, ys, xq, yq, steps: int) -> Tensor:
-        return sgd_curve(
-            self.loss, self.query_metric, params, (xs, ys), (xq, yq), steps=steps, lr=self.inner_lr
-        )
-
-    def task_adapt(self, params: Params, xs, ys, steps: int) -> Params:
-        return sgd_adapt(self.loss, params, xs, ys, steps=steps, lr=self.inner_lr)

@@ -367,36 +367,14 @@ def _check_sizes(cfg: Any) -> None:
 
 
 def run_glyphs(cfg: GlyphsBenchConfig) -> str:
-    if cfg.quick:
-        cfg = _quick(cfg, ("5w1s",))
-    _check_sizes(cfg)
-    settings = [parse_setting(s) for s in cfg.settings]
-    methods = classification_methods(cfg.methods)
-    cells = run_cells(
-        methods,
-        settings,
+    return _run_table(
+        cfg,
+        "glyphs-v0 few-shot accuracy",
         lambda s: dataclasses.replace(
             GlyphsConfig(), ways=s.ways, shots=s.shots, queries=cfg.queries
         ),
-        iterations=cfg.iterations,
-        num_tasks=cfg.num_tasks,
-        seed=cfg.seed,
-        eval_seed=cfg.eval_seed,
-        overrides=parse_overrides(cfg.params),
-        paper={},
-        device=cfg.device,
-        defaults=QUICK_DEFAULTS if cfg.quick else None,
+        {"family": "glyphs-v0 (meta-test classes held out)"},
     )
-    header = {
-        "family": "glyphs-v0 (meta-test classes held out)",
-        "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
-        f"{cfg.queries} queries per class",
-        "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
-        "gradient methods scored after their default inner steps"
-        + ("; --quick: meta-batches of 4 tasks" if cfg.quick else ""),
-        "ci": "95% Student-t over tasks",
-    }
-    return report("glyphs-v0 few-shot accuracy", cells, settings, header, None, cfg.out, cfg.seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -474,9 +452,16 @@ def _data_folder(path: Path, name: str) -> Path:
     return root
 
 
-def _run_dataset(
-    cfg: Any, name: str, title: str, family: Callable[[Setting], FewShotConfig], paper, sources
+def _run_table(
+    cfg: Any,
+    title: str,
+    family: Callable[[Setting], FewShotConfig],
+    about: dict[str, str],
+    paper: dict[str, dict[str, float]] | None = None,
+    sources: dict[str, str] | None = None,
 ) -> str:
+    """Run every method of ``cfg.methods`` on every setting of ``cfg.settings`` (the shared fields
+    of the classification bench configs) and report the table; ``about`` heads the header."""
     if cfg.quick:
         cfg = _quick(cfg, ("5w1s",))
     _check_sizes(cfg)
@@ -491,12 +476,12 @@ def _run_dataset(
         seed=cfg.seed,
         eval_seed=cfg.eval_seed,
         overrides=parse_overrides(cfg.params),
-        paper=paper,
+        paper=paper or {},
         device=cfg.device,
         defaults=QUICK_DEFAULTS if cfg.quick else None,
     )
     header = {
-        "data": str(cfg.data),
+        **about,
         "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
         f"{cfg.queries} queries per class",
         "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
@@ -527,11 +512,11 @@ def omniglot_family(cfg: OmniglotBenchConfig, root: Path) -> Callable[[Setting],
 
 def run_omniglot(cfg: OmniglotBenchConfig) -> str:
     root = _data_folder(cfg.data, "omniglot")
-    return _run_dataset(
+    return _run_table(
         cfg,
-        "omniglot",
         "Omniglot few-shot accuracy (%) beside the papers",
         omniglot_family(cfg, root),
+        {"data": str(cfg.data)},
         OMNIGLOT_PAPER,
         OMNIGLOT_SOURCES,
     )
@@ -539,9 +524,8 @@ def run_omniglot(cfg: OmniglotBenchConfig) -> str:
 
 def run_miniimagenet(cfg: MiniImageNetBenchConfig) -> str:
     root = _data_folder(cfg.data, "miniimagenet")
-    return _run_dataset(
+    return _run_table(
         cfg,
-        "miniimagenet",
         "mini-ImageNet 5-way accuracy (%) beside the papers",
         lambda s: ImageFolderConfig(
             data=root,
@@ -552,6 +536,7 @@ def run_miniimagenet(cfg: MiniImageNetBenchConfig) -> str:
             grayscale=False,
             layout="splits",
         ),
+        {"data": str(cfg.data)},
         MINIIMAGENET_PAPER,
         MINIIMAGENET_SOURCES,
     )

@@ -21,15 +21,16 @@ import torch
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.baselines.pg import GRADIENT_BASELINES
+from adaptrl.bench.common import write_curve_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import progress
-from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.provenance import provenance
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs import make_family
 from adaptrl.envs.base import FamilyConfig, TaskBatch, TaskFamily
 from adaptrl.envs.nav2d import Nav2DConfig
-from adaptrl.eval.curves import AdaptationCurve, CurveReport, curve_markdown, save_curve_report
+from adaptrl.eval.curves import AdaptationCurve, CurveReport, curve_markdown
 from adaptrl.eval.protocol import EVAL_SEED
 from adaptrl.eval.stats import mean_ci
 
@@ -252,8 +253,6 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         f"- goal-seeking controller that knows the goal: {o_mean:.2f} ± {o_ci:.2f}",
     ]
     markdown = "\n".join(lines)
-    paths = save_curve_report(report, cfg.out)
-    (cfg.out / "report.md").write_text(markdown + "\n")
     payload = {
         "benchmark": "maml-nav2d",
         "reward": cfg.reward,
@@ -264,9 +263,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         **extra,
         "provenance": provenance(seeds=list(cfg.seeds)),
     }
-    write_json(cfg.out / "bench.json", payload)
-    print(markdown)
-    return {"report": report, "paths": paths, **payload}
+    return write_curve_bench(cfg.out, report, markdown, payload)
 
 
 # --- maml-cheetah -----------------------------------------------------------------------------
@@ -366,8 +363,6 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
             f"({config.meta_batch_size} tasks x {config.rollouts_per_task} rollouts x H=200)."
         )
     markdown = "\n".join(lines)
-    paths = save_curve_report(report, cfg.out)
-    (cfg.out / "report.md").write_text(markdown + "\n")
     payload = {
         "benchmark": f"maml-cheetah-{cfg.task}",
         "paper": PAPER_CHEETAH_DIR if cfg.task == "dir" else None,
@@ -375,9 +370,7 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
         **extra,
         "provenance": provenance(seeds=list(cfg.seeds)),
     }
-    write_json(cfg.out / "bench.json", payload)
-    print(markdown)
-    return {"report": report, "paths": paths, **payload}
+    return write_curve_bench(cfg.out, report, markdown, payload)
 
 
 def _nav2d(cfg: MAMLNav2DConfig) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from adaptrl.core.errors import ConfigError
-from adaptrl.core.registry import Registry
+from adaptrl.core.registry import (
+    Registry,
+    config_union,
+    make_registered_family,
+    register_family_class,
+)
 from adaptrl.envs.base import FamilyConfig, TaskFamily
 
 FAMILIES: Registry[type[TaskFamily]] = Registry("family")
@@ -14,25 +17,12 @@ FAMILIES: Registry[type[TaskFamily]] = Registry("family")
 
 def register_family(cls: type[TaskFamily]) -> type[TaskFamily]:
     """Class decorator: register a family under its ``family_id`` (ids carry a version)."""
-    FAMILIES.add(cls.family_id, cls)
-    cls.config_cls.family_id = cls.family_id
-    return cls
+    return register_family_class(FAMILIES, cls)
 
 
 def make_family(spec: str | FamilyConfig, **overrides: Any) -> TaskFamily:
     """Build a family from its id (with config overrides) or from a config instance."""
-    if isinstance(spec, FamilyConfig):
-        cls = FAMILIES.get(spec.family_id)
-        config = dataclasses.replace(spec, **overrides) if overrides else spec
-        return cls(config)
-    cls = FAMILIES.get(spec)
-    names = {f.name for f in dataclasses.fields(cls.config_cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(
-            f"{spec} has no option(s) {', '.join(unknown)}; its options are {', '.join(sorted(names))}"
-        )
-    return cls(cls.config_cls(**overrides))
+    return make_registered_family(FAMILIES, spec, FamilyConfig, overrides)
 
 
 def family_config_union() -> Any:
@@ -41,15 +31,4 @@ def family_config_union() -> Any:
     Use it as the type of a config field holding a family (``adaptrl eval``, algorithm configs).
     Families registered after the call are not in it.
     """
-    from typing import Annotated, Union
-
-    import tyro
-
-    members = tuple(
-        Annotated[
-            cls.config_cls,
-            tyro.conf.subcommand(fid, description=(cls.__doc__ or "").strip().splitlines()[0]),
-        ]
-        for fid, cls in FAMILIES.items()
-    )
-    return Union[members]  # noqa: UP007  (built at run time from the registry)
+    return config_union(FAMILIES)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.provenance import provenance
+from adaptrl.eval.report import save_figure, write_report_files
 from adaptrl.eval.stats import mean_ci
 
 
@@ -123,11 +124,7 @@ def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def curve_to_dict(report: CurveReport) -> dict[str, Any]:
@@ -159,15 +156,9 @@ def curve_to_dict(report: CurveReport) -> dict[str, Any]:
 
 def save_curve_report(report: CurveReport, out_dir: str | Path) -> dict[str, Path]:
     """Write ``results.json`` (every raw value + provenance), ``report.md`` and ``curve.png``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": write_json(out_dir / "results.json", curve_to_dict(report)),
-        "markdown": out_dir / "report.md",
-        "plot": plot_adaptation(report, out_dir / "curve.png"),
-    }
-    paths["markdown"].write_text(curve_markdown(report))
-    return paths
+    return write_report_files(
+        out_dir, curve_to_dict(report), curve_markdown(report), lambda p: plot_adaptation(report, p)
+    )
 
 
 def load_curve_report(path: str | Path) -> CurveReport:

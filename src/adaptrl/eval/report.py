@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,13 @@ def plot_overview(results: list[EvalResult], path: Path) -> Path:
     for ax in list(axes.flat)[len(results) :]:
         ax.set_visible(False)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write the matplotlib figure ``fig`` to ``path`` (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -128,17 +136,27 @@ def plot_overview(results: list[EvalResult], path: Path) -> Path:
     return path
 
 
-def save_report(result: EvalResult, out_dir: Path) -> dict[str, Path]:
-    """Write ``results.json``, ``report.md`` and ``curve.png`` into ``out_dir``."""
+def write_report_files(
+    out_dir: str | Path, data: dict[str, Any], markdown: str, plot: Callable[[Path], Path]
+) -> dict[str, Path]:
+    """Write ``results.json`` (``data``), ``report.md`` (``markdown``) and ``curve.png``
+    (``plot(path)``) into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "json": write_json(out_dir / "results.json", to_dict(result)),
+        "json": write_json(out_dir / "results.json", data),
         "markdown": out_dir / "report.md",
-        "plot": plot_curves(result, out_dir / "curve.png"),
+        "plot": plot(out_dir / "curve.png"),
     }
-    paths["markdown"].write_text(to_markdown(result))
+    paths["markdown"].write_text(markdown)
     return paths
+
+
+def save_report(result: EvalResult, out_dir: Path) -> dict[str, Path]:
+    """Write ``results.json``, ``report.md`` and ``curve.png`` into ``out_dir``."""
+    return write_report_files(
+        out_dir, to_dict(result), to_markdown(result), lambda p: plot_curves(result, p)
+    )
 
 
 def load_results(path: Path) -> dict[str, Any]:

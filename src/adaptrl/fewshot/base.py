@@ -198,6 +198,24 @@ def class_major_labels(num_tasks: int, ways: int, per_class: int) -> torch.Tenso
     return torch.arange(ways).repeat_interleave(per_class).expand(num_tasks, -1).contiguous()
 
 
+def class_major_batch(images: torch.Tensor, shots: int, classes: torch.Tensor) -> FewShotBatch:
+    """A classification batch from ``images [T, N, K+Q, *shape]`` (``N`` classes, ``K+Q``
+    examples each): the first ``shots`` of every class are its support set, the rest its
+    queries, both class-major; ``classes [T, N]`` are the global class ids."""
+    num_tasks, ways, per_class, *shape = images.shape
+    queries = per_class - shots
+    return FewShotBatch(
+        support_x=images[:, :, :shots].reshape(num_tasks, ways * shots, *shape),
+        support_y=class_major_labels(num_tasks, ways, shots),
+        query_x=images[:, :, shots:].reshape(num_tasks, ways * queries, *shape),
+        query_y=class_major_labels(num_tasks, ways, queries),
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        classes=classes,
+    )
+
+
 def sample_classes(
     num_tasks: int, num_classes: int, ways: int, generator: torch.Generator
 ) -> torch.Tensor:

@@ -42,7 +42,7 @@ from adaptrl.fewshot.base import (
     FewShotFamily,
     Split,
     check_range,
-    class_major_labels,
+    class_major_batch,
     positive,
     sample_classes,
 )
@@ -399,14 +399,4 @@ class Glyphs(FewShotFamily):
         pool = self.split_classes(split).to(generator.device)
         classes = pool[sample_classes(num_tasks, len(pool), ways, generator)]  # [T, N]
         images = self.render(classes, shots + queries, generator)  # [T, N, K+Q, 1, S, S]
-        shape = self.input_shape
-        return FewShotBatch(
-            support_x=images[:, :, :shots].reshape(num_tasks, ways * shots, *shape),
-            support_y=class_major_labels(num_tasks, ways, shots),
-            query_x=images[:, :, shots:].reshape(num_tasks, ways * queries, *shape),
-            query_y=class_major_labels(num_tasks, ways, queries),
-            ways=ways,
-            shots=shots,
-            queries=queries,
-            classes=classes,
-        )
+        return class_major_batch(images, shots, classes)

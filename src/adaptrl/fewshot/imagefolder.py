@@ -39,7 +39,7 @@ from adaptrl.fewshot.base import (
     FewShotConfig,
     FewShotFamily,
     Split,
-    class_major_labels,
+    class_major_batch,
     positive,
     sample_classes,
 )
@@ -298,14 +298,6 @@ class ImageFolder(FewShotFamily):
         x = torch.stack(rows).to(torch.float32).div_(255)
         if self.config.invert:
             x = 1 - x
-        x = x.reshape(num_tasks, ways, per_class, *self.input_shape)
-        return FewShotBatch(
-            support_x=x[:, :, :shots].reshape(num_tasks, ways * shots, *self.input_shape),
-            support_y=class_major_labels(num_tasks, ways, shots),
-            query_x=x[:, :, shots:].reshape(num_tasks, ways * queries, *self.input_shape),
-            query_y=class_major_labels(num_tasks, ways, queries),
-            ways=ways,
-            shots=shots,
-            queries=queries,
-            classes=classes,
+        return class_major_batch(
+            x.reshape(num_tasks, ways, per_class, *self.input_shape), shots, classes
         )

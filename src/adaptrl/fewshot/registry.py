@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from adaptrl.core.errors import ConfigError
-from adaptrl.core.registry import Registry
+from adaptrl.core.registry import (
+    Registry,
+    config_union,
+    make_registered_family,
+    register_family_class,
+)
 from adaptrl.fewshot.base import FewShotConfig, FewShotFamily
 
 FEWSHOT_FAMILIES: Registry[type[FewShotFamily]] = Registry("few-shot family")
@@ -14,35 +17,12 @@ FEWSHOT_FAMILIES: Registry[type[FewShotFamily]] = Registry("few-shot family")
 
 def register_fewshot_family(cls: type[FewShotFamily]) -> type[FewShotFamily]:
     """Class decorator: register a few-shot family under its ``family_id``."""
-    FEWSHOT_FAMILIES.add(cls.family_id, cls)
-    cls.config_cls.family_id = cls.family_id
-    return cls
+    return register_family_class(FEWSHOT_FAMILIES, cls)
 
 
 def make_fewshot_family(spec: str | FewShotConfig, **overrides: Any) -> FewShotFamily:
     """Build a few-shot family from its id (with config overrides) or from a config instance."""
-    if isinstance(spec, FewShotConfig):
-        cls = FEWSHOT_FAMILIES.get(spec.family_id)
-        config = dataclasses.replace(spec, **overrides) if overrides else spec
-        return cls(config)
-    cls = FEWSHOT_FAMILIES.get(spec)
-    fields = dataclasses.fields(cls.config_cls)
-    names = {f.name for f in fields}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(
-            f"{spec} has no option(s) {', '.join(unknown)}; its options are {', '.join(sorted(names))}"
-        )
-    missing = [
-        f.name
-        for f in fields
-        if f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-        and f.name not in overrides
-    ]
-    if missing:
-        raise ConfigError(f"{spec} needs {', '.join(f'{m}=...' for m in missing)}")
-    return cls(cls.config_cls(**overrides))
+    return make_registered_family(FEWSHOT_FAMILIES, spec, FewShotConfig, overrides)
 
 
 def fewshot_config_union() -> Any:
@@ -52,15 +32,4 @@ def fewshot_config_union() -> Any:
     ``adaptrl.fewshot.FewShotConfigUnion`` is this union over the built-in families.
     Families registered after the call are not in it.
     """
-    from typing import Annotated, Union
-
-    import tyro
-
-    members = tuple(
-        Annotated[
-            cls.config_cls,
-            tyro.conf.subcommand(fid, description=(cls.__doc__ or "").strip().splitlines()[0]),
-        ]
-        for fid, cls in FEWSHOT_FAMILIES.items()
-    )
-    return Union[members]  # noqa: UP007  (built at run time from the registry)
+    return config_union(FEWSHOT_FAMILIES)
