@@ -263,3 +263,31 @@ def test_time_input_feeds_the_share_of_the_trial_spent():
     agent = learner.trial_agent()
     out = run_trials(agent, env, learner.family.tasks(16, "test", 0), 6, make_generator(1), 1)
     assert out.shape == (16, 6) and agent.t == 6
+
+
+def test_untrained_critic_cannot_steer_the_policy_on_mdps():
+    """A fresh critic is exactly 0, so the first advantages are the rewards' alone. A random critic
+    (the old init) made the TD errors prefer whichever previous action it liked, and on MDPs with
+    rewards scaled down the policy collapsed onto it within ten iterations with no gain."""
+    cfg = RL2Config(
+        family=TabularMDPConfig(n=10),
+        iterations=100,
+        trials=64,
+        hidden=128,
+        lr=5e-4,
+        minibatches=2,
+        gae_lambda=0.3,
+        reward_scale=0.02,
+        entropy_coef=0.01,
+        entropy_final=0.001,
+        time_input=True,
+    )
+    learner = RL2(cfg, seed=0)
+    env = learner.env
+    env.set_tasks(learner.family.tasks(64, "train", 3))
+    batch = collect_trials(learner.net, env, env.reset(seed=3), learner.steps, learner.generator)
+    assert batch.values.abs().max() == 0
+    for _ in range(10):
+        metrics = learner.meta_train_step()
+    # uniform over 5 actions: log 5 = 1.61; the old init was at 0.72 here
+    assert float(metrics["entropy"]) > 1.4

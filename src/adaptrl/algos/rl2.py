@@ -43,7 +43,7 @@ from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
 from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
-from adaptrl.rl.returns import gae, masked_mean, normalize
+from adaptrl.rl.returns import explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import collect
 from adaptrl.rl.trpo import trpo_step
 
@@ -280,6 +280,7 @@ class RL2(MetaLearner):
             "first_episode_return": per_episode[0],
             "last_episode_return": per_episode[-1],
             **update,
+            "explained_variance": explained_variance(batch.values, returns, valid),
         }
         self.iteration += 1
         return metrics
