@@ -291,3 +291,20 @@ def test_untrained_critic_cannot_steer_the_policy_on_mdps():
         metrics = learner.meta_train_step()
     # uniform over 5 actions: log 5 = 1.61; the old init was at 0.72 here
     assert float(metrics["entropy"]) > 1.4
+
+
+def test_separate_critic_keeps_the_value_loss_out_of_the_policy():
+    learner = RL2(dataclasses.replace(TINY, separate_critic=True, entropy_coef=0.0), seed=0)
+    net = learner.net
+    assert not net.shared and net.value_memory is not None
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 3))
+    batch = collect_trials(net, env, env.reset(seed=3), learner.steps, learner.generator)
+    valid, _ = trial_masks(batch.done, learner.episodes)
+    policy_before = {k: v.detach().clone() for k, v in net.policy_parameters().items()}
+    value_before = [p.detach().clone() for p in net.value_parameters()]
+    # zero advantages: only the value loss moves anything, and only the critic's parameters
+    learner._ppo_update(batch, torch.zeros_like(batch.rewards), batch.rewards + 1.0, valid)
+    for k, v in net.policy_parameters().items():
+        assert torch.equal(v, policy_before[k]), k
+    assert any(not torch.equal(p, b) for p, b in zip(net.value_parameters(), value_before))
