@@ -307,4 +307,6 @@ def test_separate_critic_keeps_the_value_loss_out_of_the_policy():
     learner._ppo_update(batch, torch.zeros_like(batch.rewards), batch.rewards + 1.0, valid)
     for k, v in net.policy_parameters().items():
         assert torch.equal(v, policy_before[k]), k
-    assert any(not torch.equal(p, b) for p, b in zip(net.value_parameters(), value_before))
+    assert any(
+        not torch.equal(p, b) for p, b in zip(net.value_parameters(), value_before, strict=True)
+    )
