@@ -263,3 +263,50 @@ def test_time_input_feeds_the_share_of_the_trial_spent():
     agent = learner.trial_agent()
     out = run_trials(agent, env, learner.family.tasks(16, "test", 0), 6, make_generator(1), 1)
     assert out.shape == (16, 6) and agent.t == 6
+
+
+def test_untrained_critic_cannot_steer_the_policy_on_mdps():
+    """A fresh critic is exactly 0, so the first advantages are the rewards' alone. A random critic
+    (the old init) made the TD errors prefer whichever previous action it liked, and on MDPs with
+    rewards scaled down the policy collapsed onto it within ten iterations with no gain."""
+    cfg = RL2Config(
+        family=TabularMDPConfig(n=10),
+        iterations=100,
+        trials=64,
+        hidden=128,
+        lr=5e-4,
+        minibatches=2,
+        gae_lambda=0.3,
+        reward_scale=0.02,
+        entropy_coef=0.01,
+        entropy_final=0.001,
+        time_input=True,
+    )
+    learner = RL2(cfg, seed=0)
+    env = learner.env
+    env.set_tasks(learner.family.tasks(64, "train", 3))
+    batch = collect_trials(learner.net, env, env.reset(seed=3), learner.steps, learner.generator)
+    assert batch.values.abs().max() == 0
+    for _ in range(10):
+        metrics = learner.meta_train_step()
+    # uniform over 5 actions: log 5 = 1.61; the old init was at 0.72 here
+    assert float(metrics["entropy"]) > 1.4
+
+
+def test_separate_critic_keeps_the_value_loss_out_of_the_policy():
+    learner = RL2(dataclasses.replace(TINY, separate_critic=True, entropy_coef=0.0), seed=0)
+    net = learner.net
+    assert not net.shared and net.value_memory is not None
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 3))
+    batch = collect_trials(net, env, env.reset(seed=3), learner.steps, learner.generator)
+    valid, _ = trial_masks(batch.done, learner.episodes)
+    policy_before = {k: v.detach().clone() for k, v in net.policy_parameters().items()}
+    value_before = [p.detach().clone() for p in net.value_parameters()]
+    # zero advantages: only the value loss moves anything, and only the critic's parameters
+    learner._ppo_update(batch, torch.zeros_like(batch.rewards), batch.rewards + 1.0, valid)
+    for k, v in net.policy_parameters().items():
+        assert torch.equal(v, policy_before[k]), k
+    assert any(
+        not torch.equal(p, b) for p, b in zip(net.value_parameters(), value_before, strict=True)
+    )

@@ -18,6 +18,7 @@ from adaptrl.rl import (
     conjugate_gradient,
     discounted_returns,
     entropy_loss,
+    explained_variance,
     first_episode_mask,
     fisher_vector_product,
     fit_linear_baseline,
@@ -623,3 +624,14 @@ def test_step_in_episode_and_first_episode_mask():
     ro, _, _ = collect(env, towards_goal_policy, obs, (gen(62), torch.zeros(4)), 9)
     after_last = torch.where(ro.done[-1], 0, step_in_episode(ro.done)[-1] + 1)
     assert torch.equal(after_last, env.elapsed) and env.elapsed.max() > 0
+
+
+def test_explained_variance():
+    target = torch.tensor([1.0, 2.0, 3.0, 100.0])
+    mask = torch.tensor([True, True, True, False])
+    assert explained_variance(target, target, mask).item() == 1.0
+    assert explained_variance(torch.full((4,), 2.0), target, mask).item() == 0.0
+    # errors (0, 0, 1) on targets (1, 2, 3): 1 - (2/9) / (2/3) = 2/3
+    pred = torch.tensor([1.0, 2.0, 2.0, 0.0])
+    torch.testing.assert_close(explained_variance(pred, target, mask), torch.tensor(2 / 3))
+    assert explained_variance(target, torch.ones(4)).item() == 0.0  # constant target

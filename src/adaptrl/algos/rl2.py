@@ -43,7 +43,7 @@ from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
 from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
-from adaptrl.rl.returns import gae, masked_mean, normalize
+from adaptrl.rl.returns import explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import collect
 from adaptrl.rl.trpo import trpo_step
 
@@ -74,7 +74,10 @@ class RL2Config:
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
     outer: Literal["ppo", "trpo"] = "ppo"
-    """Outer-loop optimiser: PPO (shared memory for policy and value) or TRPO (separate critic)."""
+    """Outer-loop optimiser: PPO or TRPO (TRPO always fits a separate critic)."""
+    separate_critic: bool = False
+    """PPO only: give the value function a memory of its own instead of sharing the policy's, so
+    the value loss cannot reshape the policy's features (gradients clipped per network)."""
     gamma: float = 0.99
     """Discount within a trial (across its episodes)."""
     gae_lambda: float = 0.3
@@ -244,7 +247,7 @@ class RL2(MetaLearner):
                 self.family.action_space,
                 hidden=config.hidden,
                 memory=config.memory,
-                shared=config.outer == "ppo",
+                shared=config.outer == "ppo" and not config.separate_critic,
                 max_len=self.steps,
                 head_kw=head_kw,
                 time_input=config.time_input,
@@ -280,6 +283,7 @@ class RL2(MetaLearner):
             "first_episode_return": per_episode[0],
             "last_episode_return": per_episode[-1],
             **update,
+            "explained_variance": explained_variance(batch.values, returns, valid),
         }
         self.iteration += 1
         return metrics
@@ -306,7 +310,15 @@ class RL2(MetaLearner):
                 ent = masked_mean(ent.detach(), mask)
                 self.optimizer.zero_grad()
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                if self.net.shared:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(
+                        self.net.parameters(), cfg.max_grad_norm
+                    )
+                else:  # a separate critic's (often larger) gradient must not shrink the policy's
+                    grad_norm = torch.nn.utils.clip_grad_norm_(
+                        self.net.policy_parameters().values(), cfg.max_grad_norm
+                    )
+                    torch.nn.utils.clip_grad_norm_(self.net.value_parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
                 for k, v in dict(
                     policy_loss=pi_loss, value_loss=v_loss, entropy=ent, grad_norm=grad_norm, **info

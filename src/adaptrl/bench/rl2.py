@@ -56,19 +56,23 @@ def bandit_preset(n: int, k: int) -> RL2Config:
 
 
 def mdp_preset(n: int) -> RL2Config:
-    """The RL² configuration for random tabular MDPs with ``n`` episodes per trial."""
+    """The RL² configuration for random tabular MDPs with ``n`` episodes per trial.
+
+    A separate critic: with the policy's memory shared, the value loss (the larger gradient)
+    reshaped the policy's features and its entropy collapsed with no gain (docs/pending/rl2-mdp.md).
+    """
     return RL2Config(
         family=TabularMDPConfig(n=n),
-        iterations=500,
-        trials=64,
+        iterations=600,
+        trials=128,
         hidden=128,
-        lr=5e-4,
-        minibatches=2,
+        lr=1e-3,
+        minibatches=4,
         gae_lambda=0.3,
-        reward_scale=0.02,
-        entropy_coef=0.01,
-        entropy_final=0.001,
-        time_input=True,
+        reward_scale=0.1,
+        entropy_coef=0.05,
+        entropy_final=0.01,
+        separate_critic=True,
     )
 
 

@@ -73,8 +73,13 @@ class RecurrentActorCritic(nn.Module):
         self.value_memory = (
             None if shared else make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
         )
+        # A zero value head: the untrained critic says 0 everywhere. A random one (orthogonal,
+        # gain 1) gives values of about +-0.1 that depend on the previous-action input, so with a
+        # small lambda the TD errors r + gamma V(h') - V(h) reward whichever action the random
+        # critic happens to like more than any reward does once rewards are scaled down; the
+        # policy then collapses onto that action with no gain (tabular MDPs, docs/pending).
         self.value_head = nn.Linear(hidden, 1)
-        nn.init.orthogonal_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
     def inputs(

@@ -2,7 +2,7 @@
 
 from adaptrl.rl.baseline import baseline_features, fit_linear_baseline, linear_baseline_values
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
-from adaptrl.rl.returns import discounted_returns, gae, masked_mean, normalize
+from adaptrl.rl.returns import discounted_returns, explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import Rollout, collect, first_episode_mask, step_in_episode
 from adaptrl.rl.trpo import (
     conjugate_gradient,
@@ -20,6 +20,7 @@ __all__ = [
     "conjugate_gradient",
     "discounted_returns",
     "entropy_loss",
+    "explained_variance",
     "first_episode_mask",
     "fisher_vector_product",
     "fit_linear_baseline",

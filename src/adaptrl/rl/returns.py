@@ -101,3 +101,17 @@ def normalize(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e
     if mask is None:
         return out
     return torch.where(_valid(mask, x), out, torch.zeros_like(out))
+
+
+def explained_variance(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``1 - Var(target - pred) / Var(target)`` over valid entries (0-d tensor, no host sync).
+
+    1 is a perfect critic, 0 one no better than a constant, below 0 worse than a constant.
+    A constant target gives 0.
+    """
+    err = target - pred
+    var_t = masked_mean((target - masked_mean(target, mask)).square(), mask)
+    var_e = masked_mean((err - masked_mean(err, mask)).square(), mask)
+    return torch.where(var_t > 0, 1 - var_e / var_t.clamp(min=1e-12), torch.zeros_like(var_t))
