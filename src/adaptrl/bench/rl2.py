@@ -59,7 +59,7 @@ def mdp_preset(n: int) -> RL2Config:
     """The RL² configuration for random tabular MDPs with ``n`` episodes per trial.
 
     A separate critic: with the policy's memory shared, the value loss (the larger gradient)
-    reshaped the policy's features and its entropy collapsed with no gain (docs/pending/rl2-mdp.md).
+    reshaped the policy's features and its entropy collapsed with no gain (docs/results/rl2-mdp.md).
     """
     return RL2Config(
         family=TabularMDPConfig(n=n),

@@ -77,7 +77,7 @@ class RecurrentActorCritic(nn.Module):
         # gain 1) gives values of about +-0.1 that depend on the previous-action input, so with a
         # small lambda the TD errors r + gamma V(h') - V(h) reward whichever action the random
         # critic happens to like more than any reward does once rewards are scaled down; the
-        # policy then collapses onto that action with no gain (tabular MDPs, docs/pending).
+        # policy then collapses onto that action with no gain (tabular MDPs, docs/results/rl2-mdp.md).
         self.value_head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
