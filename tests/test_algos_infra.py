@@ -242,3 +242,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_train_help_lists_algorithms(capsys):
     assert main(["train", "--help"]) == 0
     assert "goal-guess-test" in capsys.readouterr().out
+
+
+def test_cli_final_eval_is_recorded_in_the_run_and_done_again_on_resume(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "goal-guess-test", "--iterations", "2", "--out", str(out)]
+    assert main([*args, "--final-eval-tasks", "7"]) == 0
+    assert read_run(out)[1].final_eval_tasks == 7
+    assert load_curve_report(out / "eval" / "results.json").curves[0].values.shape[0] == 7
+    (out / "eval" / "results.json").unlink()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert (out / "eval" / "results.json").exists()
+    with pytest.raises(ConfigError, match="final_eval_tasks"):
+        new_run(tmp_path / "bad", GoalGuessConfig(), final_eval_tasks=-1)

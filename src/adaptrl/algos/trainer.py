@@ -46,6 +46,8 @@ class RunRecord:
     device: str = "cpu"
     checkpoint_every: int = 50
     keep: int = 2
+    final_eval_tasks: int = 0
+    """Held-out tasks the CLI evaluates the trained learner on (0: none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class RunRecord:
             "device": self.device,
             "checkpoint_every": self.checkpoint_every,
             "keep": self.keep,
+            "final_eval_tasks": self.final_eval_tasks,
             "config": config_to_dict(self.config),
         }
 
@@ -66,6 +69,7 @@ def new_run(
     device: str = "cpu",
     checkpoint_every: int = 50,
     keep: int = 2,
+    final_eval_tasks: int = 0,
 ) -> RunDir:
     """Create the run directory ``path`` (refused if it exists and is not empty) and its config."""
     import yaml
@@ -74,10 +78,14 @@ def new_run(
 
     if checkpoint_every < 1 or keep < 1:
         raise ConfigError("checkpoint_every and keep must be >= 1")
+    if final_eval_tasks < 0:
+        raise ConfigError(f"final_eval_tasks must be >= 0, got {final_eval_tasks}")
     spec = algo_of_config(config)
     path = Path(path)
     run = RunDir.create(path.parent, path.name)
-    record = RunRecord(spec.name, config, seed, str(device), checkpoint_every, keep)
+    record = RunRecord(
+        spec.name, config, seed, str(device), checkpoint_every, keep, final_eval_tasks
+    )
     atomic_write(run.config_path, yaml.safe_dump(record.to_dict(), sort_keys=False).encode())
     return run
 
@@ -93,7 +101,8 @@ def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
         )
     spec = ALGOS.get(data["algo"])
     config = config_from_dict(spec.config_cls, data["config"] or {})
-    extra = set(data) - {"algo", "config", "seed", "device", "checkpoint_every", "keep"}
+    fields = {"algo", "config", "seed", "device", "checkpoint_every", "keep", "final_eval_tasks"}
+    extra = set(data) - fields
     if extra:
         raise ConfigError(f"{run.config_path}: unknown key(s) {sorted(extra)}")
     record = RunRecord(
@@ -103,6 +112,7 @@ def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
         str(data.get("device", "cpu")),
         int(data.get("checkpoint_every", 50)),
         int(data.get("keep", 2)),
+        int(data.get("final_eval_tasks", 0)),
     )
     return run, record
 

@@ -101,8 +101,8 @@ def run_train(algo: str, cmd: Any) -> int:
         device=cmd.device,
         checkpoint_every=cmd.checkpoint_every,
         keep=cmd.keep,
+        final_eval_tasks=cmd.final_eval_tasks,
     )
-    (run.path / "train_options.yaml").write_text(f"final_eval_tasks: {int(cmd.final_eval_tasks)}\n")
     console().print(f"run directory: {run.path}")
     learner = train_run(run.path)
     return _after_training(run.path, learner)
@@ -117,12 +117,9 @@ def resume_train(path: Path) -> int:
 
 
 def _after_training(path: Path, learner: Any) -> int:
-    import yaml
+    from adaptrl.algos.trainer import read_run
 
-    opts_file = path / "train_options.yaml"
-    tasks = 0
-    if opts_file.exists():
-        tasks = int((yaml.safe_load(opts_file.read_text()) or {}).get("final_eval_tasks", 0))
+    tasks = read_run(path)[1].final_eval_tasks
     console().print(f"trained {learner.name} for {learner.iteration} iterations: {path}")
     if tasks > 0:
         from adaptrl.eval.learners import EvalOptions, evaluate_learner
