@@ -123,3 +123,19 @@ def test_tensorboard_events_after_resume_step_are_purged(tmp_path: Path) -> None
     assert [(e.step, e.value) for e in acc.Scalars("loss")] == [
         (0, 0.0), (1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0),
     ]  # fmt: skip
+
+
+def test_resumed_event_file_sorts_after_earlier_files_of_the_same_second(tmp_path: Path) -> None:
+    import os
+    import socket
+    import time
+
+    run = RunDir.create(tmp_path, "r")
+    run.tb_dir.mkdir(parents=True, exist_ok=True)
+    # A file from "this second" whose counter (99) sorts as text after a later writer's (e.g. 100).
+    earlier = run.tb_dir / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.99"
+    earlier.write_bytes(b"")
+    with MetricLogger(run) as log:
+        log.log(0, {"loss": 1.0})
+    names = sorted(p.name for p in run.tb_dir.iterdir())
+    assert len(names) == 2 and names[0] == earlier.name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,23 @@ def _render(header: list[str], rows: list[list[str]]) -> bytes:
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue().encode()
+
+
+def _wait_for_later_event_file_name(tb_dir: Path) -> None:
+    """Sleep until a new event file's name will sort after every existing one.
+
+    TensorBoard reads a directory's event files in name order, and a purge only hides events from
+    files read before it. Names start with the creation second; within one second they end with a
+    per-process counter that sorts as text (``.10`` before ``.9``), so a second writer opened in
+    the same second can sort first and its purge would be lost.
+    """
+    newest = 0
+    for path in tb_dir.glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            newest = max(newest, int(stamp))
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
 
 
 class MetricLogger:
@@ -171,6 +189,7 @@ class MetricLogger:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
+            _wait_for_later_event_file_name(self.tb_dir)
             self._writer = SummaryWriter(log_dir=str(self.tb_dir), purge_step=self._purge_step)
             self._purge_step = None
         return self._writer
