@@ -133,7 +133,10 @@ def test_resumed_event_file_sorts_after_earlier_files_of_the_same_second(tmp_pat
     run = RunDir.create(tmp_path, "r")
     run.tb_dir.mkdir(parents=True, exist_ok=True)
     # A file from "this second" whose counter (99) sorts as text after a later writer's (e.g. 100).
-    earlier = run.tb_dir / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.99"
+    earlier = (
+        run.tb_dir
+        / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.99"
+    )
     earlier.write_bytes(b"")
     with MetricLogger(run) as log:
         log.log(0, {"loss": 1.0})
