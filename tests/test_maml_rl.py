@@ -56,7 +56,7 @@ def fixed_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
     theta, pre, post = {k: v.double() for k, v in theta.items()}, to_double(pre), to_double(post)
     # the behaviour policy of the post-update data, recomputed in float64 (exactly phi)
     phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
-    post.dist = batched_policy_dist(learner.policy, phi, post.obs, 1).detach()
+    post.dist = batched_policy_dist(learner.policy, phi, post.obs).detach()
     post.logp = heads.log_prob(learner.spec, post.dist, post.actions)
     return theta, pre, post
 
@@ -108,15 +108,13 @@ def test_first_order_drops_exactly_the_second_order_term():
     phi = {k: v.detach().requires_grad_() for k, v in phi.items()}
     from adaptrl.algos.maml_rl import task_mean
 
-    logp = heads.log_prob(so.spec, batched_policy_dist(so.policy, phi, post.obs, 1), post.actions)
+    logp = heads.log_prob(so.spec, batched_policy_dist(so.policy, phi, post.obs), post.actions)
     outer = -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
     d_phi = torch.autograd.grad(outer, list(phi.values()))
     expected = torch.zeros_like(diff)
     for g in range(c.meta_batch_size):
         p = {k: v.clone().requires_grad_() for k, v in theta.items()}
-        inner = so.task_loss(
-            p, pre.obs[:, g], pre.actions[:, g], pre.advantages[:, g], pre.mask[:, g]
-        )
+        inner = so.task_loss(p, pre.obs[g], pre.actions[g], pre.advantages[g], pre.mask[g])
         grads = torch.autograd.grad(inner, list(p.values()), create_graph=True)
         dot = sum((gr * d[g]).sum() for gr, d in zip(grads, d_phi, strict=True))
         hv = torch.autograd.grad(dot, list(p.values()))
@@ -165,6 +163,50 @@ def test_trpo_line_search_respects_the_kl_bound(max_kl, fvp):
     assert float(learner.surrogate_loss(new, [pre], post)) < float(
         learner.surrogate_loss(theta, [pre], post)
     )
+
+
+def test_first_rollouts_slices_each_tasks_rollouts():
+    learner = MAMLRL(tiny_config(), seed=0)
+    _, pre, _ = fixed_data(learner)
+    sub = pre.first_rollouts(2)
+    assert sub.obs.shape == (*pre.obs.shape[:2], 2, pre.obs.shape[3])
+    assert torch.equal(sub.advantages, pre.advantages[:, :, :2])
+    assert sub.obs.is_contiguous() and sub.returns is pre.returns
+    assert pre.first_rollouts(pre.mask.shape[2]) is pre
+
+
+@pytest.mark.parametrize("subsample, expected", [(0.5, 2), (0.1, 1), (1.0, 4)])
+def test_fisher_products_use_the_subsampled_rollouts(subsample, expected, monkeypatch):
+    """fvp_subsample picks the first k rollouts of each task for the products only; the step still
+    respects the trust region, whose KL is measured on all rollouts."""
+    learner = MAMLRL(tiny_config(fvp_subsample=subsample, rollouts_per_task=4), seed=2)
+    seen = []
+    real = learner.structured_fvp
+
+    def spy(theta, pre, post, damping):
+        seen.append((post.mask.shape[2], [b.mask.shape[2] for b in pre]))
+        return real(theta, pre, post, damping)
+
+    monkeypatch.setattr(learner, "structured_fvp", spy)
+    c = learner.config
+    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=5)
+    theta = {k: v.detach().clone() for k, v in learner.params.items()}
+    pre = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
+    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
+    post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
+    learner._trpo_update([pre], post)
+    assert seen == [(expected, [expected])]
+    new = {k: v.detach() for k, v in learner.params.items()}
+    assert float(learner.mean_kl(new, [pre], post)) <= c.max_kl * (1 + 1e-4)
+
+
+def test_fvp_subsample_errors():
+    with pytest.raises(ConfigError, match="fvp_subsample"):
+        tiny_config(fvp_subsample=0.0)
+    with pytest.raises(ConfigError, match="fvp_subsample"):
+        tiny_config(fvp_subsample=1.5)
+    with pytest.raises(ConfigError, match="structured"):
+        tiny_config(fvp_subsample=0.5, fvp="autograd")
 
 
 def test_same_seed_same_result_and_different_seed_differs():

@@ -94,17 +94,17 @@ def test_reference_implementation_computes_the_same_meta_update():
             {k: v.clone().requires_grad_() for k, v in theta.items()}, train, create_graph=False
         ).items()
     }
-    # ours on the same data, laid out [T, G=1, E, ...]
+    # ours on the same data, laid out [G=1, T, E, ...]
     from adaptrl.algos.maml_rl import Batch
 
     def as_batch(ep):
         return Batch(
-            obs=ep["obs"][:, None],
-            actions=ep["actions"][:, None],
-            mask=ep["mask"][:, None],
-            advantages=ep["advantages"][:, None],
-            dist=ep["dist"][:, None],
-            logp=ep["logp"][:, None],
+            obs=ep["obs"][None],
+            actions=ep["actions"][None],
+            mask=ep["mask"][None],
+            advantages=ep["advantages"][None],
+            dist=ep["dist"][None],
+            logp=ep["logp"][None],
             returns=torch.zeros(1),
         )
 

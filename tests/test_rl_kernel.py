@@ -16,6 +16,7 @@ from adaptrl.rl import (
     baseline_features,
     collect,
     conjugate_gradient,
+    conjugate_gradient_with_product,
     discounted_returns,
     entropy_loss,
     explained_variance,
@@ -27,6 +28,7 @@ from adaptrl.rl import (
     line_search,
     linear_baseline_values,
     masked_mean,
+    max_kl_step,
     normalize,
     ppo_clip_loss,
     step_in_episode,
@@ -251,6 +253,36 @@ def test_conjugate_gradient_solves_spd_systems(seed):
     x = conjugate_gradient(lambda v: a @ v, b, iters=3 * n)
     assert torch.isfinite(x).all()
     torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-7)
+
+
+def test_conjugate_gradient_with_product_returns_a_times_x_without_extra_products():
+    a = random_spd(7, 5)
+    b = torch.randn(7, generator=gen(6), dtype=torch.float64)
+    calls = []
+
+    def avp(v):
+        calls.append(1)
+        return a @ v
+
+    for iters in (2, 7, 20):  # early, exact and past convergence (masked updates)
+        calls.clear()
+        x, ax = conjugate_gradient_with_product(avp, b, iters=iters)
+        assert len(calls) == iters
+        torch.testing.assert_close(x, conjugate_gradient(lambda v: a @ v, b, iters=iters))
+        torch.testing.assert_close(ax, a @ x, rtol=1e-9, atol=1e-9)
+
+
+def test_max_kl_step_scales_the_natural_gradient_to_the_trust_region():
+    a = random_spd(6, 8)
+    g = torch.randn(6, generator=gen(9), dtype=torch.float64)
+    step, expected = max_kl_step(lambda v: a @ v, g, max_kl=0.02, cg_iters=6, cg_residual_tol=0)
+    direction = -torch.linalg.solve(a, g)
+    torch.testing.assert_close(step, direction * torch.sqrt(0.04 / (direction @ a @ direction)))
+    torch.testing.assert_close(0.5 * step @ a @ step, torch.tensor(0.02, dtype=torch.float64))
+    torch.testing.assert_close(expected, -g @ step)
+    # a zero gradient gives a zero step, not NaN
+    step, expected = max_kl_step(lambda v: a @ v, torch.zeros_like(g), max_kl=0.02)
+    assert torch.equal(step, torch.zeros_like(g)) and float(expected) == 0.0
 
 
 def test_conjugate_gradient_fixed_iterations_and_zero_rhs():

@@ -4,7 +4,8 @@ The policy's initial parameters ``theta`` are meta-trained so that a few vanilla
 (VPG) steps on a new task's own rollouts give a good policy for that task. One meta-iteration:
 
 1. draw ``G`` meta-train tasks; run ``E`` rollouts per task with ``theta`` in one batched
-   environment of ``G * E`` rows (task ``g`` repeated ``E`` times), data time-major ``[H, G, E, ...]``;
+   environment of ``G * E`` rows (task ``g`` repeated ``E`` times), stored task-major
+   ``[G, H, E, ...]`` so that every per-task computation below reads contiguous memory;
 2. fit the linear feature baseline per task and take ``S`` inner VPG steps per task, all tasks at
    once: ``phi_g = theta - alpha * grad L_g(theta)`` with ``torch.func.grad`` vmapped over tasks
    (each further inner step runs fresh rollouts with the current adapted parameters);
@@ -44,7 +45,7 @@ from adaptrl.rl.baseline import linear_baseline_values
 from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, normalize
 from adaptrl.rl.rollout import collect, first_episode_mask
-from adaptrl.rl.trpo import conjugate_gradient, flat, line_search, trpo_step, unflat
+from adaptrl.rl.trpo import flat, line_search, max_kl_step, trpo_step, unflat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,10 @@ class MAMLRLConfig:
     fvp: Literal["structured", "autograd"] = "structured"
     """TRPO Fisher-vector product: "structured" (exact J^T F J form, one inner step at most) or
     "autograd" (double backward through the adaptation, rl.trpo.fisher_vector_product)."""
+    fvp_subsample: float = 1.0
+    """TRPO, structured product only: share of each task's rollouts the Fisher-vector products use
+    (the gradient, the KL and the line search always use all). 1.0 is exact; Schulman et al. (2015)
+    compute them on 10% of the data, since the Fisher only sets the step's metric."""
     cg_damping: float = 1e-5
     """TRPO: damping added to the Fisher-vector product."""
     ls_max_steps: int = 15
@@ -121,30 +126,48 @@ class MAMLRLConfig:
             )
         if self.fvp not in ("structured", "autograd"):
             raise ConfigError(f"fvp must be 'structured' or 'autograd', got {self.fvp!r}")
+        if not 0 < self.fvp_subsample <= 1:
+            raise ConfigError(f"fvp_subsample must be in (0, 1], got {self.fvp_subsample}")
+        if self.fvp_subsample < 1 and self.fvp == "autograd":
+            raise ConfigError("fvp_subsample < 1 needs fvp='structured'")
         if self.outer not in ("trpo", "ppo"):
             raise ConfigError(f"outer must be 'trpo' or 'ppo', got {self.outer!r}")
 
 
 @dataclasses.dataclass
 class Batch:
-    """Rollouts of G tasks x E episodes, time-major ``[H, G, E, ...]``, all detached."""
+    """Rollouts of G tasks x E episodes, task-major and contiguous ``[G, H, E, ...]``, detached."""
 
     obs: torch.Tensor
-    """Policy inputs [H, G, E, D] (with the task appended when ``observe_task``)."""
+    """Policy inputs [G, H, E, D] (with the task appended when ``observe_task``)."""
     actions: torch.Tensor
     mask: torch.Tensor
-    """1.0 for steps of the first episode of each row, 0.0 after it ended [H, G, E]."""
+    """1.0 for steps of the first episode of each row, 0.0 after it ended [G, H, E]."""
     advantages: torch.Tensor
     dist: torch.Tensor
-    """Behaviour policy's distribution parameters [H, G, E, P]."""
+    """Behaviour policy's distribution parameters [G, H, E, P]."""
     logp: torch.Tensor
     returns: torch.Tensor
     """Mean undiscounted episode return per task [G]."""
 
+    def first_rollouts(self, k: int) -> Batch:
+        """The first ``k`` of each task's E rollouts (i.i.d. rollouts: a random subset)."""
+        if k >= self.mask.shape[2]:
+            return self
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return Batch(
+            **{n: v if n == "returns" else v[:, :, :k].contiguous() for n, v in fields.items()}
+        )
+
+
+def task_major(x: torch.Tensor) -> torch.Tensor:
+    """``[H, G, ...] -> [G, H, ...]``, contiguous."""
+    return x.transpose(0, 1).contiguous()
+
 
 def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked mean over each task's steps and episodes (dims 0 and 2), then mean over tasks."""
-    per_task = (x * mask).sum((0, 2)) / mask.sum((0, 2)).clamp_min(1.0)
+    """Masked mean over each task's steps and episodes (dims 1 and 2), then mean over tasks."""
+    per_task = (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1.0)
     return per_task.mean()
 
 
@@ -251,13 +274,14 @@ class MAMLRL(MetaLearner):
                 next_values = torch.cat([values_flat[1:], torch.zeros_like(values_flat[:1])])
                 adv = gae(rewards, values_flat, next_values, done, done, c.gamma, c.gae_lambda)
                 adv = adv.reshape(shape)
-            mask = mask.reshape(shape)
+            mask = task_major(mask.reshape(shape))
+            adv = task_major(adv)
             if c.normalize_advantages:
-                adv = vmap(normalize, in_dims=(1, 1), out_dims=1)(adv, mask) * mask
-            dist = ro.extras["dist"].reshape(*shape, -1)
-            actions = ro.actions.reshape(*shape, *ro.actions.shape[2:])
+                adv = vmap(normalize)(adv, mask) * mask
+            dist = task_major(ro.extras["dist"].reshape(*shape, -1))
+            actions = task_major(ro.actions.reshape(*shape, *ro.actions.shape[2:]))
             return Batch(
-                obs=observe(ro.obs),
+                obs=task_major(observe(ro.obs)),
                 actions=actions,
                 mask=mask,
                 advantages=adv,
@@ -303,7 +327,7 @@ class MAMLRL(MetaLearner):
         grad_fn = grad(self.task_loss)
         in_dim: int | None = None if shared else 0
         for batch, lr in zip(batches, lrs, strict=True):
-            grads = vmap(grad_fn, in_dims=(in_dim, 1, 1, 1, 1))(
+            grads = vmap(grad_fn, in_dims=(in_dim, 0, 0, 0, 0))(
                 params, batch.obs, batch.actions, batch.advantages, batch.mask
             )
             params = {
@@ -320,9 +344,9 @@ class MAMLRL(MetaLearner):
             pre,
             [c.inner_lr] * len(pre),
             first_order=c.first_order,
-            num_tasks=post.obs.shape[1],
+            num_tasks=post.obs.shape[0],
         )
-        return batched_policy_dist(self.policy, adapted, post.obs, task_dim=1)
+        return batched_policy_dist(self.policy, adapted, post.obs)
 
     def surrogate_loss(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
         """Minus the importance-weighted return of the re-adapted policies on the post-update data."""
@@ -350,7 +374,7 @@ class MAMLRL(MetaLearner):
         """
         c = self.config
         names = list(theta)
-        num_tasks = post.obs.shape[1]
+        num_tasks = post.obs.shape[0]
         second_order = bool(pre) and not c.first_order
         if len(pre) > 1:
             raise ConfigError(
@@ -362,7 +386,7 @@ class MAMLRL(MetaLearner):
             )
             phi_leaves = [phi[k].detach().clone().requires_grad_() for k in names]
             new = batched_policy_dist(
-                self.policy, dict(zip(names, phi_leaves, strict=True)), post.obs, 1
+                self.policy, dict(zip(names, phi_leaves, strict=True)), post.obs
             )
             kl = task_mean(heads.kl(self.spec, post.dist, new), post.mask)
             kl_grad = torch.autograd.grad(kl, phi_leaves, create_graph=True)
@@ -374,10 +398,10 @@ class MAMLRL(MetaLearner):
                 ]
                 b = pre[0]
                 dist = batched_policy_dist(
-                    self.policy, dict(zip(names, copies, strict=True)), b.obs, 1
+                    self.policy, dict(zip(names, copies, strict=True)), b.obs
                 )
                 logp = heads.log_prob(self.spec, dist, b.actions)
-                inner = vmap(vpg_loss, in_dims=(1, 1, 1))(logp, b.advantages, b.mask).sum()
+                inner = vmap(vpg_loss)(logp, b.advantages, b.mask).sum()
                 inner_grad = torch.autograd.grad(inner, copies, create_graph=True)
 
         def dot(xs: tuple[torch.Tensor, ...], ys: list[torch.Tensor]) -> torch.Tensor:
@@ -398,6 +422,10 @@ class MAMLRL(MetaLearner):
             return flat([x.sum(0) for x in jacobian_t(fu)]) + damping * v
 
         return fvp
+
+    def fvp_rollouts(self, post: Batch) -> int:
+        """Rollouts per task the Fisher-vector products use (``fvp_subsample`` of E, at least 1)."""
+        return max(1, round(self.config.fvp_subsample * post.mask.shape[2]))
 
     def _trpo_update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
         c = self.config
@@ -436,12 +464,11 @@ class MAMLRL(MetaLearner):
         with torch.enable_grad():
             loss = self.surrogate_loss(dict(zip(names, leaves, strict=True)), pre, post)
             g = flat(torch.autograd.grad(loss, leaves))
-        fvp = self.structured_fvp(theta, pre, post, c.cg_damping)
-        direction = conjugate_gradient(fvp, -g, iters=c.cg_iters)
-        quad = 0.5 * direction.dot(fvp(direction))
-        scale = torch.sqrt(c.max_kl / quad.clamp(min=torch.finfo(quad.dtype).tiny))
-        full_step = torch.where(quad > 0, scale, torch.zeros_like(scale)) * direction
-        expected_improve = -g.dot(full_step)
+        k = self.fvp_rollouts(post)
+        fvp = self.structured_fvp(
+            theta, [b.first_rollouts(k) for b in pre], post.first_rollouts(k), c.cg_damping
+        )
+        full_step, expected_improve = max_kl_step(fvp, g, c.max_kl, c.cg_iters)
 
         def loss_and_kl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.no_grad():

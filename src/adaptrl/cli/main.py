@@ -29,6 +29,7 @@ from adaptrl.cli.commands import (
     train_command,
 )
 from adaptrl.core.config import parse_cli
+from adaptrl.core.device import tune_cpu_allocator
 from adaptrl.core.errors import AdaptrlError, ConfigError, UnknownIdError
 
 MARKERS = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
@@ -166,6 +167,7 @@ def run(cmd: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    tune_cpu_allocator()
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:

@@ -6,9 +6,11 @@ from adaptrl.rl.returns import discounted_returns, explained_variance, gae, mask
 from adaptrl.rl.rollout import Rollout, collect, first_episode_mask, step_in_episode
 from adaptrl.rl.trpo import (
     conjugate_gradient,
+    conjugate_gradient_with_product,
     fisher_vector_product,
     flat,
     line_search,
+    max_kl_step,
     trpo_step,
     unflat,
 )
@@ -18,6 +20,7 @@ __all__ = [
     "baseline_features",
     "collect",
     "conjugate_gradient",
+    "conjugate_gradient_with_product",
     "discounted_returns",
     "entropy_loss",
     "explained_variance",
@@ -29,6 +32,7 @@ __all__ = [
     "line_search",
     "linear_baseline_values",
     "masked_mean",
+    "max_kl_step",
     "normalize",
     "ppo_clip_loss",
     "step_in_episode",
