@@ -127,10 +127,14 @@ def test_first_order_drops_exactly_the_second_order_term():
 @pytest.mark.parametrize("inner_steps", [1, 0])
 def test_structured_fisher_product_equals_double_backward(first_order, inner_steps):
     """J^T F J (two inner Hessian-vector products + a Fisher product) is the exact Hessian of the
-    mean KL through the adaptation: it matches rl.trpo's double-backward product."""
+    mean KL through the adaptation at the data-collecting parameters: it matches rl.trpo's
+    double-backward product."""
     learner = MAMLRL(tiny_config(first_order=first_order), seed=3)
     theta, pre, post = fixed_data(learner)
     pres = [pre] * inner_steps
+    if not pres:  # the post-update data then comes from theta itself
+        shared = {k: v.expand(post.obs.shape[0], *v.shape) for k, v in theta.items()}
+        post.dist = batched_policy_dist(learner.policy, shared, post.obs).detach()
     names = list(theta)
     reference = fisher_vector_product(
         lambda v: learner.mean_kl(dict(zip(names, v, strict=True)), pres, post),

@@ -21,6 +21,7 @@ from adaptrl.nn import (
     action_input_dim,
     encode_action,
     entropy,
+    fisher_product,
     kl,
     log_prob,
     make_head,
@@ -256,3 +257,19 @@ def test_policy_gradient_through_functional_call_and_vmap():
         one = grad(loss)(params, feats[i], actions[i])
         for k in params:
             torch.testing.assert_close(batched[k][i], one[k])
+
+
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_fisher_product_is_the_kl_hessian_at_equal_distributions(kind):
+    spec = DistSpec(kind, 3)
+    gen = torch.Generator().manual_seed(0)
+    p = torch.randn(spec.param_dim, generator=gen, dtype=torch.float64)
+    hessian = torch.autograd.functional.hessian(lambda q: kl(spec, p, q), p.clone())
+    for _ in range(3):
+        w = torch.randn(spec.param_dim, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(fisher_product(spec, p, w), hessian @ w)
+    # rows are independent
+    rows = torch.randn(4, spec.param_dim, generator=gen, dtype=torch.float64)
+    ws = torch.randn(4, spec.param_dim, generator=gen, dtype=torch.float64)
+    stacked = torch.stack([fisher_product(spec, r, x) for r, x in zip(rows, ws, strict=True)])
+    torch.testing.assert_close(fisher_product(spec, rows, ws), stacked)

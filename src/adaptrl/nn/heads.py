@@ -186,6 +186,21 @@ def kl(spec: DistSpec, params_p: torch.Tensor, params_q: torch.Tensor) -> torch.
     return (0.5 * (var_ratio + mahalanobis - 1.0) - (log_std_p - log_std_q)).sum(-1)
 
 
+def fisher_product(spec: DistSpec, params: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Each row's Fisher information in the distribution parameters, times ``w`` (same shape).
+
+    The Fisher is the Hessian of ``KL(p || q)`` in ``q`` at ``q = p``; in closed form it is
+    ``softmax(l) * w - softmax(l) * (softmax(l) . w)`` for logits ``l``, and for a diagonal
+    Gaussian ``w_mean / std^2`` on the means and ``2 w_log_std`` on the log standard deviations.
+    """
+    if spec.kind == "categorical":
+        prob = _log_softmax(spec, params).exp()
+        return prob * w - prob * (prob * w).sum(-1, keepdim=True)
+    _, log_std = _split(spec, params)
+    w_mean, w_log_std = _split(spec, w)
+    return torch.cat([w_mean * torch.exp(-2.0 * log_std), 2.0 * w_log_std], dim=-1)
+
+
 def action_input_dim(spec: DistSpec) -> int:
     """Width of :func:`encode_action`'s output (the number of classes, or the action dims)."""
     return spec.dim
