@@ -68,7 +68,12 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
     )
     assert result["ours_seconds_per_iteration"]["iterations"] == 3
     assert result["floor_seconds_per_iteration"] > 0
-    assert set(result["variants_seconds_per_iteration"]) == {"autograd-fvp", "first-order"}
+    assert set(result["variants_seconds_per_iteration"]) == {
+        "autograd-fvp",
+        "first-order",
+        "fvp-subsample-0.1",
+    }
+    assert result["exact_fisher_products_seconds"] > 0
     assert result["speedup_vs_reference"] > 0
     assert (tmp_path / "report.md").read_text().startswith("# maml-speed")
 

@@ -240,11 +240,38 @@ def time_floor(learner: MAMLRL, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def time_exact_products(learner: MAMLRL, repeats: int = 3) -> float:
+    """Seconds for the ``cg_iters`` exact second-order Fisher-vector products of one TRPO step.
+
+    Every exact implementation of the reference's solver performs these products (each two inner
+    Hessian-vector products over the pre-update rollouts and a Fisher product over the post-update
+    ones), so they bound an exact meta-iteration from below, beside the rollouts' floor.
+    """
+    c = learner.config
+    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=0)
+    theta = {k: v.detach() for k, v in learner.params.items()}
+    pre = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
+    with torch.no_grad():
+        phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
+    post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
+    fvp = learner.structured_fvp(theta, [pre], post, c.cg_damping)
+    v = torch.randn(sum(t.numel() for t in theta.values()), generator=make_generator(0, "v"))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(c.cg_iters):
+            fvp(v)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "autograd-fvp": {"fvp": "autograd"},
     "first-order": {"first_order": True},
+    "fvp-subsample-0.1": {"fvp_subsample": 0.1},
 }
-"""Other configurations timed beside ours: rl.trpo's double-backward Fisher product, and FOMAML."""
+"""Other configurations timed beside ours: rl.trpo's double-backward Fisher product, FOMAML, and
+the Fisher products on 10% of the rollouts (Schulman et al. 2015's practice; not exact)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +286,8 @@ class MAMLSpeedConfig:
     """Meta-iterations of the reference (each takes seconds)."""
     traced_iterations: int = 20
     """Extra iterations of ours run under tracemalloc."""
-    variants: tuple[str, ...] = ("autograd-fvp", "first-order")
-    """Variants of ours also timed (autograd-fvp, first-order)."""
+    variants: tuple[str, ...] = ("autograd-fvp", "first-order", "fvp-subsample-0.1")
+    """Variants of ours also timed (autograd-fvp, first-order, fvp-subsample-0.1)."""
     variant_iterations: int = 3
     """Timed iterations of each variant (after one warm-up)."""
     seed: int = 0
@@ -299,6 +326,7 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
     tracemalloc.stop()
     tensors_after = live_tensor_bytes()
     floor = time_floor(ours)
+    products = time_exact_products(ours)
 
     variants: dict[str, float] = {}
     for name, overrides in VARIANTS.items():
@@ -335,6 +363,7 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
         "reference_seconds_per_iteration": {"median": ref_s, "all": ref_times},
         "variants_seconds_per_iteration": variants,
         "floor_seconds_per_iteration": floor,
+        "exact_fisher_products_seconds": products,
         "speedup_vs_reference": ref_s / ours_s,
         "ours_over_floor": ours_s / floor,
         "target_seconds": TARGET_SECONDS,
@@ -376,6 +405,12 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
             f"{floor:.3f}",
             f"{ref_s / floor:.1f}x",
             "1.0x",
+        ],
+        [
+            f"exact TRPO floor: its {config.cg_iters} second-order Fisher products alone",
+            f"{products:.3f}",
+            f"{ref_s / products:.1f}x",
+            f"{products / floor:.1f}x",
         ],
     ]
     print_table(
