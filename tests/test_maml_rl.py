@@ -33,6 +33,16 @@ def tiny_config(**kw) -> MAMLRLConfig:
     return dataclasses.replace(base, **kw)
 
 
+def fresh_rollouts(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
+    """theta, its rollouts on a few training tasks, and the adapted policies' rollouts."""
+    c = learner.config
+    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=5)
+    theta = {k: v.detach().clone() for k, v in learner.params.items()}
+    pre = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
+    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
+    return theta, pre, learner.rollouts(tasks, phi, per_task=True, env_seed=2)
+
+
 def to_double(batch: Batch) -> Batch:
     return Batch(
         **{
@@ -152,12 +162,7 @@ def test_structured_fisher_product_equals_double_backward(first_order, inner_ste
 @pytest.mark.parametrize("max_kl", [1e-2, 1e-4])
 def test_trpo_line_search_respects_the_kl_bound(max_kl, fvp):
     learner = MAMLRL(tiny_config(max_kl=max_kl, rollouts_per_task=8, fvp=fvp), seed=2)
-    c = learner.config
-    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=5)
-    theta = {k: v.detach().clone() for k, v in learner.params.items()}
-    pre = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
-    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
-    post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
+    theta, pre, post = fresh_rollouts(learner)
     info = learner._trpo_update([pre], post)
     new = {k: v.detach() for k, v in learner.params.items()}
     kl = float(learner.mean_kl(new, [pre], post))
@@ -192,16 +197,11 @@ def test_fisher_products_use_the_subsampled_rollouts(subsample, expected, monkey
         return real(theta, pre, post, damping)
 
     monkeypatch.setattr(learner, "structured_fvp", spy)
-    c = learner.config
-    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=5)
-    theta = {k: v.detach().clone() for k, v in learner.params.items()}
-    pre = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
-    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
-    post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
+    _, pre, post = fresh_rollouts(learner)
     learner._trpo_update([pre], post)
     assert seen == [(expected, [expected])]
     new = {k: v.detach() for k, v in learner.params.items()}
-    assert float(learner.mean_kl(new, [pre], post)) <= c.max_kl * (1 + 1e-4)
+    assert float(learner.mean_kl(new, [pre], post)) <= learner.config.max_kl * (1 + 1e-4)
 
 
 def test_fvp_subsample_errors():
