@@ -60,12 +60,15 @@ def mdp_preset(n: int) -> RL2Config:
 
     A separate critic: with the policy's memory shared, the value loss (the larger gradient)
     reshaped the policy's features and its entropy collapsed with no gain (docs/results/rl2-mdp.md).
+    256 trials per batch, the time input and 1500 iterations took n = 10 from 123.3 (128 trials, 600
+    iterations) to 129.6 (docs/results.md); about 42 minutes of training at n = 10 on one core.
     """
     return RL2Config(
         family=TabularMDPConfig(n=n),
-        iterations=600,
-        trials=128,
+        iterations=1500,
+        trials=256,
         hidden=128,
+        time_input=True,
         lr=1e-3,
         minibatches=4,
         gae_lambda=0.3,
