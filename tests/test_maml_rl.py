@@ -317,3 +317,38 @@ def test_trainer_resume_after_a_kill_is_identical(tmp_path):
     full, resumed = full_and_resumed(tmp_path, tiny_config(iterations=4), kill_at=3)
     for k, v in full.params.items():
         assert torch.equal(v, resumed.params[k]), k
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_policy_acts_in_unit_coordinates_rescaled_to_the_box(normalize, monkeypatch):
+    """nav2d's velocities are in [-0.1, 0.1]: with normalize_actions the batch keeps the policy's
+    own samples (what log-probabilities are taken of) and the environment gets 0.1 x them."""
+    learner = MAMLRL(tiny_config(normalize_actions=normalize), seed=0)
+    sent = []
+    env = learner._env(learner.config.meta_batch_size * learner.config.rollouts_per_task)
+    real_step = env.step
+
+    def spy(action):
+        sent.append(action.clone())
+        return real_step(action)
+
+    monkeypatch.setattr(env, "step", spy)
+    theta = {k: v.detach() for k, v in learner.params.items()}
+    tasks = learner.family.tasks(learner.config.meta_batch_size, "train", seed=1)
+    batch = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
+    first = batch.actions[:, 0].reshape(-1, 2)  # [G, E, 2] at t = 0, row order g * E + e
+    scale = 0.1 if normalize else 1.0
+    torch.testing.assert_close(sent[0], scale * first)
+    assert batch.actions.abs().max() > 0.1  # std-1 samples: clearly outside the box when unscaled
+
+
+def test_unit_box_rescale():
+    import gymnasium as gym
+
+    from adaptrl.nn.policies import unit_box_rescale
+
+    scale, offset = unit_box_rescale(gym.spaces.Box(low=-2.0, high=4.0, shape=(3,)))
+    torch.testing.assert_close(offset + scale * torch.full((3,), -1.0), torch.full((3,), -2.0))
+    torch.testing.assert_close(offset + scale * torch.ones(3), torch.full((3,), 4.0))
+    assert unit_box_rescale(gym.spaces.Box(low=-float("inf"), high=1.0, shape=(2,))) is None
+    assert unit_box_rescale(gym.spaces.Discrete(4)) is None

@@ -40,7 +40,13 @@ from adaptrl.envs import FamilyConfigUnion, make_family
 from adaptrl.envs.base import BatchedEnv, TaskBatch
 from adaptrl.envs.nav2d import Nav2DConfig
 from adaptrl.nn import heads
-from adaptrl.nn.policies import MLPPolicy, Params, batched_policy_dist, policy_dist
+from adaptrl.nn.policies import (
+    MLPPolicy,
+    Params,
+    batched_policy_dist,
+    policy_dist,
+    unit_box_rescale,
+)
 from adaptrl.rl.baseline import linear_baseline_values
 from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, normalize
@@ -106,6 +112,11 @@ class MAMLRLConfig:
     """GAE lambda; None uses plain discounted returns minus the baseline, as in the paper."""
     normalize_advantages: bool = True
     """Standardise advantages per task (over its valid steps)."""
+    normalize_actions: bool = True
+    """Bounded Box actions: the policy acts in [-1, 1]^d, mapped affinely onto the box (rllab's
+    ``normalize`` wrapper, which the paper's experiments used). nav2d's velocities are in
+    [-0.1, 0.1]: acting in them directly, the policy must shrink its std ~10x, which makes the
+    inner VPG step (scaled by 1/std^2) ~100x larger, and long training degraded."""
     observe_task: bool = False
     """Append the task parameters to the observation (the oracle baseline)."""
     eval_chunk: int = 50
@@ -201,6 +212,11 @@ class MAMLRL(MetaLearner):
                 config.init_log_std,
             ).to(self.device)
         self.spec = self.policy.spec
+        self.rescale = (
+            unit_box_rescale(self.family.action_space, self.device)
+            if config.normalize_actions
+            else None
+        )
         self.params: Params = {k: v.requires_grad_(True) for k, v in self.policy.params().items()}
         self.optimizer = (
             torch.optim.Adam(self.params.values(), lr=config.ppo_lr)
@@ -253,7 +269,11 @@ class MAMLRL(MetaLearner):
             else:
                 dist = policy_dist(self.policy, params, x)
             dist = dist.reshape(num_tasks * per, -1)
-            return heads.sample(self.spec, dist, gen), {"dist": dist}, carry
+            action = heads.sample(self.spec, dist, gen)
+            extras = {"dist": dist, "action": action}
+            if self.rescale is None:
+                return action, extras, carry
+            return self.rescale[1] + self.rescale[0] * action, extras, carry
 
         with torch.no_grad():
             ro, _, _ = collect(env, act, obs0, None, horizon)
@@ -279,7 +299,8 @@ class MAMLRL(MetaLearner):
             if c.normalize_advantages:
                 adv = vmap(normalize)(adv, mask) * mask
             dist = task_major(ro.extras["dist"].reshape(*shape, -1))
-            actions = task_major(ro.actions.reshape(*shape, *ro.actions.shape[2:]))
+            policy_actions = ro.extras["action"]  # before rescaling to the environment's box
+            actions = task_major(policy_actions.reshape(*shape, *policy_actions.shape[2:]))
             return Batch(
                 obs=task_major(observe(ro.obs)),
                 actions=actions,
@@ -602,7 +623,10 @@ class MAMLRL(MetaLearner):
     def adapt(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        """The adapted parameters after ``steps`` inner steps, each ``[num_tasks, ...]``."""
+        """The adapted parameters after ``steps`` inner steps, each ``[num_tasks, ...]``.
+
+        With ``normalize_actions`` the policy they define acts in ``[-1, 1]^d``: rescale its
+        actions with :func:`adaptrl.nn.policies.unit_box_rescale` of the family's action space."""
         if steps < 0:
             raise ConfigError(f"steps must be >= 0, got {steps}")
         tasks = tasks.to(self.device)

@@ -62,6 +62,23 @@ class MLPPolicy(nn.Module):
         return {k: v.detach().clone() for k, v in self.named_parameters()}
 
 
+def unit_box_rescale(
+    space: gym.Space, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(scale, offset)`` that map a policy's actions from ``[-1, 1]^d`` onto a bounded ``Box``.
+
+    ``env_action = offset + scale * action``, as rllab's ``normalize`` wrapper (used by the MAML
+    paper's experiments) and Stable-Baselines3 do: a Gaussian policy then works in unit-scale
+    coordinates whatever the box. Samples outside ``[-1, 1]`` map outside the box; the environment
+    clips them like any action. ``None`` for discrete spaces and unbounded boxes.
+    """
+    if not isinstance(space, gym.spaces.Box) or not space.is_bounded("both"):
+        return None
+    low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+    high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+    return (high - low) / 2, (high + low) / 2
+
+
 def policy_dist(policy: nn.Module, params: Params, obs: torch.Tensor) -> torch.Tensor:
     """Distribution parameters of ``policy`` with ``params`` (shared by every row of ``obs``)."""
     return functional_call(policy, params, (obs,))
@@ -80,4 +97,4 @@ def batched_policy_dist(
     )(params, obs)
 
 
-__all__ = ["MLPPolicy", "Params", "batched_policy_dist", "policy_dist"]
+__all__ = ["MLPPolicy", "Params", "batched_policy_dist", "policy_dist", "unit_box_rescale"]
