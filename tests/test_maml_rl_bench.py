@@ -74,6 +74,7 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
         "fvp-subsample-0.1",
     }
     assert result["exact_fisher_products_seconds"] > 0
+    assert len(result["memory"]["rss_mb_peak_by_tenth"]) == 3  # one value per iteration here
     assert result["speedup_vs_reference"] > 0
     assert (tmp_path / "report.md").read_text().startswith("# maml-speed")
 

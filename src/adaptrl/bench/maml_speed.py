@@ -376,6 +376,9 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
             "rss_mb_peak": max(rss) / 2**20,
             "rss_mb_peak_first_half": max(rss[:half] or rss) / 2**20,
             "rss_mb_peak_second_half": max(rss[half:]) / 2**20,
+            "rss_mb_peak_by_tenth": [
+                max(part) / 2**20 for part in np.array_split(np.asarray(rss), 10) if len(part)
+            ],
             "live_tensor_mb_before_traced": tensors_before / 2**20,
             "live_tensor_mb_after_traced": tensors_after / 2**20,
             "tracemalloc_mb_after_first_traced": trace_first / 2**20,
@@ -433,6 +436,8 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
         f"{mem['rss_mb_last']:.1f} MB after the last, peak {mem['rss_mb_peak_first_half']:.1f} MB "
         f"(first half) / {mem['rss_mb_peak_second_half']:.1f} MB (second half); live tensors "
         f"{mem['live_tensor_mb_before_traced']:.2f} -> {mem['live_tensor_mb_after_traced']:.2f} MB; "
+        f"peak RSS per tenth of the run: "
+        f"{', '.join(f'{v:.0f}' for v in mem['rss_mb_peak_by_tenth'])} MB; "
         f"tracemalloc {mem['tracemalloc_mb_after_first_traced']:.2f} -> "
         f"{mem['tracemalloc_mb_after_last_traced']:.2f} MB over {traced} traced iterations.",
     ]
