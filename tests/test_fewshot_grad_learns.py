@@ -115,3 +115,26 @@ def test_strategies_give_the_same_glyph_meta_gradient():
     for other in ("batched", "loop"):
         for a, b in zip(grads["vmap"], grads[other], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "series, grows",
+    [
+        ([600.0] * 5 + [610.0] * 95, False),  # a warm-up step, then a plateau
+        ([600.0 + 0.5 * i for i in range(100)], True),  # steady growth
+    ],
+)
+def test_memory_check_ignores_warm_up_and_flags_growth(series, grows, monkeypatch):
+    from adaptrl.bench import fewshot_speed
+
+    values = iter(series)
+    monkeypatch.setattr(fewshot_speed, "make_case", lambda shape, tasks, seed: (None, None))
+    monkeypatch.setattr(
+        fewshot_speed, "make_steps", lambda shape, net, batch: {"ours (batched)": lambda: None}
+    )
+    monkeypatch.setattr(fewshot_speed, "resident_mb", lambda: next(values))
+    out = fewshot_speed.memory_check(
+        fewshot_speed.SHAPES[3], "batched", tasks=1, iterations=100, seed=0
+    )
+    assert out["grows"] is grows
+    assert len(out["peak_mb_by_tenth"]) == 10
