@@ -31,14 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from adaptrl.algos.gradient import maml_query_losses
-from adaptrl.bench.common import provenance, write_json
+from adaptrl.bench.common import peak_per_tenth, provenance, resident_mb, write_json
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.errors import ConfigError, require
 from adaptrl.core.progress import console, print_table, progress
@@ -173,14 +172,6 @@ def make_steps(shape: Shape, net: nn.Module, batch: FewShotBatch) -> dict[str, C
     return steps
 
 
-def resident_mb() -> float:
-    """The process's resident memory (VmRSS) in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def time_shape(
     shape: Shape, *, tasks: int, rounds: int, per_round: int, seed: int
 ) -> dict[str, float]:
@@ -213,7 +204,7 @@ def memory_check(shape: Shape, strategy: str, *, tasks: int, iterations: int, se
     for _ in progress(range(iterations), description=f"memory {shape.name}"):
         step()
         rss.append(resident_mb())
-    tenths = [max(part) for part in np.array_split(np.asarray(rss), 10) if len(part)]
+    tenths = peak_per_tenth(rss)
     measured = rss[len(rss) // 10 :] or rss
     first, second = (
         max(measured[: len(measured) // 2] or measured),
@@ -223,7 +214,7 @@ def memory_check(shape: Shape, strategy: str, *, tasks: int, iterations: int, se
     return {
         "iterations": iterations,
         "strategy": strategy,
-        "peak_mb_by_tenth": [round(float(v), 1) for v in tenths],
+        "peak_mb_by_tenth": [round(v, 1) for v in tenths],
         "peak_mb_first_half": round(first, 1),
         "peak_mb_second_half": round(second, 1),
         "growth_mb": round(growth, 1),

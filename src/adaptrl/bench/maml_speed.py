@@ -37,6 +37,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.bench.common import peak_per_tenth, resident_mb
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.bench.throughput import RefNav2DEnv
 from adaptrl.core.progress import print_table, progress
@@ -197,12 +198,6 @@ class ReferenceMAMLTRPO:
 
 
 # --- measurements -----------------------------------------------------------------------------
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-
 def live_tensor_bytes() -> int:
     """Bytes held by tensors reachable from Python objects (torch has no CPU allocator stats)."""
     total = 0
@@ -312,7 +307,7 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         m = ours.meta_train_step()
         times.append(time.perf_counter() - t0)
-        rss.append(rss_bytes())
+        rss.append(resident_mb())
         kls.append(float(m.get("kl", float("nan"))))
         accepted.append(bool(m.get("accepted", True)))
     times, rss = times[warmup:], rss[warmup:]
@@ -371,14 +366,12 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
         "pytorch_maml_rl_seconds_issue": list(PYTORCH_MAML_RL_SECONDS),
         "trpo": {"mean_kl": float(np.nanmean(kls)), "accepted_fraction": float(np.mean(accepted))},
         "memory": {
-            "rss_mb_first": rss[0] / 2**20,
-            "rss_mb_last": rss[-1] / 2**20,
-            "rss_mb_peak": max(rss) / 2**20,
-            "rss_mb_peak_first_half": max(rss[:half] or rss) / 2**20,
-            "rss_mb_peak_second_half": max(rss[half:]) / 2**20,
-            "rss_mb_peak_by_tenth": [
-                max(part) / 2**20 for part in np.array_split(np.asarray(rss), 10) if len(part)
-            ],
+            "rss_mb_first": rss[0],
+            "rss_mb_last": rss[-1],
+            "rss_mb_peak": max(rss),
+            "rss_mb_peak_first_half": max(rss[:half] or rss),
+            "rss_mb_peak_second_half": max(rss[half:]),
+            "rss_mb_peak_by_tenth": peak_per_tenth(rss),
             "live_tensor_mb_before_traced": tensors_before / 2**20,
             "live_tensor_mb_after_traced": tensors_after / 2**20,
             "tracemalloc_mb_after_first_traced": trace_first / 2**20,
