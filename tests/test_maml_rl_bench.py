@@ -30,19 +30,24 @@ def test_nav2d_reference_points_match_closed_forms():
 def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     real = bench.nav2d_config
 
-    def smaller(reward, iterations, quick):
-        cfg = real(reward, iterations, quick)
+    def smaller(*args):
+        cfg = real(*args)
         return dataclasses.replace(cfg, family=dataclasses.replace(cfg.family, horizon=20))
 
     monkeypatch.setattr(bench, "nav2d_config", smaller)
     out = tmp_path / "nav"
-    result = bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out))
+    result = bench.run_maml_nav2d(
+        bench.MAMLNav2DConfig(quick=True, out=out, inner_lr=0.5, eval_inner_lrs=(0.5, 0.25))
+    )
     labels = [c.label for c in result["report"].curves]
     assert labels == ["MAML", "scratch", "pretrained", "oracle"]
     assert all(c.values.shape == (8, 4) for c in result["report"].curves)
     text = (out / "report.md").read_text()
     assert "MAML (paper)" in text and "-40.41" in text and "stands still" in text
-    assert json.loads((out / "bench.json").read_text())["reward"] == "distance"
+    payload = json.loads((out / "bench.json").read_text())
+    assert payload["reward"] == "distance"
+    assert payload["inner_lr"] == 0.5 and payload["eval_inner_lrs"] == [0.5, 0.25]
+    assert "training 0.5; at test time 0.5, 0.25" in text
     with pytest.raises(ConfigError):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, baselines=("nope",), out=out))
 

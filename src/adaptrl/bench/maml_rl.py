@@ -178,8 +178,18 @@ def controller_oracle_return(family: TaskFamily, tasks: TaskBatch) -> torch.Tens
     return total
 
 
-def nav2d_config(reward: str, iterations: int, quick: bool) -> MAMLRLConfig:
-    """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1)."""
+def nav2d_config(
+    reward: str,
+    iterations: int,
+    quick: bool,
+    inner_lr: float = 0.1,
+    eval_inner_lrs: tuple[float, ...] = (0.1, 0.05),
+) -> MAMLRLConfig:
+    """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1).
+
+    The authors' released scripts used other step sizes (``maml_trpo_point.py``: alpha 0.5 in
+    training; ``test_maml_point.py``: 0.5, then 0.25): pass them to compare.
+    """
     base = MAMLRLConfig(
         family=Nav2DConfig(reward=reward),  # type: ignore[arg-type]
         iterations=iterations,
@@ -188,8 +198,8 @@ def nav2d_config(reward: str, iterations: int, quick: bool) -> MAMLRLConfig:
         hidden=(100, 100),
         activation="relu",
         inner_steps=1,
-        inner_lr=0.1,
-        eval_inner_lrs=(0.1, 0.05),
+        inner_lr=inner_lr,
+        eval_inner_lrs=eval_inner_lrs,
     )
     if quick:
         return dataclasses.replace(base, meta_batch_size=4, rollouts_per_task=4, hidden=(32, 32))
@@ -214,6 +224,11 @@ class MAMLNav2DConfig:
     """Inner steps at test time."""
     reward: Literal["distance", "squared"] = "distance"
     """nav2d reward: minus the distance (fits the paper's figures) or minus its square."""
+    inner_lr: float = 0.1
+    """Inner step size in meta-training (paper text: 0.1; the authors' released script: 0.5)."""
+    eval_inner_lrs: tuple[float, ...] = (0.1, 0.05)
+    """Step sizes of the test-time steps, the last repeated (paper text: 0.1 then 0.05; the
+    authors' released test script: 0.5 then 0.25). Every learner uses the same schedule."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
     threads: int = 1
@@ -226,7 +241,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     iterations = 3 if cfg.quick else cfg.iterations
     num_tasks = 8 if cfg.quick else cfg.num_tasks
-    config = nav2d_config(cfg.reward, iterations, cfg.quick)
+    config = nav2d_config(cfg.reward, iterations, cfg.quick, cfg.inner_lr, cfg.eval_inner_lrs)
     report, extra = run_curves(
         "maml-nav2d",
         config,
@@ -245,7 +260,9 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
     lines = [
         curve_markdown(report),
         "",
-        f"Paper: {PAPER_NAV2D_SOURCE}. Reward used: `{cfg.reward}`.",
+        f"Paper: {PAPER_NAV2D_SOURCE}. Reward used: `{cfg.reward}`. Inner step size in "
+        f"training {cfg.inner_lr}; at test time {', '.join(map(str, cfg.eval_inner_lrs))} "
+        "(the last repeated).",
         "",
         "Reference points on the same test tasks (no learning):",
         f"- a policy that stands still: {still['distance']:.2f} with reward = -distance, "
@@ -256,6 +273,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
     payload = {
         "benchmark": "maml-nav2d",
         "reward": cfg.reward,
+        "inner_lr": cfg.inner_lr,
+        "eval_inner_lrs": list(cfg.eval_inner_lrs),
         "stand_still": still,
         "controller_oracle": {"mean": o_mean, "ci95": o_ci},
         "paper": PAPER_NAV2D,
