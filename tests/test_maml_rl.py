@@ -399,7 +399,9 @@ def test_two_inner_steps_meta_gradient_matches_finite_differences():
         numeric = (at(1.0) - at(-1.0)) / (2 * eps)
         assert torch.cat(parts).dot(analytic).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
     # one step only gives a different loss on the same data: the second step is not a no-op
-    assert float(learner.surrogate_loss(theta, pres[:1], post)) != pytest.approx(float(loss.detach()))
+    assert float(learner.surrogate_loss(theta, pres[:1], post)) != pytest.approx(
+        float(loss.detach())
+    )
 
 
 def test_two_inner_steps_trpo_update_respects_the_kl_bound():
