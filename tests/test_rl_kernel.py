@@ -476,6 +476,34 @@ def test_trpo_step_through_an_inner_adaptation_step(make):
     assert not torch.equal(flat(new), flat(params))
 
 
+def test_trpo_step_takes_a_given_fisher_product_and_line_search_evaluation():
+    """A dense damped Fisher passed as ``fvp`` and a fused ``loss_and_kl`` reproduce the default
+    step; a different metric (2F) gives a different direction, so ``fvp`` is really used."""
+    policy = gaussian_policy()
+    params = policy[0]
+    loss_fn, kl_fn = surrogate(policy), kl_to_start(policy)
+    n = flat(params).numel()
+    fisher = torch.autograd.functional.hessian(
+        lambda x: kl_fn(unflat(x, params)), flat(params)
+    ) + 0.1 * torch.eye(n, dtype=torch.float64)
+    calls = []
+
+    def fused(p):
+        calls.append(torch.is_grad_enabled())
+        return loss_fn(p), kl_fn(p)
+
+    kw = dict(max_kl=0.01, damping=0.1, cg_iters=n, cg_residual_tol=1e-30)
+    default, info = trpo_step(params, loss_fn, kl_fn, **kw)
+    given, info_given = trpo_step(
+        params, loss_fn, kl_fn, fvp=lambda v: fisher @ v, loss_and_kl=fused, **kw
+    )
+    torch.testing.assert_close(flat(given), flat(default))
+    assert info_given["backtracks"] == info["backtracks"]
+    assert calls and not any(calls)  # the line search evaluates without autograd
+    other, _ = trpo_step(params, loss_fn, kl_fn, fvp=lambda v: 2 * fisher @ v, **kw)
+    assert not torch.allclose(flat(other) - flat(params), flat(default) - flat(params))
+
+
 def test_trpo_step_at_a_stationary_point_changes_nothing():
     params, dist, spec = categorical_policy()
     kl_fn = kl_to_start((params, dist, spec))

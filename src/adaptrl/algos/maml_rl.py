@@ -51,7 +51,7 @@ from adaptrl.rl.baseline import linear_baseline_values
 from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, normalize
 from adaptrl.rl.rollout import collect, first_episode_mask
-from adaptrl.rl.trpo import flat, line_search, max_kl_step, trpo_step, unflat
+from adaptrl.rl.trpo import flat, trpo_step, unflat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -466,63 +466,37 @@ class MAMLRL(MetaLearner):
         def as_dict(values: list[torch.Tensor]) -> Params:
             return dict(zip(names, values, strict=True))
 
-        if c.fvp == "autograd" or len(pre) > 1:
-            new, info = trpo_step(
-                [self.params[k].detach() for k in names],
-                lambda v: self.surrogate_loss(as_dict(v), pre, post),
-                lambda v: self.mean_kl(as_dict(v), pre, post),
-                max_kl=c.max_kl,
-                damping=c.cg_damping,
-                cg_iters=c.cg_iters,
-                max_backtracks=c.ls_max_steps,
-                backtrack_ratio=c.ls_backtrack_ratio,
+        fvp = loss_and_kl = None
+        if c.fvp == "structured" and len(pre) <= 1:
+            k = self.fvp_rollouts(post)
+            theta = {n: v.detach() for n, v in self.params.items()}
+            fvp = self.structured_fvp(
+                theta, [b.first_rollouts(k) for b in pre], post.first_rollouts(k), c.cg_damping
             )
-        else:
-            new, info = self._structured_trpo_step(pre, post)
-        with torch.no_grad():
-            for k, v in zip(names, new, strict=True):
-                self.params[k].copy_(v)
-        return info
 
-    def _structured_trpo_step(
-        self, pre: list[Batch], post: Batch
-    ) -> tuple[list[torch.Tensor], dict[str, Any]]:
-        """rl.trpo's step (CG on the damped Fisher, scaled to max_kl, line search) with
-        :meth:`structured_fvp` and one re-adaptation per line-search trial for loss and KL."""
-        c = self.config
-        names = list(self.params)
-        theta = {k: v.detach() for k, v in self.params.items()}
-        leaves = [theta[k].clone().requires_grad_() for k in names]
-        with torch.enable_grad():
-            loss = self.surrogate_loss(dict(zip(names, leaves, strict=True)), pre, post)
-            g = flat(torch.autograd.grad(loss, leaves))
-        k = self.fvp_rollouts(post)
-        fvp = self.structured_fvp(
-            theta, [b.first_rollouts(k) for b in pre], post.first_rollouts(k), c.cg_damping
-        )
-        full_step, expected_improve = max_kl_step(fvp, g, c.max_kl, c.cg_iters)
-
-        def loss_and_kl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with torch.no_grad():
-                dist = self._adapted_dist(
-                    dict(zip(names, unflat(x, leaves), strict=True)), pre, post
-                )
+            def loss_and_kl(v: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                # one re-adaptation per line-search trial gives both the loss and the KL
+                dist = self._adapted_dist(as_dict(v), pre, post)
                 logp = heads.log_prob(self.spec, dist, post.actions)
                 surrogate = -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
                 return surrogate, task_mean(heads.kl(self.spec, post.dist, dist), post.mask)
 
-        x_new, info = line_search(
-            loss_and_kl,
-            flat(leaves).detach(),
-            full_step.detach(),
-            expected_improve,
-            c.max_kl,
+        new, info = trpo_step(
+            [self.params[k].detach() for k in names],
+            lambda v: self.surrogate_loss(as_dict(v), pre, post),
+            lambda v: self.mean_kl(as_dict(v), pre, post),
+            max_kl=c.max_kl,
+            damping=c.cg_damping,
+            cg_iters=c.cg_iters,
             max_backtracks=c.ls_max_steps,
-            ratio=c.ls_backtrack_ratio,
-            loss_before=float(loss.detach()),
+            backtrack_ratio=c.ls_backtrack_ratio,
+            fvp=fvp,
+            loss_and_kl=loss_and_kl,
         )
-        info.update(expected_improve=float(expected_improve), grad_norm=float(g.norm()))
-        return [t.clone() for t in unflat(x_new, leaves)], info
+        with torch.no_grad():
+            for k, v in zip(names, new, strict=True):
+                self.params[k].copy_(v)
+        return info
 
     def _ppo_update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
         c = self.config

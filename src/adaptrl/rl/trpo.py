@@ -178,6 +178,8 @@ def trpo_step(
     max_backtracks: int = 15,
     backtrack_ratio: float = 0.5,
     cg_residual_tol: float = 1e-10,
+    fvp: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    loss_and_kl: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """One TRPO update of ``params``; returns new detached tensors and diagnostics.
 
@@ -185,17 +187,26 @@ def trpo_step(
     gradient of ``loss_fn``), scales ``x`` so that ``0.5 x^T F x = max_kl`` and line-searches along
     it. ``info``: loss_before, loss_after, kl, step_fraction, accepted (bool), backtracks,
     expected_improve, grad_norm.
+
+    ``fvp`` replaces the double-backward Fisher-vector product of ``kl_fn`` (a learner with a
+    cheaper exact or approximate one passes it, damping included); ``loss_and_kl`` replaces
+    ``(loss_fn, kl_fn)`` in the line search, where no gradient is needed (one fused evaluation).
     """
     leaves = [p.detach().requires_grad_() for p in params]
     with torch.enable_grad():
         loss = loss_fn(leaves)
         g = _grad(loss, leaves)
-    fvp = fisher_vector_product(kl_fn, leaves, damping)
+    if fvp is None:
+        fvp = fisher_vector_product(kl_fn, leaves, damping)
     full_step, expected_improve = max_kl_step(fvp, g, max_kl, cg_iters, cg_residual_tol)
 
     def f(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        trial = unflat(x, leaves)
+        if loss_and_kl is not None:
+            with torch.no_grad():
+                return loss_and_kl(trial)
         # fresh leaves that require grad: loss_fn may take inner gradient steps through them
-        trial = [t.detach().requires_grad_() for t in unflat(x, leaves)]
+        trial = [t.detach().requires_grad_() for t in trial]
         with torch.enable_grad():
             return loss_fn(trial).detach(), kl_fn(trial).detach()
 
