@@ -310,3 +310,39 @@ def test_separate_critic_keeps_the_value_loss_out_of_the_policy():
     assert any(
         not torch.equal(p, b) for p, b in zip(net.value_parameters(), value_before, strict=True)
     )
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gaussian_policy_acts_in_unit_coordinates_rescaled_to_the_box(normalize):
+    """nav2d's velocities lie in [-0.1, 0.1]: with ``normalize_actions`` the environment receives
+    0.1 x the policy's action, while the batch (log-probabilities) and the memory's previous-action
+    input keep the policy's own; the trial agent does the same at evaluation time."""
+    cfg = dataclasses.replace(TINY, family=Nav2DConfig(horizon=4), hidden=8, trials=3)
+    learner = RL2(dataclasses.replace(cfg, normalize_actions=normalize), seed=0)
+    env = learner.env
+    sent: list[torch.Tensor] = []
+    real_step = env.step
+
+    def spy(action):
+        sent.append(action.clone())
+        return real_step(action)
+
+    env.step = spy  # type: ignore[method-assign]
+    env.set_tasks(learner.family.tasks(3, "train", 0))
+    batch = collect_trials(
+        learner.net, env, env.reset(seed=0), 8, learner.generator, learner.action_map
+    )
+    scale = 0.1 if normalize else 1.0
+    torch.testing.assert_close(torch.stack(sent), scale * batch.actions)
+    assert batch.actions.abs().max() > 0.3  # unit-scale samples (std 1 at init)
+    # step t's input holds action t-1 as the policy sampled it
+    assert not cfg.time_input  # inputs end with [..., action (2), reward, done]
+    torch.testing.assert_close(batch.inputs[1:, :, -4:-2], batch.actions[:-1])
+
+    agent = learner.trial_agent()
+    agent.begin_trial(env, learner.family.tasks(3, "test", 0), make_generator(1))
+    obs = env.reset(seed=1)
+    action = agent.act(obs)
+    torch.testing.assert_close(action, scale * agent.action)
+    agent.observe(obs, action, env.step(action))
+    torch.testing.assert_close(agent.prev[0], agent.action)

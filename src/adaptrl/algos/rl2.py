@@ -41,6 +41,7 @@ from adaptrl.envs import FamilyConfigUnion, make_family
 from adaptrl.envs.bandit import BanditConfig
 from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
+from adaptrl.nn.policies import unit_box_rescale
 from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
 from adaptrl.rl.returns import explained_variance, gae, masked_mean, normalize
@@ -73,6 +74,10 @@ class RL2Config:
     value is mostly the number of steps left, which a GRU cannot count precisely)."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
+    normalize_actions: bool = True
+    """Bounded Box actions: the policy acts in [-1, 1]^d, mapped affinely onto the box (as
+    MAML-RL does; ``nn.policies.unit_box_rescale``). Its memory reads the previous action in the
+    same unit coordinates."""
     outer: Literal["ppo", "trpo"] = "ppo"
     """Outer-loop optimiser: PPO or TRPO (TRPO always fits a separate critic)."""
     separate_critic: bool = False
@@ -184,35 +189,52 @@ class TrialBatch:
     done: torch.Tensor
 
 
+def to_env_action(
+    action: torch.Tensor, action_map: tuple[torch.Tensor, torch.Tensor] | None
+) -> torch.Tensor:
+    """The environment's action for a policy action (``action_map``: unit_box_rescale's)."""
+    return action if action_map is None else action_map[1] + action_map[0] * action
+
+
 def collect_trials(
     net: RecurrentActorCritic,
     env: BatchedEnv,
     obs: torch.Tensor,
     steps: int,
     generator: torch.Generator,
+    action_map: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrialBatch:
-    """Run one trial of ``steps`` steps in every row of ``env`` from an empty memory."""
+    """Run one trial of ``steps`` steps in every row of ``env`` from an empty memory.
+
+    With ``action_map`` the policy's actions are rescaled for the environment; the batch keeps
+    (and the memory reads) the policy's own."""
     spec = net.spec
 
     def policy(obs: torch.Tensor, carry: tuple) -> tuple[torch.Tensor, dict, tuple]:
-        state, prev, t = carry
+        state, prev, t, _ = carry
         x = net.inputs(obs, *prev, progress=t / steps)
         params, value, state = net.step(x, state)
         action = heads.sample(spec, params, generator)
-        extras = {"inputs": x, "logp": heads.log_prob(spec, params, action), "value": value}
-        return action, extras, (state, prev, t)
+        extras = {
+            "inputs": x,
+            "action": action,
+            "logp": heads.log_prob(spec, params, action),
+            "value": value,
+        }
+        return to_env_action(action, action_map), extras, (state, prev, t, action)
 
-    def on_step(carry: tuple, action: torch.Tensor, step: Step) -> tuple:
+    def on_step(carry: tuple, env_action: torch.Tensor, step: Step) -> tuple:
+        state, _, t, action = carry
         done = (step.terminated | step.truncated).float()
-        return carry[0], (heads.encode_action(spec, action), step.reward, done), carry[2] + 1
+        return state, (heads.encode_action(spec, action), step.reward, done), t + 1, None
 
     B, dev = env.num_envs, env.device
-    carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0)
+    carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0, None)
     with torch.no_grad():
         ro, _, _ = collect(env, policy, obs, carry, steps, on_step=on_step)
     return TrialBatch(
         ro.extras["inputs"],
-        ro.actions,
+        ro.extras["action"],
         ro.extras["logp"],
         ro.extras["value"],
         ro.rewards,
@@ -257,6 +279,11 @@ class RL2(MetaLearner):
         self.optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
         self.generator = make_generator(seed, "rl2", "policy", device=self.device)
         self.env = self.family.make_env(config.trials, self.device)
+        self.action_map = (
+            unit_box_rescale(self.family.action_space, self.device)
+            if config.normalize_actions
+            else None
+        )
 
     # --- one outer iteration -------------------------------------------------------------
     def meta_train_step(self) -> dict[str, float | torch.Tensor]:
@@ -266,7 +293,7 @@ class RL2(MetaLearner):
         )
         self.env.set_tasks(tasks)
         obs = self.env.reset(seed=derive_seed(self.seed, "rl2", "env", self.iteration))
-        batch = collect_trials(self.net, self.env, obs, self.steps, self.generator)
+        batch = collect_trials(self.net, self.env, obs, self.steps, self.generator, self.action_map)
         valid, end = trial_masks(batch.done, self.episodes)
         adv, returns = trial_advantages(
             batch.rewards * cfg.reward_scale, batch.values, valid, end, cfg.gamma, cfg.gae_lambda
@@ -376,7 +403,7 @@ class RL2(MetaLearner):
     # --- evaluation ------------------------------------------------------------------------
     def trial_agent(self) -> RL2Agent:
         """The trained policy as a trial agent (memory reset at ``begin_trial``), sampling actions."""
-        return RL2Agent(self.net, self.steps)
+        return RL2Agent(self.net, self.steps, self.action_map)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -398,16 +425,23 @@ class RL2Agent:
     """A trained RL² policy behind the trial-agent protocol (``adaptrl.baselines.base``).
 
     ``begin_trial`` empties the memory; ``act`` samples from the policy with the trial's
-    generator (as the paper evaluates); ``observe`` records the previous action, reward and done
-    flag that the next ``act`` reads.
+    generator (as the paper evaluates) and rescales it for the environment (``action_map``);
+    ``observe`` records the previous action (the policy's own), reward and done flag that the
+    next ``act`` reads.
     """
 
     name = "rl2"
     uses_task = False
 
-    def __init__(self, net: RecurrentActorCritic, trial_steps: int):
+    def __init__(
+        self,
+        net: RecurrentActorCritic,
+        trial_steps: int,
+        action_map: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         self.net = net
         self.trial_steps = trial_steps
+        self.action_map = action_map
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         self.state = self.net.initial_state(env.num_envs, env.device)
@@ -420,11 +454,13 @@ class RL2Agent:
         x = self.net.inputs(obs, *self.prev, progress=self.t / self.trial_steps)
         self.t += 1
         params, _, self.state = self.net.step(x, self.state, with_value=False)
-        return heads.sample(self.net.spec, params, self.generator)
+        self.action = heads.sample(self.net.spec, params, self.generator)
+        return to_env_action(self.action, self.action_map)
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
         done = (step.terminated | step.truncated).float()
-        self.prev = (heads.encode_action(self.net.spec, action), step.reward, done)
+        # the memory reads the policy's action, not the rescaled one the environment received
+        self.prev = (heads.encode_action(self.net.spec, self.action), step.reward, done)
 
 
 register_algo(
