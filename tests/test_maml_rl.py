@@ -54,21 +54,34 @@ def to_double(batch: Batch) -> Batch:
     )
 
 
-def fixed_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
-    """Pre- and post-update rollouts of a few tasks, then everything in float64."""
+def collected_data(
+    learner: MAMLRL, steps: int = 1, seed: int = 3
+) -> tuple[dict[str, torch.Tensor], list[Batch], Batch]:
+    """theta, the rollouts of theta and of each of its first ``steps - 1`` adaptations, the
+    ``steps``-step policies' rollouts; then everything in float64, with the post-update behaviour
+    distribution recomputed exactly."""
     c = learner.config
-    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=3)
+    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=seed)
     theta = {k: v.detach() for k, v in learner.params.items()}
-    pre = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
-    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
-    post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
+    phi, shared, pres = theta, True, []
+    for k in range(steps):
+        pres.append(learner.rollouts(tasks, phi, per_task=not shared, env_seed=1 + k))
+        phi = learner.adapt_params(phi, pres[-1:], [c.inner_lr], first_order=True, shared=shared)
+        shared = False
+    post = learner.rollouts(tasks, phi, per_task=True, env_seed=1 + steps)
     learner.policy.double()
-    theta, pre, post = {k: v.double() for k, v in theta.items()}, to_double(pre), to_double(post)
-    # the behaviour policy of the post-update data, recomputed in float64 (exactly phi)
-    phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
+    theta = {k: v.double() for k, v in theta.items()}
+    pres, post = [to_double(b) for b in pres], to_double(post)
+    phi = learner.adapt_params(theta, pres, [c.inner_lr] * steps, first_order=True)
     post.dist = batched_policy_dist(learner.policy, phi, post.obs).detach()
     post.logp = heads.log_prob(learner.spec, post.dist, post.actions)
-    return theta, pre, post
+    return theta, pres, post
+
+
+def fixed_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
+    """Pre- and post-update rollouts of one inner step, in float64."""
+    theta, pres, post = collected_data(learner)
+    return theta, pres[0], post
 
 
 def flat_grad(learner, theta, pre, post) -> torch.Tensor:
@@ -354,31 +367,11 @@ def test_unit_box_rescale():
     assert unit_box_rescale(gym.spaces.Discrete(4)) is None
 
 
-def two_step_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], list[Batch], Batch]:
-    """theta, the rollouts of theta and of its one-step adaptation, the two-step policies'
-    rollouts; float64, with the post-update behaviour distribution recomputed exactly."""
-    c = learner.config
-    tasks = learner.family.tasks(c.meta_batch_size, "train", seed=4)
-    theta = {k: v.detach() for k, v in learner.params.items()}
-    pre1 = learner.rollouts(tasks, theta, per_task=False, env_seed=1)
-    phi1 = learner.adapt_params(theta, [pre1], [c.inner_lr], first_order=True)
-    pre2 = learner.rollouts(tasks, phi1, per_task=True, env_seed=2)
-    phi2 = learner.adapt_params(phi1, [pre2], [c.inner_lr], first_order=True, shared=False)
-    post = learner.rollouts(tasks, phi2, per_task=True, env_seed=3)
-    learner.policy.double()
-    theta = {k: v.double() for k, v in theta.items()}
-    pres, post = [to_double(pre1), to_double(pre2)], to_double(post)
-    phi2 = learner.adapt_params(theta, pres, [c.inner_lr] * 2, first_order=True)
-    post.dist = batched_policy_dist(learner.policy, phi2, post.obs).detach()
-    post.logp = heads.log_prob(learner.spec, post.dist, post.actions)
-    return theta, pres, post
-
-
 def test_two_inner_steps_meta_gradient_matches_finite_differences():
     """With S = 2 the meta-gradient runs through both vmapped inner steps (the second one on
     per-task parameters); a dropped or detached second-step term would fail this."""
     learner = MAMLRL(tiny_config(inner_steps=2), seed=4)
-    theta, pres, post = two_step_data(learner)
+    theta, pres, post = collected_data(learner, steps=2, seed=4)
     leaves = {k: v.clone().requires_grad_() for k, v in theta.items()}
     loss = learner.surrogate_loss(leaves, pres, post)
     analytic = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(leaves.values()))])
@@ -407,7 +400,7 @@ def test_two_inner_steps_meta_gradient_matches_finite_differences():
 def test_two_inner_steps_trpo_update_respects_the_kl_bound():
     """S = 2 takes rl.trpo's double-backward product (the structured one covers S <= 1)."""
     learner = MAMLRL(tiny_config(inner_steps=2, rollouts_per_task=8, max_kl=1e-3), seed=5)
-    theta, pres, post = two_step_data(learner)
+    theta, pres, post = collected_data(learner, steps=2, seed=4)
     learner.params = {k: v.clone() for k, v in theta.items()}
     info = learner._trpo_update(pres, post)
     new = {k: v.detach() for k, v in learner.params.items()}
