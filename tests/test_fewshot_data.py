@@ -361,6 +361,62 @@ def test_imagefolder_splits_layout_rgb_resize_and_jpg(tmp_path):
     assert [len(fam.split_folders(s)) for s in ("train", "val", "test")] == [3, 3, 4]
 
 
+def csv_tree(root, splits=(("train", 4), ("val", 2), ("test", 3)), per_class: int = 5):
+    """mini-ImageNet's split-file layout: images/<file>.png and <split>.csv (filename,label)."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    codes = {}
+    for split, n in splits:
+        rows = ["filename,label"]
+        for c in range(n):
+            label = f"n{split}{c}"
+            codes[label] = len(codes)
+            for j in range(per_class):
+                name = f"{label}{j:03d}.png"
+                pixels = torch.zeros(10, 10, dtype=torch.uint8)
+                pixels[0, 0], pixels[0, 1] = codes[label] + 1, j + 1
+                Image.fromarray(pixels.numpy(), mode="L").save(root / "images" / name)
+                rows.append(f"{name},{label}")
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return codes
+
+
+def test_imagefolder_csv_split_files(tmp_path):
+    codes = csv_tree(tmp_path)
+    fam = make_fewshot_family("imagefolder", data=tmp_path, image_size=10, ways=2, queries=3)
+    assert fam.layout == "csv"
+    assert [len(fam.split_folders(s)) for s in ("train", "val", "test")] == [4, 2, 3]
+    assert {p.name for p in fam.split_folders("test")} == {"ntest0", "ntest1", "ntest2"}
+    assert all(p.parent.name == "test.csv" for p in fam.split_folders("test"))
+    assert_splits_disjoint(fam)
+    b = fam.sample(6, "test", generator=gen())
+    assert_classification_batch(b, 6, 2, 1, 3)
+    folder_code = torch.tensor([codes[p.name] for p in fam.folders])
+    for x, y in ((b.support_x, b.support_y), (b.query_x, b.query_y)):
+        cls, _ = identity(x)
+        assert torch.equal(cls, folder_code[b.classes.gather(1, y)])
+    # without val.csv a val_fraction of the train labels is held out
+    (tmp_path / "val.csv").unlink()
+    fam = make_fewshot_family("imagefolder", data=tmp_path, val_fraction=0.5, queries=3)
+    assert [len(fam.split_folders(s)) for s in ("train", "val", "test")] == [2, 2, 3]
+
+
+def test_imagefolder_csv_errors(tmp_path):
+    csv_tree(tmp_path)
+    test_csv = tmp_path / "test.csv"
+    good = test_csv.read_text()
+    test_csv.write_text(good + "gone.png,ntest0\n")
+    with pytest.raises(ConfigError, match=r"1 image\(s\) listed in test.csv .* e.g. gone.png"):
+        make_fewshot_family("imagefolder", data=tmp_path, queries=3)
+    test_csv.write_text(good + "ntrain0000.png,ntrain0\n")
+    with pytest.raises(ConfigError, match=r"ntrain0.* in train\.csv and test\.csv"):
+        make_fewshot_family("imagefolder", data=tmp_path, queries=3)
+    test_csv.write_text("file,class\n")
+    with pytest.raises(ConfigError, match="filename,label"):
+        make_fewshot_family("imagefolder", data=tmp_path, queries=3)
+
+
 def test_imagefolder_plain_tree_split_by_fraction(tmp_path):
     for c in range(20):
         write_class(tmp_path / f"class{c:02d}", c, 4)

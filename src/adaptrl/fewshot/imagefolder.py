@@ -1,12 +1,16 @@
 """``imagefolder``: N-way K-shot tasks over a folder of class folders already on disk.
 
 A *class* is a folder that directly holds image files (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``,
-``.gif``, ``.webp``). Three layouts are understood (``layout="auto"`` picks the first that fits):
+``.gif``, ``.webp``), or a label of a split file. Four layouts are understood (``layout="auto"``
+picks the first that fits):
 
 * ``omniglot``: ``images_background/<alphabet>/<character>/*.png`` are meta-train classes (a
   ``val_fraction`` of them, drawn with ``split_seed``, is the validation split) and
   ``images_evaluation/<alphabet>/<character>/*.png`` the meta-test classes (the layout of the
   official Omniglot archives).
+* ``csv``: ``images/*.jpg`` with ``train.csv``, ``val.csv``, ``test.csv`` of ``filename,label``
+  rows (Ravi & Larochelle's mini-ImageNet split files); without ``val.csv`` a ``val_fraction`` of
+  the train labels is held out. A label in two split files is refused.
 * ``splits``: ``train/<class>/*``, ``val/<class>/*``, ``test/<class>/*`` (mini-ImageNet's
   ``train/<wnid>/*.jpg`` layout); without ``val/`` a ``val_fraction`` of the train classes is held
   out.
@@ -48,7 +52,8 @@ from adaptrl.fewshot.registry import register_fewshot_family
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 LAYOUT_HELP = (
     "expected a folder of class folders: Omniglot (images_background/<alphabet>/<character>/"
-    "*.png and images_evaluation/...), mini-ImageNet (train/<wnid>/*.jpg, val/..., test/...) "
+    "*.png and images_evaluation/...), mini-ImageNet (train/<wnid>/*.jpg, val/..., test/..., or "
+    "images/*.jpg with train.csv, val.csv and test.csv of filename,label rows) "
     "or any <class>/*.png tree"
 )
 PRELOAD_QUIET_BELOW = 64
@@ -76,9 +81,10 @@ class ImageFolderConfig(FewShotConfig):
     rotations: bool = False
     """Add each class turned by 90, 180 and 270 degrees as three extra classes (MAML's Omniglot
     protocol)."""
-    layout: Literal["auto", "omniglot", "splits", "tree"] = "auto"
-    """Folder layout; auto: omniglot if images_background/ or images_evaluation/ exists, else
-    splits if train/, val/ or test/ exists, else tree."""
+    layout: Literal["auto", "omniglot", "csv", "splits", "tree"] = "auto"
+    """Folder layout; auto: omniglot if images_background/ or images_evaluation/ exists, else csv
+    if images/ and a train.csv, val.csv or test.csv exist, else splits if train/, val/ or test/
+    exists, else tree."""
     val_fraction: float = 0.1
     """Fraction of the meta-train classes held out for validation when there is no val folder."""
     test_fraction: float = 0.2
@@ -91,8 +97,10 @@ class ImageFolderConfig(FewShotConfig):
         positive("shots", self.shots)
         positive("queries", self.queries)
         positive("image_size", self.image_size, 4)
-        if self.layout not in ("auto", "omniglot", "splits", "tree"):
-            raise ConfigError(f"layout must be auto, omniglot, splits or tree, got {self.layout!r}")
+        if self.layout not in ("auto", "omniglot", "csv", "splits", "tree"):
+            raise ConfigError(
+                f"layout must be auto, omniglot, csv, splits or tree, got {self.layout!r}"
+            )
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
             raise ConfigError("val_fraction and test_fraction must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
@@ -108,6 +116,22 @@ def find_class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
         if images and Path(folder) != root:
             found.append((Path(folder), [Path(folder) / f for f in images]))
     return sorted(found)
+
+
+def read_split_file(path: Path) -> dict[str, list[str]]:
+    """``label -> [filename, ...]`` (file order) from a ``filename,label`` CSV with a header row."""
+    import csv
+
+    classes: dict[str, list[str]] = {}
+    with open(path, newline="") as f:
+        rows = csv.reader(f)
+        header = [h.strip().lower() for h in next(rows, [])]
+        if header[:2] != ["filename", "label"]:
+            raise ConfigError(f"imagefolder: {path} must start with a 'filename,label' header row")
+        for row in rows:
+            if len(row) >= 2:
+                classes.setdefault(row[1].strip(), []).append(row[0].strip())
+    return classes
 
 
 def _hold_out(n: int, fraction: float, seed: int, tag: str) -> tuple[list[int], list[int]]:
@@ -152,6 +176,8 @@ class ImageFolder(FewShotFamily):
             return layout
         if any((root / d).is_dir() for d in ("images_background", "images_evaluation")):
             return "omniglot"
+        if (root / "images").is_dir() and any((root / f"{s}.csv").is_file() for s in SPLITS):
+            return "csv"
         if any((root / d).is_dir() for d in SPLITS):
             return "splits"
         return "tree"
@@ -164,9 +190,43 @@ class ImageFolder(FewShotFamily):
             self.files.append(files)
         return list(range(start, len(self.folders)))
 
+    def _add_split_file(self, path: Path) -> list[int]:
+        """Register the labels of split file ``path`` as classes; return their indices."""
+        if not path.is_file():
+            return []
+        start = len(self.folders)
+        images = self.root / "images"
+        for label, names in sorted(read_split_file(path).items()):
+            if label in self._labels:
+                raise ConfigError(
+                    f"imagefolder: label {label!r} is in {self._labels[label].name} and "
+                    f"{path.name}; a class must belong to one split"
+                )
+            self._labels[label] = path
+            files = [images / n for n in names]
+            missing = [f for f in files if not f.is_file()]
+            if missing:
+                raise ConfigError(
+                    f"imagefolder: {len(missing)} image(s) listed in {path.name} are not in "
+                    f"{images}, e.g. {missing[0].name}"
+                )
+            self.folders.append(path / label)  # shown as <split>.csv/<label> in messages
+            self.files.append(files)
+        return list(range(start, len(self.folders)))
+
     def _scan(self) -> None:
         c, root, split = self.config, self.root, self._split_folders
-        if self.layout == "omniglot":
+        self._labels: dict[str, Path] = {}
+        if self.layout == "csv":
+            train = self._add_split_file(root / "train.csv")
+            split["val"] = self._add_split_file(root / "val.csv")
+            split["test"] = self._add_split_file(root / "test.csv")
+            if (root / "val.csv").is_file():
+                split["train"] = train
+            else:
+                keep, val = _hold_out(len(train), c.val_fraction, c.split_seed, "val")
+                split["train"], split["val"] = [train[i] for i in keep], [train[i] for i in val]
+        elif self.layout == "omniglot":
             background = self._add(root / "images_background")
             split["test"] = self._add(root / "images_evaluation")
             keep, val = _hold_out(len(background), c.val_fraction, c.split_seed, "val")
