@@ -74,10 +74,11 @@ class RL2Config:
     value is mostly the number of steps left, which a GRU cannot count precisely)."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
-    normalize_actions: bool = True
+    normalize_actions: bool = False
     """Bounded Box actions: the policy acts in [-1, 1]^d, mapped affinely onto the box (as
-    MAML-RL does; ``nn.policies.unit_box_rescale``). Its memory reads the previous action in the
-    same unit coordinates."""
+    MAML-RL does; ``nn.policies.unit_box_rescale``), and its memory reads the previous action in
+    the same unit coordinates. Off by default: on nav2d it trained worse than raw actions
+    (docs/results.md)."""
     outer: Literal["ppo", "trpo"] = "ppo"
     """Outer-loop optimiser: PPO or TRPO (TRPO always fits a separate critic)."""
     separate_critic: bool = False
