@@ -412,3 +412,22 @@ def test_two_inner_steps_trpo_update_respects_the_kl_bound():
     )
     metrics = MAMLRL(tiny_config(inner_steps=2), seed=5).meta_train_step()
     assert torch.isfinite(torch.as_tensor(metrics["return_post"]))
+
+
+def test_evaluation_uses_its_own_rollout_count(monkeypatch):
+    learner = MAMLRL(tiny_config(eval_rollouts_per_task=7), seed=0)
+    seen = []
+    real = learner.rollouts
+
+    def spy(*args, **kw):
+        seen.append(kw.get("rollouts"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(learner, "rollouts", spy)
+    curve = learner.adaptation_curve(learner.family.tasks(2, "test", 0), 2, make_generator(0))
+    assert curve.shape == (2, 3) and seen == [7, 7, 7]
+    seen.clear()
+    learner.meta_train_step()  # training keeps rollouts_per_task
+    assert seen == [None, None]
+    with pytest.raises(ConfigError, match="eval_rollouts_per_task"):
+        tiny_config(eval_rollouts_per_task=0)

@@ -37,7 +37,9 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "nav2d_config", smaller)
     out = tmp_path / "nav"
     result = bench.run_maml_nav2d(
-        bench.MAMLNav2DConfig(quick=True, out=out, inner_lr=0.5, eval_inner_lrs=(0.5, 0.25))
+        bench.MAMLNav2DConfig(
+            quick=True, out=out, inner_lr=0.5, eval_inner_lrs=(0.5, 0.25), eval_rollouts=5
+        )
     )
     labels = [c.label for c in result["report"].curves]
     assert labels == ["MAML", "scratch", "pretrained", "oracle"]
@@ -47,7 +49,8 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     payload = json.loads((out / "bench.json").read_text())
     assert payload["reward"] == "distance"
     assert payload["inner_lr"] == 0.5 and payload["eval_inner_lrs"] == [0.5, 0.25]
-    assert "training 0.5; at test time 0.5, 0.25" in text
+    assert payload["eval_rollouts"] == 5
+    assert "training 0.5; at test time 0.5, 0.25 (the last repeated), 5 rollouts" in text
     with pytest.raises(ConfigError):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, baselines=("nope",), out=out))
 

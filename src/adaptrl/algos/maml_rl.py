@@ -79,6 +79,9 @@ class MAMLRLConfig:
     eval_inner_lrs: tuple[float, ...] = ()
     """Learning rate of each inner step at test time, the last one repeated (empty: inner_lr).
     The paper used (0.1, 0.05) for 2D navigation."""
+    eval_rollouts_per_task: int | None = None
+    """Rollouts per task for each step at test time (None: rollouts_per_task). The authors'
+    2D-navigation test script sampled 40 (4000 steps), twice the training batch."""
     first_order: bool = False
     """FOMAML: detach the inner gradient (no second-order terms)."""
     outer: Literal["trpo", "ppo"] = "trpo"
@@ -129,6 +132,10 @@ class MAMLRLConfig:
         for name in ("meta_batch_size", "rollouts_per_task", "eval_chunk"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_rollouts_per_task is not None and self.eval_rollouts_per_task < 1:
+            raise ConfigError(
+                f"eval_rollouts_per_task must be >= 1, got {self.eval_rollouts_per_task}"
+            )
         if self.max_kl <= 0 or self.inner_lr < 0 or not 0 < self.gamma <= 1:
             raise ConfigError("need max_kl > 0, inner_lr >= 0 and 0 < gamma <= 1")
         if not 0 < self.ls_backtrack_ratio < 1:
@@ -568,7 +575,12 @@ class MAMLRL(MetaLearner):
         for k in range(steps + 1):
             env_seed = int(torch.randint(2**62, (1,), generator=generator).item())
             batch = self.rollouts(
-                tasks, phi, per_task=not shared, env_seed=env_seed, generator=generator
+                tasks,
+                phi,
+                per_task=not shared,
+                env_seed=env_seed,
+                generator=generator,
+                rollouts=self.config.eval_rollouts_per_task,
             )
             returns.append(batch.returns)
             if k < steps:
@@ -588,7 +600,8 @@ class MAMLRL(MetaLearner):
     def adaptation_curve(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
     ) -> torch.Tensor:
-        """Mean return of ``E`` rollouts after 0..steps inner steps, ``[num_tasks, steps + 1]``."""
+        """Mean return of the rollouts after 0..steps inner steps, ``[num_tasks, steps + 1]``
+        (``eval_rollouts_per_task`` rollouts per task and step, default ``E``)."""
         if steps < 0:
             raise ConfigError(f"steps must be >= 0, got {steps}")
         tasks = tasks.to(self.device)

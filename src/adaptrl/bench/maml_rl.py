@@ -184,11 +184,12 @@ def nav2d_config(
     quick: bool,
     inner_lr: float = 0.1,
     eval_inner_lrs: tuple[float, ...] = (0.1, 0.05),
+    eval_rollouts: int = 20,
 ) -> MAMLRLConfig:
     """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1).
 
     The authors' released scripts used other step sizes (``maml_trpo_point.py``: alpha 0.5 in
-    training; ``test_maml_point.py``: 0.5, then 0.25): pass them to compare.
+    training; ``test_maml_point.py``: 0.5, then 0.25, on 40 rollouts per step): pass them to compare.
     """
     base = MAMLRLConfig(
         family=Nav2DConfig(reward=reward),  # type: ignore[arg-type]
@@ -200,9 +201,16 @@ def nav2d_config(
         inner_steps=1,
         inner_lr=inner_lr,
         eval_inner_lrs=eval_inner_lrs,
+        eval_rollouts_per_task=eval_rollouts,
     )
     if quick:
-        return dataclasses.replace(base, meta_batch_size=4, rollouts_per_task=4, hidden=(32, 32))
+        return dataclasses.replace(
+            base,
+            meta_batch_size=4,
+            rollouts_per_task=4,
+            hidden=(32, 32),
+            eval_rollouts_per_task=min(eval_rollouts, 6),
+        )
     return base
 
 
@@ -229,6 +237,9 @@ class MAMLNav2DConfig:
     eval_inner_lrs: tuple[float, ...] = (0.1, 0.05)
     """Step sizes of the test-time steps, the last repeated (paper text: 0.1 then 0.05; the
     authors' released test script: 0.5 then 0.25). Every learner uses the same schedule."""
+    eval_rollouts: int = 20
+    """Rollouts per test task for each step (paper: 20, as in training; the authors' released
+    test script: 40)."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
     threads: int = 1
@@ -241,7 +252,9 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     iterations = 3 if cfg.quick else cfg.iterations
     num_tasks = 8 if cfg.quick else cfg.num_tasks
-    config = nav2d_config(cfg.reward, iterations, cfg.quick, cfg.inner_lr, cfg.eval_inner_lrs)
+    config = nav2d_config(
+        cfg.reward, iterations, cfg.quick, cfg.inner_lr, cfg.eval_inner_lrs, cfg.eval_rollouts
+    )
     report, extra = run_curves(
         "maml-nav2d",
         config,
@@ -262,7 +275,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "",
         f"Paper: {PAPER_NAV2D_SOURCE}. Reward used: `{cfg.reward}`. Inner step size in "
         f"training {cfg.inner_lr}; at test time {', '.join(map(str, cfg.eval_inner_lrs))} "
-        "(the last repeated).",
+        f"(the last repeated), {cfg.eval_rollouts} rollouts per task and step.",
         "",
         "Reference points on the same test tasks (no learning):",
         f"- a policy that stands still: {still['distance']:.2f} with reward = -distance, "
@@ -275,6 +288,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "reward": cfg.reward,
         "inner_lr": cfg.inner_lr,
         "eval_inner_lrs": list(cfg.eval_inner_lrs),
+        "eval_rollouts": cfg.eval_rollouts,
         "stand_still": still,
         "controller_oracle": {"mean": o_mean, "ci95": o_ci},
         "paper": PAPER_NAV2D,
