@@ -31,6 +31,7 @@ from adaptrl.cli.commands import (
 from adaptrl.core.config import parse_cli
 from adaptrl.core.device import tune_cpu_allocator
 from adaptrl.core.errors import AdaptrlError, ConfigError, UnknownIdError
+from adaptrl.core.provenance import start_commit
 
 MARKERS = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
 DESCRIPTION = (
@@ -168,6 +169,7 @@ def run(cmd: object) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     tune_cpu_allocator()
+    start_commit()  # provenance names the code this process imported, not a later tree
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -34,6 +35,13 @@ def git_commit() -> str:
         return "unknown"
 
 
+@functools.cache
+def start_commit() -> str:
+    """:func:`git_commit` at its first call: the CLI makes that call at start-up, so a long run
+    records the code it imported even if the tree changes before it writes its results."""
+    return git_commit()
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, core count, Python and torch versions, threads."""
     cpu = platform.processor() or platform.machine()
@@ -57,9 +65,12 @@ def machine_info() -> dict[str, Any]:
 
 
 def provenance(seeds: Any = None) -> dict[str, Any]:
-    """The header every results file carries."""
+    """The header every results file carries (``commit_at_write`` too if the tree changed since
+    :func:`start_commit`)."""
+    commit, now = start_commit(), git_commit()
     return {
-        "commit": git_commit(),
+        "commit": commit,
+        **({"commit_at_write": now} if now != commit else {}),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine_info(),
