@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL
+from adaptrl.algos.trainer import load_trained
 from adaptrl.bench import maml_rl as bench
 from adaptrl.bench import maml_speed
 from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import make_generator
 from adaptrl.envs import make_family
 
 
@@ -46,11 +48,26 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     assert all(c.values.shape == (8, 4) for c in result["report"].curves)
     text = (out / "report.md").read_text()
     assert "MAML (paper)" in text and "-40.41" in text and "stands still" in text
+    # every trained learner is a run directory that `adaptrl eval` scores again
+    assert sorted(p.name for p in (out / "models").iterdir()) == [
+        "MAML-s0",
+        "oracle-s0",
+        "pretrained-s0",
+    ]
+    again = load_trained(out / "models" / "MAML-s0")
+    tasks = again.family.tasks(8, "test", bench.EVAL_SEED)
+    gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
+    torch.testing.assert_close(
+        again.adaptation_curve(tasks, 3, gen).double(), result["report"].curves[0].values
+    )
     payload = json.loads((out / "bench.json").read_text())
     assert payload["reward"] == "distance"
     assert payload["inner_lr"] == 0.5 and payload["eval_inner_lrs"] == [0.5, 0.25]
     assert payload["eval_rollouts"] == 5
     assert "training 0.5; at test time 0.5, 0.25 (the last repeated), 5 rollouts" in text
+    # a second run into the same folder replaces its models
+    bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out, baselines=("oracle",)))
+    assert (out / "models" / "oracle-s0" / "model.json").is_file()
     with pytest.raises(ConfigError):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, baselines=("nope",), out=out))
 

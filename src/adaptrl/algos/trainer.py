@@ -90,6 +90,14 @@ def new_run(
     return run
 
 
+def save_trained(path: str | Path, learner: MetaLearner, config: Any, *, seed: int) -> RunDir:
+    """Write a learner trained outside a run (a benchmark's) as a run directory whose model
+    ``adaptrl eval`` / ``adaptrl adapt`` load like any trained run's."""
+    run = new_run(path, config, seed=seed, device=str(learner.device))
+    save_state(run.path / MODEL, learner.state_dict(), {"algo": learner.name})
+    return run
+
+
 def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
     """Open a training run directory and read its record (strictly: unknown keys are errors)."""
     run = RunDir.open(path)

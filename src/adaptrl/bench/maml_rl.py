@@ -13,6 +13,7 @@ The paper's numbers (Finn, Abbeel & Levine 2017, Appendix C) are carried here as
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.trainer import save_trained
 from adaptrl.baselines.pg import GRADIENT_BASELINES
 from adaptrl.bench.common import write_curve_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
@@ -77,8 +79,12 @@ def run_curves(
     eval_seed: int,
     steps: int,
     reference: dict[str, list[float]] | None,
+    models: Path | None = None,
 ) -> tuple[CurveReport, dict[str, Any]]:
-    """Train MAML-RL and each baseline per seed, score all on the same held-out tasks."""
+    """Train MAML-RL and each baseline per seed, score all on the same held-out tasks.
+
+    With ``models`` every trained learner is also saved there as a run directory
+    (``<label>-s<seed>``), so ``adaptrl eval`` can score it again under another protocol."""
     unknown = sorted(set(baselines) - set(GRADIENT_BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {sorted(GRADIENT_BASELINES)}")
@@ -94,6 +100,11 @@ def run_curves(
             learner = MAMLRL(cfg, seed=seed)
             if trained:
                 training[label].append(train_learner(learner, cfg.iterations, f"{label} s{seed}"))
+                if models is not None:
+                    target = models / f"{label}-s{seed}"
+                    if (target / "config.yaml").is_file():  # this bench's earlier model
+                        shutil.rmtree(target)
+                    save_trained(target, learner, cfg, seed=seed)
             gen = make_generator(eval_seed, name, "eval")  # same generator for every learner
             per_label[label].append(learner.adaptation_curve(tasks, steps, gen).cpu())
     curves = [
@@ -264,6 +275,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         eval_seed=cfg.eval_seed,
         steps=cfg.steps,
         reference={k: v[: cfg.steps + 1] for k, v in PAPER_NAV2D.items()},
+        models=cfg.out / "models",
     )
     family = make_family(config.family)
     tasks = family.tasks(num_tasks, "test", cfg.eval_seed)
@@ -379,6 +391,7 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
         eval_seed=cfg.eval_seed,
         steps=steps,
         reference=reference,
+        models=cfg.out / "models",
     )
     lines = [curve_markdown(report), ""]
     if cfg.task == "dir":
