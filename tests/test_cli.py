@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 from adaptrl.cli.main import main
@@ -188,7 +189,9 @@ def test_killed_eval_resumes_to_identical_results(tmp_path):
 
 def test_demo_writes_a_report_and_never_deletes_what_it_did_not_make(tmp_path, capsys):
     out = tmp_path / "demo"
+    threads = torch.get_num_threads()
     assert main(["demo", "--out", str(out), "--num-tasks", "50", "--rl2-iterations", "3"]) == 0
+    assert torch.get_num_threads() == threads  # the demo's one thread does not leak out
     for fid in ["bandit-bernoulli-v0", "tabular-mdp-v0", "gridworld-goal-v0", "nav2d-goal-v0"]:
         assert (out / fid / "curve.png").exists() and (out / fid / "results.json").exists()
     assert (out / "overview.png").stat().st_size > 10_000
