@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -214,18 +215,23 @@ class ImageFolder(FewShotFamily):
             self.files.append(files)
         return list(range(start, len(self.folders)))
 
+    def _train_val_test(self, add: Callable[[str], list[int]]) -> None:
+        """Register each split's classes with ``add(split)``; with no val classes, hold out a
+        ``val_fraction`` of the train classes instead."""
+        c, split = self.config, self._split_folders
+        train = add("train")
+        split["val"], split["test"] = add("val"), add("test")
+        if split["val"]:
+            split["train"] = train
+        else:
+            keep, val = _hold_out(len(train), c.val_fraction, c.split_seed, "val")
+            split["train"], split["val"] = [train[i] for i in keep], [train[i] for i in val]
+
     def _scan(self) -> None:
         c, root, split = self.config, self.root, self._split_folders
         self._labels: dict[str, Path] = {}
         if self.layout == "csv":
-            train = self._add_split_file(root / "train.csv")
-            split["val"] = self._add_split_file(root / "val.csv")
-            split["test"] = self._add_split_file(root / "test.csv")
-            if (root / "val.csv").is_file():
-                split["train"] = train
-            else:
-                keep, val = _hold_out(len(train), c.val_fraction, c.split_seed, "val")
-                split["train"], split["val"] = [train[i] for i in keep], [train[i] for i in val]
+            self._train_val_test(lambda s: self._add_split_file(root / f"{s}.csv"))
         elif self.layout == "omniglot":
             background = self._add(root / "images_background")
             split["test"] = self._add(root / "images_evaluation")
@@ -235,14 +241,7 @@ class ImageFolder(FewShotFamily):
                 [background[i] for i in val],
             )
         elif self.layout == "splits":
-            train = self._add(root / "train")
-            split["val"] = self._add(root / "val")
-            split["test"] = self._add(root / "test")
-            if (root / "val").is_dir():
-                split["train"] = train
-            else:
-                keep, val = _hold_out(len(train), c.val_fraction, c.split_seed, "val")
-                split["train"], split["val"] = [train[i] for i in keep], [train[i] for i in val]
+            self._train_val_test(lambda s: self._add(root / s))
         else:
             everything = self._add(root)
             rest, test = _hold_out(len(everything), c.test_fraction, c.split_seed, "test")
