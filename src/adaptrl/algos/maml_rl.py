@@ -45,6 +45,7 @@ from adaptrl.nn.policies import (
     Params,
     batched_policy_dist,
     policy_dist,
+    to_box,
     unit_box_rescale,
 )
 from adaptrl.rl.baseline import linear_baseline_values
@@ -277,10 +278,7 @@ class MAMLRL(MetaLearner):
                 dist = policy_dist(self.policy, params, x)
             dist = dist.reshape(num_tasks * per, -1)
             action = heads.sample(self.spec, dist, gen)
-            extras = {"dist": dist, "action": action}
-            if self.rescale is None:
-                return action, extras, carry
-            return self.rescale[1] + self.rescale[0] * action, extras, carry
+            return to_box(action, self.rescale), {"dist": dist, "action": action}, carry
 
         with torch.no_grad():
             ro, _, _ = collect(env, act, obs0, None, horizon)
@@ -376,15 +374,20 @@ class MAMLRL(MetaLearner):
         )
         return batched_policy_dist(self.policy, adapted, post.obs)
 
+    def _surrogate_of(self, dist: torch.Tensor, post: Batch) -> torch.Tensor:
+        logp = heads.log_prob(self.spec, dist, post.actions)
+        return -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
+
+    def _kl_of(self, dist: torch.Tensor, post: Batch) -> torch.Tensor:
+        return task_mean(heads.kl(self.spec, post.dist, dist), post.mask)
+
     def surrogate_loss(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
         """Minus the importance-weighted return of the re-adapted policies on the post-update data."""
-        logp = heads.log_prob(self.spec, self._adapted_dist(params, pre, post), post.actions)
-        return -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
+        return self._surrogate_of(self._adapted_dist(params, pre, post), post)
 
     def mean_kl(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
         """Mean KL(adapted before the update || re-adapted with ``params``) on post-update states."""
-        new = self._adapted_dist(params, pre, post)
-        return task_mean(heads.kl(self.spec, post.dist, new), post.mask)
+        return self._kl_of(self._adapted_dist(params, pre, post), post)
 
     def structured_fvp(
         self, theta: Params, pre: list[Batch], post: Batch, damping: float
@@ -484,9 +487,7 @@ class MAMLRL(MetaLearner):
             def loss_and_kl(v: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
                 # one re-adaptation per line-search trial gives both the loss and the KL
                 dist = self._adapted_dist(as_dict(v), pre, post)
-                logp = heads.log_prob(self.spec, dist, post.actions)
-                surrogate = -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
-                return surrogate, task_mean(heads.kl(self.spec, post.dist, dist), post.mask)
+                return self._surrogate_of(dist, post), self._kl_of(dist, post)
 
         new, info = trpo_step(
             [self.params[k].detach() for k in names],

@@ -41,7 +41,7 @@ from adaptrl.envs import FamilyConfigUnion, make_family
 from adaptrl.envs.bandit import BanditConfig
 from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
-from adaptrl.nn.policies import unit_box_rescale
+from adaptrl.nn.policies import to_box, unit_box_rescale
 from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
 from adaptrl.rl.returns import explained_variance, gae, masked_mean, normalize
@@ -190,13 +190,6 @@ class TrialBatch:
     done: torch.Tensor
 
 
-def to_env_action(
-    action: torch.Tensor, action_map: tuple[torch.Tensor, torch.Tensor] | None
-) -> torch.Tensor:
-    """The environment's action for a policy action (``action_map``: unit_box_rescale's)."""
-    return action if action_map is None else action_map[1] + action_map[0] * action
-
-
 def collect_trials(
     net: RecurrentActorCritic,
     env: BatchedEnv,
@@ -222,7 +215,7 @@ def collect_trials(
             "logp": heads.log_prob(spec, params, action),
             "value": value,
         }
-        return to_env_action(action, action_map), extras, (state, prev, t, action)
+        return to_box(action, action_map), extras, (state, prev, t, action)
 
     def on_step(carry: tuple, env_action: torch.Tensor, step: Step) -> tuple:
         state, _, t, action = carry
@@ -456,7 +449,7 @@ class RL2Agent:
         self.t += 1
         params, _, self.state = self.net.step(x, self.state, with_value=False)
         self.action = heads.sample(self.net.spec, params, self.generator)
-        return to_env_action(self.action, self.action_map)
+        return to_box(self.action, self.action_map)
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
         done = (step.terminated | step.truncated).float()

@@ -27,6 +27,7 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 from collections.abc import Callable
@@ -121,8 +122,6 @@ def find_class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
 
 def read_split_file(path: Path) -> dict[str, list[str]]:
     """``label -> [filename, ...]`` (file order) from a ``filename,label`` CSV with a header row."""
-    import csv
-
     classes: dict[str, list[str]] = {}
     with open(path, newline="") as f:
         rows = csv.reader(f)

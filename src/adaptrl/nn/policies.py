@@ -79,6 +79,12 @@ def unit_box_rescale(
     return (high - low) / 2, (high + low) / 2
 
 
+def to_box(action: torch.Tensor, rescale: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The environment's action for a policy action: ``offset + scale * action`` with
+    :func:`unit_box_rescale`'s ``(scale, offset)``, or the action itself when ``rescale`` is None."""
+    return action if rescale is None else rescale[1] + rescale[0] * action
+
+
 def policy_dist(policy: nn.Module, params: Params, obs: torch.Tensor) -> torch.Tensor:
     """Distribution parameters of ``policy`` with ``params`` (shared by every row of ``obs``)."""
     return functional_call(policy, params, (obs,))
@@ -97,4 +103,11 @@ def batched_policy_dist(
     )(params, obs)
 
 
-__all__ = ["MLPPolicy", "Params", "batched_policy_dist", "policy_dist", "unit_box_rescale"]
+__all__ = [
+    "MLPPolicy",
+    "Params",
+    "batched_policy_dist",
+    "policy_dist",
+    "to_box",
+    "unit_box_rescale",
+]
