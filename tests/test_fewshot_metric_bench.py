@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adaptrl.bench import fewshot as fewshot_bench
 from adaptrl.bench.fewshot import (
     MINIIMAGENET_PAPER,
     OMNIGLOT_PAPER,
@@ -59,6 +60,7 @@ def test_the_table_iterates_the_registry():
     cfg = build_config(fomaml, glyphs, 7, {}, QUICK_DEFAULTS)
     assert (cfg.meta_batch, cfg.first_order, cfg.iterations, cfg.family) == (4, True, 7, glyphs)
     assert build_config(fomaml, glyphs, 7, {"meta_batch": 2}, QUICK_DEFAULTS).meta_batch == 2
+    assert build_config(fomaml, glyphs, 7, {"iterations": 11}).iterations == 11  # per-method budget
     proto = next(m for m in classification_methods(["protonet"]))
     assert build_config(proto, glyphs, 7, {}, QUICK_DEFAULTS).tasks_per_batch == 1
     # every paper row names a method we can run
@@ -73,16 +75,36 @@ def test_glyphs_bench_quick_writes_one_table(tmp_path):
         iterations=3,
         num_tasks=20,
         queries=3,
-        params=("protonet.filters=8", "matching.filters=8", "matching.fce=true"),
+        params=(
+            "protonet.filters=8",
+            "matching.filters=8",
+            "matching.fce=true",
+            "matching.iterations=2",
+        ),
         out=tmp_path,
     )
-    text = run_glyphs(cfg)
+    saved = []
+    real_report = fewshot_bench.report
+
+    def spy(*args, **kwargs):
+        text = real_report(*args, **kwargs)
+        if not kwargs.get("complete", True):
+            saved.append(json.loads((tmp_path / "results.json").read_text()))
+        return text
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fewshot_bench, "report", spy)
+        text = run_glyphs(cfg)
     assert "| protonet |" in text and "| matching |" in text and "5w1s ours (%)" in text
+    assert "| matching | 5w1s | 2 |" in text  # each cell's own budget
     data = json.loads((tmp_path / "results.json").read_text())
     assert [c["method"] for c in data["cells"]] == ["protonet", "matching"]
-    assert all(
-        0 <= c["mean"] <= 100 and c["ci95"] > 0 and c["iterations"] == 3 for c in data["cells"]
-    )
+    assert [c["iterations"] for c in data["cells"]] == [3, 2]
+    assert all(0 <= c["mean"] <= 100 and c["ci95"] > 0 for c in data["cells"])
+    assert data["complete"] is True
+    # a partial table was saved after each cell, so a stopped run keeps what it measured
+    assert [len(p["cells"]) for p in saved] == [1, 2]
+    assert all(p["complete"] is False for p in saved)
     assert data["provenance"]["seeds"] == [0]
     with pytest.raises(ConfigError, match="has no option"):
         run_glyphs(GlyphsBenchConfig(quick=True, methods=("protonet",), params=("protonet.x=1",)))

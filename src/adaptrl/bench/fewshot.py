@@ -167,7 +167,8 @@ def build_config(
     defaults: dict[str, Any] | None = None,
 ) -> Any:
     """The method's default config on ``family`` with ``iterations``, the bench's ``defaults`` for
-    the fields the method has, its fixed options and the user's overrides (later ones win)."""
+    the fields the method has, its fixed options and the user's overrides (later ones win, so
+    ``METHOD.iterations=N`` gives one method its own budget)."""
     cls = method.spec.config_cls
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - fields)
@@ -176,8 +177,8 @@ def build_config(
             f"{method.label} has no option {unknown[0]!r}; its options: {', '.join(sorted(fields))}"
         )
     shared = {k: v for k, v in (defaults or {}).items() if k in fields}
-    options = {**shared, **method.fixed, **overrides}
-    return dataclasses.replace(cls(), family=family, iterations=iterations, **options)
+    options = {"iterations": iterations, **shared, **method.fixed, **overrides}
+    return dataclasses.replace(cls(), family=family, **options)
 
 
 def check_overrides(methods: Sequence[Method], overrides: dict[str, dict[str, Any]]) -> None:
@@ -249,8 +250,10 @@ def run_cells(
     paper: dict[str, dict[str, float]],
     device: str,
     defaults: dict[str, Any] | None = None,
+    on_cell: Callable[[list[Cell]], None] | None = None,
 ) -> list[Cell]:
-    """Train and evaluate every (method, setting); a method that refuses a setting is reported."""
+    """Train and evaluate every (method, setting); a method that refuses a setting is reported.
+    ``on_cell(cells so far)`` runs after each cell (the benches save partial tables with it)."""
     check_overrides(methods, overrides)
     cells = []
     for setting in settings:
@@ -262,14 +265,18 @@ def run_cells(
                 options = overrides.get(m.label, {})
                 cfg = build_config(m, family_cfg, iterations, options, defaults)
                 learner = make_learner(m.spec.name, cfg, seed=seed, device=device)
-                secs = train_learner(learner, iterations, f"{m.label} {setting.label}")
+                secs = train_learner(learner, cfg.iterations, f"{m.label} {setting.label}")
                 acc, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
             except AdaptrlError as exc:
                 nan = math.nan
                 cells.append(Cell(m.label, setting.label, nan, nan, ref, 0, 0, 0.0, str(exc)))
-                continue
-            mean, ci = mean_ci(acc.numpy() * 100)
-            cells.append(Cell(m.label, setting.label, mean, ci, ref, steps, iterations, secs))
+            else:
+                mean, ci = mean_ci(acc.numpy() * 100)
+                cells.append(
+                    Cell(m.label, setting.label, mean, ci, ref, steps, cfg.iterations, secs)
+                )
+            if on_cell is not None:
+                on_cell(cells)
     return cells
 
 
@@ -281,9 +288,13 @@ def report(
     sources: dict[str, str] | None,
     out: Path,
     seed: int,
+    *,
+    complete: bool = True,
 ) -> str:
-    """Print and write (results.json, results.md) one table: a row per method, a column per
-    setting, ours ± 95% CI and, where there is one, the paper's value beside it."""
+    """Write (results.json, results.md) one table: a row per method, a column per setting, ours
+    ± 95% CI and, where there is one, the paper's value beside it; then each cell's training
+    budget and time. ``complete=False`` marks a partial table saved while the run goes on (cells
+    not run yet show "—") and prints nothing."""
     methods = list(dict.fromkeys(c.method for c in cells))
     by_key = {(c.method, c.setting): c for c in cells}
     with_paper = any(c.paper is not None for c in cells)
@@ -294,27 +305,41 @@ def report(
     for m in methods:
         row = [m]
         for s in settings:
-            c = by_key[(m, s.label)]
-            row.append("error" if c.error else f"{c.mean:.2f} ± {c.ci95:.2f}")
+            c = by_key.get((m, s.label))
+            row.append(
+                "—" if c is None else "error" if c.error else f"{c.mean:.2f} ± {c.ci95:.2f}"
+            )
             if with_paper:
-                row.append("—" if c.paper is None else f"{c.paper}")
+                row.append("—" if c is None or c.paper is None else f"{c.paper}")
         rows.append(row)
-    print_table(title, cols, rows)
-    for c in cells:
-        if c.error:
-            print(f"{c.method} {c.setting}: {c.error}")
+    if complete:
+        print_table(title, cols, rows)
+        for c in cells:
+            if c.error:
+                print(f"{c.method} {c.setting}: {c.error}")
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "title": title,
+        "complete": complete,
         **header,
         "cells": [dataclasses.asdict(c) for c in cells],
         "paper_sources": sources,
         "provenance": provenance(seeds=[seed]),
     }
     write_json(out / "results.json", payload)
-    md = [f"# {title}", "", *(f"- {k}: {v}" for k, v in header.items()), ""]
+    md = [f"# {title}", ""]
+    if not complete:
+        md += ["**Partial: the run is still going (or was stopped); — = not run yet.**", ""]
+    md += [*(f"- {k}: {v}" for k, v in header.items()), ""]
     md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    md += ["", "| method | setting | outer iterations | inner steps scored | training (s) |"]
+    md += ["|---|---|---|---|---|"]
+    md += [
+        f"| {c.method} | {c.setting} | {c.iterations} | {c.steps} | {c.train_seconds:.0f} |"
+        for c in cells
+        if not c.error
+    ]
     if sources:
         md += ["", "Paper values:", *(f"- {k}: {v}" for k, v in sources.items())]
     text = "\n".join(md) + "\n"
@@ -467,6 +492,21 @@ def _run_table(
     _check_sizes(cfg)
     settings = [parse_setting(s) for s in cfg.settings]
     methods = classification_methods(cfg.methods)
+    header = {
+        **about,
+        "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
+        f"{cfg.queries} queries per class",
+        "budget": f"{cfg.iterations} outer iterations per method unless --params sets "
+        f"METHOD.iterations (training seed {cfg.seed}; the table below gives each cell's); "
+        "gradient methods scored after their default inner steps"
+        + ("; --quick: meta-batches of 4 tasks" if cfg.quick else "")
+        + (f"; --params {' '.join(cfg.params)}" if cfg.params else ""),
+        "ci": "95% Student-t over tasks",
+    }
+
+    def save_partial(cells: list[Cell]) -> None:
+        report(title, cells, settings, header, sources, cfg.out, cfg.seed, complete=False)
+
     cells = run_cells(
         methods,
         settings,
@@ -479,16 +519,8 @@ def _run_table(
         paper=paper or {},
         device=cfg.device,
         defaults=QUICK_DEFAULTS if cfg.quick else None,
+        on_cell=save_partial,
     )
-    header = {
-        **about,
-        "tasks": f"{cfg.num_tasks} test tasks per setting (eval seed {cfg.eval_seed}), "
-        f"{cfg.queries} queries per class",
-        "budget": f"{cfg.iterations} outer iterations per method (training seed {cfg.seed}); "
-        "gradient methods scored after their default inner steps"
-        + ("; --quick: meta-batches of 4 tasks" if cfg.quick else ""),
-        "ci": "95% Student-t over tasks",
-    }
     return report(title, cells, settings, header, sources, cfg.out, cfg.seed)
 
 
