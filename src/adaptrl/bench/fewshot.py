@@ -306,9 +306,7 @@ def report(
         row = [m]
         for s in settings:
             c = by_key.get((m, s.label))
-            row.append(
-                "—" if c is None else "error" if c.error else f"{c.mean:.2f} ± {c.ci95:.2f}"
-            )
+            row.append("—" if c is None else "error" if c.error else f"{c.mean:.2f} ± {c.ci95:.2f}")
             if with_paper:
                 row.append("—" if c is None or c.paper is None else f"{c.paper}")
         rows.append(row)
