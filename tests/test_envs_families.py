@@ -169,6 +169,16 @@ def test_nav2d_terminates_within_goal_radius_and_resets():
     assert torch.equal(s.obs[1], s.final_obs[1])
 
 
+def test_nav2d_box_goal_region_terminates_in_the_square_corners():
+    # (0.008, 0.008) from the goal: 0.0113 away, outside the disc but inside the box
+    moves = torch.tensor([[0.1, 0.0], [0.1, 0.003], [0.092, -0.008]])
+    disc = nav_env([[0.092, -0.008]] * 3).step(moves)
+    box = nav_env([[0.092, -0.008]] * 3, goal_region="box").step(moves)
+    assert disc.terminated.tolist() == [False, False, True]
+    assert box.terminated.tolist() == [True, False, True]
+    assert torch.equal(box.reward, disc.reward)  # the reward does not depend on the region
+
+
 def test_nav2d_truncates_at_horizon():
     env = nav_env([[0.4, 0.4]], horizon=3)
     flags = [(s.terminated.item(), s.truncated.item()) for s in run(env, [[[-0.1, 0.0]]] * 4)]
@@ -180,6 +190,8 @@ def test_nav2d_config_errors():
         make_family("nav2d-goal-v0", goal_low=1.0, goal_high=0.0)
     with pytest.raises(ConfigError, match="reward"):
         make_family("nav2d-goal-v0", reward="l1")
+    with pytest.raises(ConfigError, match="goal_region"):
+        make_family("nav2d-goal-v0", goal_region="circle")
 
 
 # --- gridworld-goal-v0 ------------------------------------------------------------------------

@@ -196,6 +196,8 @@ def nav2d_config(
     inner_lr: float = 0.1,
     eval_inner_lrs: tuple[float, ...] = (0.1, 0.05),
     eval_rollouts: int = 20,
+    goal_region: str = "disc",
+    inner_steps: int = 1,
 ) -> MAMLRLConfig:
     """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1).
 
@@ -203,13 +205,13 @@ def nav2d_config(
     training; ``test_maml_point.py``: 0.5, then 0.25, on 40 rollouts per step): pass them to compare.
     """
     base = MAMLRLConfig(
-        family=Nav2DConfig(reward=reward),  # type: ignore[arg-type]
+        family=Nav2DConfig(reward=reward, goal_region=goal_region),  # type: ignore[arg-type]
         iterations=iterations,
         meta_batch_size=20,
         rollouts_per_task=20,
         hidden=(100, 100),
         activation="relu",
-        inner_steps=1,
+        inner_steps=inner_steps,
         inner_lr=inner_lr,
         eval_inner_lrs=eval_inner_lrs,
         eval_rollouts_per_task=eval_rollouts,
@@ -251,6 +253,11 @@ class MAMLNav2DConfig:
     eval_rollouts: int = 20
     """Rollouts per test task for each step (paper: 20, as in training; the authors' released
     test script: 40)."""
+    goal_region: Literal["disc", "box"] = "disc"
+    """Where an episode ends at the goal: the disc of radius 0.01 (our default) or the square of
+    half-side 0.01 of the authors' released environment (``point_env_randgoal.py``)."""
+    inner_steps: int = 1
+    """Inner steps in meta-training (the paper: 1); the baselines train without adaptation."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
     threads: int = 1
@@ -264,7 +271,14 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
     iterations = 3 if cfg.quick else cfg.iterations
     num_tasks = 8 if cfg.quick else cfg.num_tasks
     config = nav2d_config(
-        cfg.reward, iterations, cfg.quick, cfg.inner_lr, cfg.eval_inner_lrs, cfg.eval_rollouts
+        cfg.reward,
+        iterations,
+        cfg.quick,
+        cfg.inner_lr,
+        cfg.eval_inner_lrs,
+        cfg.eval_rollouts,
+        cfg.goal_region,
+        cfg.inner_steps,
     )
     report, extra = run_curves(
         "maml-nav2d",
@@ -287,7 +301,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "",
         f"Paper: {PAPER_NAV2D_SOURCE}. Reward used: `{cfg.reward}`. Inner step size in "
         f"training {cfg.inner_lr}; at test time {', '.join(map(str, cfg.eval_inner_lrs))} "
-        f"(the last repeated), {cfg.eval_rollouts} rollouts per task and step.",
+        f"(the last repeated), {cfg.eval_rollouts} rollouts per task and step; "
+        f"{cfg.inner_steps} inner step(s) in meta-training; goal region `{cfg.goal_region}`.",
         "",
         "Reference points on the same test tasks (no learning):",
         f"- a policy that stands still: {still['distance']:.2f} with reward = -distance, "
@@ -301,6 +316,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "inner_lr": cfg.inner_lr,
         "eval_inner_lrs": list(cfg.eval_inner_lrs),
         "eval_rollouts": cfg.eval_rollouts,
+        "goal_region": cfg.goal_region,
+        "inner_steps": cfg.inner_steps,
         "stand_still": still,
         "controller_oracle": {"mean": o_mean, "ci95": o_ci},
         "paper": PAPER_NAV2D,

@@ -5,7 +5,8 @@ action is a velocity clipped to ``[-max_action, max_action]`` per coordinate; th
 position. The reward after each move is minus the distance to the goal (``reward="distance"``) or
 minus its square (``reward="squared"``): the MAML paper's text says squared, but its reported
 returns fit the plain distance; see docs/architecture.md. The episode terminates once the agent is
-within ``goal_radius`` of the goal and is truncated at ``horizon`` steps.
+within ``goal_radius`` of the goal (``goal_region="disc"``; with ``"box"`` once both coordinates are,
+as in the MAML authors' ``point_env_randgoal.py``) and is truncated at ``horizon`` steps.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Nav2DConfig(FamilyConfig):
     """Steps per episode, H."""
     goal_radius: float = 0.01
     """The episode terminates within this distance of the goal."""
+    goal_region: Literal["disc", "box"] = "disc"
+    """Where the episode terminates: the disc of radius ``goal_radius`` around the goal, or the
+    square of half-side ``goal_radius`` (both |dx| and |dy| below it: the MAML authors' released
+    environment, 27% more area)."""
     reward: Literal["distance", "squared"] = "distance"
     """Reward = -distance or -distance**2 to the goal after the move."""
     n: int = 2
@@ -50,6 +55,8 @@ class Nav2DConfig(FamilyConfig):
             raise ConfigError("max_action must be > 0 and goal_radius >= 0")
         if self.reward not in ("distance", "squared"):
             raise ConfigError(f"reward must be 'distance' or 'squared', got {self.reward!r}")
+        if self.goal_region not in ("disc", "box"):
+            raise ConfigError(f"goal_region must be 'disc' or 'box', got {self.goal_region!r}")
 
 
 @register_family
@@ -91,7 +98,11 @@ class Nav2DEnv(BatchedEnv):
     def _transition(self, action):
         c = self.family.config
         self.position = self.position + action.clamp(-c.max_action, c.max_action)
-        dist = torch.linalg.vector_norm(self.position - self._goal, dim=1)
+        offset = self.position - self._goal
+        dist = torch.linalg.vector_norm(offset, dim=1)
         reward = -dist if c.reward == "distance" else -dist.square()
-        terminated = dist < c.goal_radius
+        if c.goal_region == "box":
+            terminated = (offset.abs() < c.goal_radius).all(dim=1)
+        else:
+            terminated = dist < c.goal_radius
         return self.position, reward, terminated
