@@ -14,6 +14,7 @@ from adaptrl.algos.rl2 import (
     collect_trials,
     episode_index,
     episode_returns,
+    linear_schedule,
     trial_advantages,
     trial_masks,
 )
@@ -181,6 +182,27 @@ def test_other_families_and_options_train(family):
         assert learner.iteration == 1
 
 
+def test_linear_schedules_of_the_entropy_bonus_and_learning_rate():
+    assert [linear_schedule(0.05, 0.01, i, 5) for i in (0, 2, 4, 9)] == pytest.approx(
+        [0.05, 0.03, 0.01, 0.01]
+    )
+    assert linear_schedule(1.0, 0.0, 0, 1) == 1.0  # one iteration: the start value
+    cfg = dataclasses.replace(TINY, iterations=5, lr=4e-3, lr_final=0.0)
+    learner, resumed = RL2(cfg, seed=0), RL2(cfg, seed=0)
+    seen = []
+    for i in range(5):
+        if i == 3:  # a learner resumed from a checkpoint follows the same schedule
+            resumed.load_state_dict(learner.state_dict())
+            resumed.meta_train_step()
+            assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+        learner.meta_train_step()
+        seen.append(learner.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([4e-3, 3e-3, 2e-3, 1e-3, 0.0])
+    constant = RL2(TINY, seed=0)
+    constant.meta_train_step()
+    assert constant.optimizer.param_groups[0]["lr"] == TINY.lr
+
+
 def test_trpo_step_stays_in_the_trust_region():
     cfg = dataclasses.replace(TINY, outer="trpo", max_kl=0.005)
     learner = RL2(cfg, seed=0)
@@ -195,6 +217,8 @@ def test_bad_config_is_refused():
         RL2Config(iterations=0)
     with pytest.raises(ConfigError, match="gamma"):
         RL2Config(gamma=1.5)
+    with pytest.raises(ConfigError, match="lr_final"):
+        RL2Config(lr_final=-1e-3)
 
 
 def test_it_learns_bandits_beating_random_on_held_out_tasks():
