@@ -145,6 +145,14 @@ def test_metasgd_with_frozen_step_sizes_equals_maml():
     assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in learned.step_sizes.values())
 
 
+def test_metasgd_evaluates_with_its_training_steps_unless_told():
+    # MAML reports 10 steps on sinusoid; Meta-SGD's learned step sizes are for its training steps
+    assert MAML(MAMLConfig(), seed=0).default_eval_steps == 10
+    assert MetaSGD(MetaSGDConfig(), seed=0).default_eval_steps == 1
+    assert MetaSGD(MetaSGDConfig(inner_steps=2), seed=0).default_eval_steps == 2
+    assert MetaSGD(MetaSGDConfig(inner_steps=2, eval_steps=4), seed=0).default_eval_steps == 4
+
+
 def test_anil_adapts_only_the_head_and_trains_the_trunk():
     anil = ANIL(ANILConfig(), seed=0)
     tasks = anil.family.tasks(4, "test", seed=0)

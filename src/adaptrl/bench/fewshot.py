@@ -201,13 +201,14 @@ def check_overrides(methods: Sequence[Method], overrides: dict[str, dict[str, An
 def evaluate_accuracy(
     learner: Any, tasks: Any, *, seed: int, chunk: int = 50
 ) -> tuple[torch.Tensor, int]:
-    """Per-task query accuracy ``[T]`` after the learner's default adaptation budget."""
+    """Per-task query accuracy after 0..k inner steps ``[T, k + 1]``, k = the learner's default
+    adaptation budget (metric learners: k = 0), and k."""
     steps = int(getattr(learner, "default_eval_steps", 0))
     gen = make_generator(seed, "bench-fewshot", "adapt")
     out = []
     for start in range(0, len(tasks), chunk):
         part = tasks.chunk(start, min(start + chunk, len(tasks)))
-        out.append(learner.adaptation_curve(part, steps, gen)[:, -1].detach().float().cpu())
+        out.append(learner.adaptation_curve(part, steps, gen).detach().float().cpu())
     return torch.cat(out), steps
 
 
@@ -235,6 +236,8 @@ class Cell:
     iterations: int
     train_seconds: float
     error: str | None = None
+    curve: tuple[float, ...] = ()
+    """Mean accuracy (%) after 0, 1, ..., ``steps`` inner steps (the table shows the last)."""
 
 
 def run_cells(
@@ -266,14 +269,25 @@ def run_cells(
                 cfg = build_config(m, family_cfg, iterations, options, defaults)
                 learner = make_learner(m.spec.name, cfg, seed=seed, device=device)
                 secs = train_learner(learner, cfg.iterations, f"{m.label} {setting.label}")
-                acc, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
+                curve, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
             except AdaptrlError as exc:
                 nan = math.nan
                 cells.append(Cell(m.label, setting.label, nan, nan, ref, 0, 0, 0.0, str(exc)))
             else:
-                mean, ci = mean_ci(acc.numpy() * 100)
+                mean, ci = mean_ci(curve[:, -1].numpy() * 100)
+                per_step = tuple(float(v) for v in curve.mean(0) * 100)
                 cells.append(
-                    Cell(m.label, setting.label, mean, ci, ref, steps, cfg.iterations, secs)
+                    Cell(
+                        m.label,
+                        setting.label,
+                        mean,
+                        ci,
+                        ref,
+                        steps,
+                        cfg.iterations,
+                        secs,
+                        curve=per_step,
+                    )
                 )
             if on_cell is not None:
                 on_cell(cells)
@@ -331,10 +345,15 @@ def report(
     md += [*(f"- {k}: {v}" for k, v in header.items()), ""]
     md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    md += ["", "| method | setting | outer iterations | inner steps scored | training (s) |"]
+    md += [
+        "",
+        "| method | setting | outer iterations | training (s) | accuracy after 0, 1, ... steps (%) |",
+    ]
     md += ["|---|---|---|---|---|"]
     md += [
-        f"| {c.method} | {c.setting} | {c.iterations} | {c.steps} | {c.train_seconds:.0f} |"
+        f"| {c.method} | {c.setting} | {c.iterations} | {c.train_seconds:.0f} | "
+        + " / ".join(f"{v:.1f}" for v in c.curve)
+        + " |"
         for c in cells
         if not c.error
     ]
