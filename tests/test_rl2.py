@@ -174,7 +174,12 @@ def test_state_dict_round_trip_continues_identically(tmp_path):
     "family", [Nav2DConfig(horizon=5), TabularMDPConfig(num_states=3, horizon=3, n=2)]
 )
 def test_other_families_and_options_train(family):
-    for extra in ({}, {"memory": "transformer", "transformer_heads": 2}, {"outer": "trpo"}):
+    for extra in (
+        {},
+        {"memory": "transformer", "transformer_heads": 2},
+        {"outer": "trpo"},
+        {"prev_obs_input": True, "embed": (8,), "outer": "trpo"},
+    ):
         cfg = dataclasses.replace(TINY, family=family, hidden=8, **extra)
         learner = RL2(cfg, seed=0)
         metrics = learner.meta_train_step()
@@ -272,6 +277,35 @@ def test_sigkill_and_resume_end_with_the_same_evaluation(tmp_path):
         assert main(["eval", str(run), "--num-tasks", "40", "--out", str(out)]) == 0
         scores.append(json.loads((out / "results.json").read_text())["agents"])
     assert scores[0] == scores[1]
+
+
+def test_previous_observation_input_makes_each_input_a_transition():
+    family = TabularMDPConfig(num_states=4, num_actions=3, horizon=3, n=2)
+    cfg = dataclasses.replace(TINY, family=family, prev_obs_input=True, embed=(12, 8), hidden=8)
+    learner = RL2(cfg, seed=0)
+    net = learner.net
+    assert net.in_dim == 4 + 3 + 2 + 4  # obs, previous action, reward, done, previous obs
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 0))
+    batch = collect_trials(net, env, env.reset(seed=0), 6, make_generator(0))
+    prev_obs, obs = batch.inputs[..., -4:], batch.inputs[..., :4]
+    assert torch.equal(prev_obs[0], torch.zeros(16, 4))  # nothing before the trial's first step
+    torch.testing.assert_close(prev_obs[1:], obs[:-1])  # across episode boundaries too (t = 3)
+    # the trial agent builds the same inputs as the collection loop: same actions, same returns
+    agent = learner.trial_agent()
+    tasks = learner.family.tasks(16, "test", 3)
+    a = run_trials(agent, env, tasks, 2, make_generator(4), env_seed=4)
+    assert agent.prev[3].shape == (16, 4) and torch.equal(agent.prev[3].sum(1), torch.ones(16))
+    torch.testing.assert_close(a, run_trials(agent, env, tasks, 2, make_generator(4), env_seed=4))
+    # the embedding sits before each memory; the critic's own one belongs to the value parameters
+    cfg = dataclasses.replace(cfg, separate_critic=True)
+    net = RL2(cfg, seed=0).net
+    assert "embed.0.weight" in net.policy_parameters()
+    assert not any(n.startswith("value_embed") for n in net.policy_parameters())
+    value_ids = {id(p) for p in net.value_parameters()}
+    assert id(net.value_embed[0].weight) in value_ids
+    with pytest.raises(ConfigError, match="embedding widths"):
+        RL2(dataclasses.replace(cfg, embed=(0,)), seed=0)
 
 
 def test_time_input_feeds_the_share_of_the_trial_spent():

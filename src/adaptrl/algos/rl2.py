@@ -72,6 +72,11 @@ class RL2Config:
     time_input: bool = False
     """Also feed the share of the trial already spent (helps the critic of long trials, whose
     value is mostly the number of steps left, which a GRU cannot count precisely)."""
+    prev_obs_input: bool = False
+    """Also feed the previous observation, so each input is a whole transition (s, a, r, s') as
+    context encoders of later meta-RL methods read it, instead of leaving s to the memory."""
+    embed: tuple[int, ...] = ()
+    """ReLU layers embedding each input before the memory (empty: the memory reads the inputs)."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
     normalize_actions: bool = False
@@ -226,12 +231,13 @@ def collect_trials(
             "logp": heads.log_prob(spec, params, action),
             "value": value,
         }
-        return to_box(action, action_map), extras, (state, prev, t, action)
+        return to_box(action, action_map), extras, (state, prev, t, (action, obs))
 
     def on_step(carry: tuple, env_action: torch.Tensor, step: Step) -> tuple:
-        state, _, t, action = carry
+        state, _, t, (action, obs) = carry
         done = (step.terminated | step.truncated).float()
-        return state, (heads.encode_action(spec, action), step.reward, done), t + 1, None
+        prev = (heads.encode_action(spec, action), step.reward, done, net.encode_prev_obs(obs))
+        return state, prev, t + 1, None
 
     B, dev = env.num_envs, env.device
     carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0, None)
@@ -278,6 +284,8 @@ class RL2(MetaLearner):
                 max_len=self.steps,
                 head_kw=head_kw,
                 time_input=config.time_input,
+                prev_obs_input=config.prev_obs_input,
+                embed=config.embed,
                 **memory_kw,
             ).to(self.device)
         trained = self.net.parameters() if config.outer == "ppo" else self.net.value_parameters()
@@ -468,7 +476,12 @@ class RL2Agent:
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
         done = (step.terminated | step.truncated).float()
         # the memory reads the policy's action, not the rescaled one the environment received
-        self.prev = (heads.encode_action(self.net.spec, self.action), step.reward, done)
+        self.prev = (
+            heads.encode_action(self.net.spec, self.action),
+            step.reward,
+            done,
+            self.net.encode_prev_obs(obs),
+        )
 
 
 register_algo(

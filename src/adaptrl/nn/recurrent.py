@@ -39,6 +39,17 @@ def encode_observation(space: gym.Space, obs: torch.Tensor) -> torch.Tensor:
     return obs.float().reshape(*batch_shape, -1)
 
 
+def embedding(in_dim: int, widths: tuple[int, ...]) -> nn.Module:
+    """The per-step input embedding before the memory: ReLU layers of ``widths`` (none: identity).
+    A nonlinear embedding can form conjunctions of its inputs, e.g. of the previous observation,
+    action and reward, which a GRU's input weights alone only add up."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
 class RecurrentActorCritic(nn.Module):
     """Memory policy over ``(obs, previous action, previous reward, previous done)``.
 
@@ -58,6 +69,8 @@ class RecurrentActorCritic(nn.Module):
         max_len: int = 1000,
         head_kw: dict[str, Any] | None = None,
         time_input: bool = False,
+        prev_obs_input: bool = False,
+        embed: tuple[int, ...] = (),
         **memory_kw: Any,
     ):
         super().__init__()
@@ -65,13 +78,20 @@ class RecurrentActorCritic(nn.Module):
         self.action_space = action_space
         self.spec = heads.spec_for(action_space)
         self.time_input = time_input
-        self.in_dim = observation_dim(observation_space) + heads.action_input_dim(self.spec) + 2
-        self.in_dim += int(time_input)
+        self.prev_obs_input = prev_obs_input
+        self.obs_dim = observation_dim(observation_space)
+        self.in_dim = self.obs_dim + heads.action_input_dim(self.spec) + 2
+        self.in_dim += int(time_input) + (self.obs_dim if prev_obs_input else 0)
         self.shared = shared
-        self.memory = make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
+        if any(width < 1 for width in embed):
+            raise ConfigError(f"embedding widths must be >= 1, got {embed}")
+        memory_in = embed[-1] if embed else self.in_dim
+        self.embed = embedding(self.in_dim, embed)
+        self.memory = make_memory(memory, memory_in, hidden, max_len, **memory_kw)
         self.policy_head = heads.make_head(action_space, hidden, **(head_kw or {}))
+        self.value_embed = None if shared else embedding(self.in_dim, embed)
         self.value_memory = (
-            None if shared else make_memory(memory, self.in_dim, hidden, max_len, **memory_kw)
+            None if shared else make_memory(memory, memory_in, hidden, max_len, **memory_kw)
         )
         # A zero value head: the untrained critic says 0 everywhere. A random one (orthogonal,
         # gain 1) gives values of about +-0.1 that depend on the previous-action input, so with a
@@ -88,20 +108,33 @@ class RecurrentActorCritic(nn.Module):
         prev_action: torch.Tensor,
         prev_reward: torch.Tensor,
         prev_done: torch.Tensor,
+        prev_obs: torch.Tensor | None = None,
         progress: float = 0.0,
     ) -> torch.Tensor:
         """The per-step input ``[..., in_dim]``: encoded obs, previous action (already encoded
-        with ``heads.encode_action``; all zeros before the first step), reward and done flag, and
-        with ``time_input`` the share of the trial already spent (``progress`` in [0, 1))."""
+        with ``heads.encode_action``; all zeros before the first step), reward and done flag;
+        with ``prev_obs_input`` the previous observation (already encoded, zeros before the first
+        step), so that one input holds a whole transition (s, a, r, s'); and with ``time_input``
+        the share of the trial already spent (``progress`` in [0, 1))."""
         parts = [
             encode_observation(self.observation_space, obs),
             prev_action,
             prev_reward.float().unsqueeze(-1),
             prev_done.float().unsqueeze(-1),
         ]
+        if self.prev_obs_input:
+            if prev_obs is None:
+                raise ConfigError("this network reads the previous observation: pass prev_obs")
+            parts.append(prev_obs)
         if self.time_input:
-            parts.append(torch.full_like(parts[-1], progress))
+            parts.append(torch.full_like(parts[-1][..., :1], progress))
         return torch.cat(parts, dim=-1)
+
+    def encode_prev_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs`` as the next step's previous-observation input (empty unless ``prev_obs_input``)."""
+        if not self.prev_obs_input:
+            return obs.new_zeros(obs.shape[0], 0, dtype=torch.float32)
+        return encode_observation(self.observation_space, obs)
 
     def initial_state(self, batch: int, device: str | torch.device = "cpu") -> tuple:
         """The empty memory of a new trial: ``(policy memory, value memory or None)``."""
@@ -109,21 +142,25 @@ class RecurrentActorCritic(nn.Module):
         return (self.memory.initial_state(batch, device), v)
 
     def initial_prev(self, batch: int, device: str | torch.device = "cpu") -> tuple:
-        """``(encoded previous action, reward, done)`` before a trial's first step: all zeros."""
+        """``(encoded previous action, reward, done, encoded previous observation)`` before a
+        trial's first step: all zeros (the observation part is empty without ``prev_obs_input``)."""
         zero = torch.zeros(batch, device=device)
-        return torch.zeros(batch, heads.action_input_dim(self.spec), device=device), zero, zero
+        action = torch.zeros(batch, heads.action_input_dim(self.spec), device=device)
+        obs = torch.zeros(batch, self.obs_dim if self.prev_obs_input else 0, device=device)
+        return action, zero, zero, obs
 
     def forward(
         self, x: torch.Tensor, state: tuple | None = None, with_value: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
         """Whole trials ``x [T, B, in_dim]`` -> ``(dist params [T, B, ...], values [T, B], state)``."""
         p_state, v_state = state if state is not None else (None, None)
-        features, p_state = self.memory(x, p_state)
+        features, p_state = self.memory(self.embed(x), p_state)
         params = self.policy_head(features)
         values = None
         if with_value:
             if self.value_memory is not None:
-                v_features, v_state = self.value_memory(x, v_state)
+                assert self.value_embed is not None
+                v_features, v_state = self.value_memory(self.value_embed(x), v_state)
             else:
                 v_features = features
             values = self.value_head(v_features).squeeze(-1)
@@ -138,9 +175,9 @@ class RecurrentActorCritic(nn.Module):
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """Values of whole trials ``x [T, B, in_dim]`` (only the critic's part runs if separate)."""
-        if self.value_memory is None:
+        if self.value_memory is None or self.value_embed is None:
             return self.forward(x)[1]
-        features, _ = self.value_memory(x)
+        features, _ = self.value_memory(self.value_embed(x))
         return self.value_head(features).squeeze(-1)
 
     def policy_parameters(self) -> dict[str, nn.Parameter]:
@@ -148,11 +185,13 @@ class RecurrentActorCritic(nn.Module):
         return {
             n: p
             for n, p in self.named_parameters()
-            if not n.startswith(("value_memory.", "value_head."))
+            if not n.startswith(("value_memory.", "value_embed.", "value_head."))
         }
 
     def value_parameters(self) -> list[nn.Parameter]:
         """Parameters of the value function alone (empty memory part when ``shared``)."""
         return [
-            p for n, p in self.named_parameters() if n.startswith(("value_memory.", "value_head."))
+            p
+            for n, p in self.named_parameters()
+            if n.startswith(("value_memory.", "value_embed.", "value_head."))
         ]
