@@ -51,7 +51,8 @@ def embedding(in_dim: int, widths: tuple[int, ...]) -> nn.Module:
 
 
 class RecurrentActorCritic(nn.Module):
-    """Memory policy over ``(obs, previous action, previous reward, previous done)``.
+    """Memory policy over ``(obs, previous action, previous reward, previous done)``, optionally
+    with the previous observation (``prev_obs_input``) and a ReLU embedding before the memory.
 
     ``step`` runs one time step ``[B, ...]`` (acting); ``forward`` runs whole trials
     ``[T, B, ...]`` from the trial start (the update). Both return the action distribution's
