@@ -99,7 +99,8 @@ class RL2Config:
     """Adam learning rate (PPO: the whole network; TRPO: the value function)."""
     lr_final: float | None = None
     """Learning rate at the last iteration, linear from ``lr`` in between (None: constant). On
-    tabular MDPs annealing to 0 lifted a plateaued policy by ~2 (docs/results.md)."""
+    tabular MDPs annealing to 0 alone did not change the result (docs/results.md); the MDP
+    preset uses it with the transition input."""
     epochs: int = 4
     """PPO epochs over each batch (TRPO: value-function epochs)."""
     minibatches: int = 4
