@@ -63,18 +63,20 @@ def collected_data(
     c = learner.config
     tasks = learner.family.tasks(c.meta_batch_size, "train", seed=seed)
     theta = {k: v.detach() for k, v in learner.params.items()}
+    lrs = c.train_lrs()[:steps]
     phi, shared, pres = theta, True, []
     for k in range(steps):
         pres.append(learner.rollouts(tasks, phi, per_task=not shared, env_seed=1 + k))
-        phi = learner.adapt_params(phi, pres[-1:], [c.inner_lr], first_order=True, shared=shared)
+        phi = learner.adapt_params(phi, pres[-1:], [lrs[k]], first_order=True, shared=shared)
         shared = False
     post = learner.rollouts(tasks, phi, per_task=True, env_seed=1 + steps)
     learner.policy.double()
     theta = {k: v.double() for k, v in theta.items()}
     pres, post = [to_double(b) for b in pres], to_double(post)
-    phi = learner.adapt_params(theta, pres, [c.inner_lr] * steps, first_order=True)
-    post.dist = batched_policy_dist(learner.policy, phi, post.obs).detach()
-    post.logp = heads.log_prob(learner.spec, post.dist, post.actions)
+    for k, batch in enumerate([*pres[1:], post]):  # each behaviour distribution, in float64
+        phi = learner.adapt_params(theta, pres[: k + 1], lrs[: k + 1], first_order=True)
+        batch.dist = batched_policy_dist(learner.policy, phi, batch.obs).detach()
+        batch.logp = heads.log_prob(learner.spec, batch.dist, batch.actions)
     return theta, pres, post
 
 
@@ -297,6 +299,13 @@ def test_baselines_are_configured_variants():
     assert float(m["return_post"]) == float(m["return_pre"])
     with pytest.raises(ConfigError):
         make_baseline_learner("nope", cfg)
+    # without inner steps of their own, the baselines are tested with MAML's step sizes
+    assert pre.config.eval_inner_lrs == (0.3,)
+    two = tiny_config(inner_steps=2, inner_lrs=(0.5, 0.25), step_loss_weights=(1.0, 1.0))
+    for name in ("pretrained", "oracle"):
+        derived = make_baseline_learner(name, two)
+        assert derived.config.inner_lrs == () and derived.config.step_loss_weights == ()
+        assert [derived._eval_lr(k) for k in range(3)] == [0.5, 0.25, 0.25]
 
 
 def test_it_learns_on_nav2d():
@@ -392,9 +401,82 @@ def test_two_inner_steps_meta_gradient_matches_finite_differences():
         numeric = (at(1.0) - at(-1.0)) / (2 * eps)
         assert torch.cat(parts).dot(analytic).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
     # one step only gives a different loss on the same data: the second step is not a no-op
-    assert float(learner.surrogate_loss(theta, pres[:1], post)) != pytest.approx(
+    one_step = MAMLRL(tiny_config(inner_steps=1), seed=4)
+    assert float(one_step.surrogate_loss(theta, pres[:1], post)) != pytest.approx(
         float(loss.detach())
     )
+
+
+def test_step_loss_weights_score_each_adapted_policy_on_its_own_rollouts():
+    """MAML++'s multi-step loss: with weights (1, 3) the outer loss is 1/4 of the one-step
+    policy's surrogate on the rollouts it collected (the second step's batch) plus 3/4 of the
+    two-step policy's on the post-update rollouts; likewise the KL. Inner steps use inner_lrs."""
+    config = tiny_config(inner_steps=2, inner_lrs=(0.3, 0.1), step_loss_weights=(1.0, 3.0))
+    learner = MAMLRL(config, seed=4)
+    theta, pres, post = collected_data(learner, steps=2, seed=4)
+    last_only = MAMLRL(dataclasses.replace(config, step_loss_weights=()), seed=4)
+    one_step = MAMLRL(tiny_config(inner_steps=1, inner_lr=0.3), seed=4)
+    for m in (last_only, one_step):
+        m.policy.double()
+    gen = torch.Generator().manual_seed(0)
+    moved = {
+        k: v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in theta.items()
+    }
+    for fn in ("surrogate_loss", "mean_kl"):
+        got = getattr(learner, fn)(moved, pres, post)
+        first = getattr(one_step, fn)(moved, pres[:1], pres[1])
+        last = getattr(last_only, fn)(moved, pres, post)
+        torch.testing.assert_close(got, 0.25 * first + 0.75 * last)
+        assert float(first) != pytest.approx(float(last))  # the two terms differ: a real mix
+    # every adapted policy collected its own rollouts, so the weighted KL vanishes at theta
+    assert float(learner.mean_kl(theta, pres, post)) == pytest.approx(0.0, abs=1e-12)
+    # the second step used its own rate: 0.3 for both would give another loss
+    both_03 = MAMLRL(dataclasses.replace(config, inner_lrs=(), step_loss_weights=()), seed=4)
+    both_03.policy.double()
+    assert float(both_03.surrogate_loss(moved, pres, post)) != pytest.approx(
+        float(last_only.surrogate_loss(moved, pres, post))
+    )
+
+
+def test_inner_lrs_set_the_default_test_schedule_and_bad_values_fail():
+    learner = MAMLRL(tiny_config(inner_steps=2, inner_lrs=(0.5, 0.25)), seed=0)
+    assert [learner._eval_lr(k) for k in range(4)] == [0.5, 0.25, 0.25, 0.25]
+    given = MAMLRL(tiny_config(inner_steps=2, inner_lrs=(0.5, 0.25), eval_inner_lrs=(0.1,)), seed=0)
+    assert given._eval_lr(0) == 0.1
+    for bad in (
+        {"inner_lrs": (0.1,)},
+        {"inner_lrs": (0.1, -0.1)},
+        {"step_loss_weights": (1.0, 1.0, 1.0)},
+        {"step_loss_weights": (1.0, -1.0)},
+        {"step_loss_weights": (0.0, 0.0)},
+        {"fvp_subsample": 0.5},
+    ):
+        with pytest.raises(ConfigError):
+            tiny_config(inner_steps=2, **bad)
+
+
+@pytest.mark.parametrize("outer", ["trpo", "ppo"])
+def test_multi_step_loss_updates(outer: str):
+    """Both outer loops take the weighted loss; TRPO's step keeps the weighted KL in bound."""
+    config = tiny_config(
+        inner_steps=2, step_loss_weights=(1.0, 1.0), rollouts_per_task=8, max_kl=1e-3, outer=outer
+    )
+    learner = MAMLRL(config, seed=5)
+    theta, pres, post = collected_data(learner, steps=2, seed=4)
+    learner.params = {k: v.clone().requires_grad_() for k, v in theta.items()}
+    if outer == "ppo":
+        learner.optimizer = torch.optim.Adam(learner.params.values(), lr=1e-3)
+        learner._ppo_update(pres, post)
+    else:
+        assert learner._trpo_update(pres, post)["accepted"]
+        new = {k: v.detach() for k, v in learner.params.items()}
+        assert 0 < float(learner.mean_kl(new, pres, post)) <= 1e-3 * (1 + 1e-4)
+    new = {k: v.detach() for k, v in learner.params.items()}
+    assert float(learner.surrogate_loss(new, pres, post)) < float(
+        learner.surrogate_loss(theta, pres, post)
+    )
+    metrics = MAMLRL(dataclasses.replace(config, iterations=1), seed=5).meta_train_step()
+    assert torch.isfinite(torch.as_tensor(metrics["return_post"]))
 
 
 def test_two_inner_steps_trpo_update_respects_the_kl_bound():

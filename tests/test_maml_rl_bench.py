@@ -47,6 +47,8 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
             eval_rollouts=5,
             goal_region="box",
             inner_steps=2,
+            inner_lrs=(0.5, 0.4),
+            step_loss_weights=(1.0, 2.0),
         )
     )
     labels = [c.label for c in result["report"].curves]
@@ -62,7 +64,10 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     ]
     again = load_trained(out / "models" / "MAML-s0")
     assert again.config.family.goal_region == "box" and again.config.inner_steps == 2
-    assert load_trained(out / "models" / "pretrained-s0").config.inner_steps == 0
+    assert again.config.inner_lrs == (0.5, 0.4) and again.config.step_loss_weights == (1.0, 2.0)
+    pretrained = load_trained(out / "models" / "pretrained-s0").config
+    assert pretrained.inner_steps == 0 and pretrained.inner_lrs == ()
+    assert pretrained.eval_inner_lrs == (0.5, 0.25)  # tested with MAML's schedule
     tasks = again.family.tasks(8, "test", bench.EVAL_SEED)
     gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
     torch.testing.assert_close(
@@ -73,8 +78,12 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     assert payload["inner_lr"] == 0.5 and payload["eval_inner_lrs"] == [0.5, 0.25]
     assert payload["eval_rollouts"] == 5
     assert "training 0.5; at test time 0.5, 0.25 (the last repeated), 5 rollouts" in text
-    assert "2 inner step(s) in meta-training; goal region `box`" in text
+    assert (
+        "2 inner step(s) in meta-training with step sizes 0.5, 0.4 and outer-loss weights "
+        "1.0, 2.0; goal region `box`" in text
+    )
     assert payload["goal_region"] == "box" and payload["inner_steps"] == 2
+    assert payload["inner_lrs"] == [0.5, 0.4] and payload["step_loss_weights"] == [1.0, 2.0]
     # a second run into the same folder replaces its models
     bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out, baselines=("oracle",)))
     assert (out / "models" / "oracle-s0" / "model.json").is_file()

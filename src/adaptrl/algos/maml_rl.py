@@ -77,9 +77,17 @@ class MAMLRLConfig:
     """Inner VPG steps during meta-training, S (0 = multi-task training without adaptation)."""
     inner_lr: float = 0.1
     """Inner learning rate alpha."""
+    inner_lrs: tuple[float, ...] = ()
+    """Learning rate of each inner step in meta-training, one per step (empty: inner_lr for all).
+    Lets a multi-step model train with the schedule it will be tested with."""
+    step_loss_weights: tuple[float, ...] = ()
+    """Outer-loss weight of the policy after each inner step 1..S (empty: the last step only, the
+    paper). Non-zero earlier weights add the surrogate (and the KL) of the policies after those
+    steps on the rollouts they collected, MAML++'s multi-step loss, so a model meta-trained for S
+    steps stays good after fewer."""
     eval_inner_lrs: tuple[float, ...] = ()
-    """Learning rate of each inner step at test time, the last one repeated (empty: inner_lr).
-    The paper used (0.1, 0.05) for 2D navigation."""
+    """Learning rate of each inner step at test time, the last one repeated (empty: the training
+    schedule, inner_lrs or inner_lr). The paper used (0.1, 0.05) for 2D navigation."""
     eval_rollouts_per_task: int | None = None
     """Rollouts per task for each step at test time (None: rollouts_per_task). The authors'
     2D-navigation test script sampled 40 (4000 steps), twice the training batch."""
@@ -151,6 +159,33 @@ class MAMLRLConfig:
             raise ConfigError("fvp_subsample < 1 needs fvp='structured'")
         if self.outer not in ("trpo", "ppo"):
             raise ConfigError(f"outer must be 'trpo' or 'ppo', got {self.outer!r}")
+        for name in ("inner_lrs", "step_loss_weights"):
+            value = getattr(self, name)
+            if value and len(value) != self.inner_steps:
+                raise ConfigError(
+                    f"{name} needs one value per inner step ({self.inner_steps}), got {len(value)}"
+                )
+        if any(lr < 0 for lr in self.inner_lrs):
+            raise ConfigError(f"inner_lrs must be >= 0, got {self.inner_lrs}")
+        if any(w < 0 for w in self.step_loss_weights) or (
+            self.step_loss_weights and sum(self.step_loss_weights) <= 0
+        ):
+            raise ConfigError(
+                f"step_loss_weights must be >= 0 with a positive sum, got {self.step_loss_weights}"
+            )
+        if self.fvp == "structured" and self.fvp_subsample < 1 and self.inner_steps > 1:
+            raise ConfigError("fvp_subsample < 1 needs the structured product: inner_steps <= 1")
+
+    def train_lrs(self) -> list[float]:
+        """The inner learning rate of each meta-training step."""
+        return list(self.inner_lrs) if self.inner_lrs else [self.inner_lr] * self.inner_steps
+
+    def loss_weights(self) -> list[float]:
+        """The outer-loss weight of the policy after each inner step 1..S, summing to 1."""
+        if not self.step_loss_weights:
+            return [0.0] * (self.inner_steps - 1) + [1.0]
+        total = sum(self.step_loss_weights)
+        return [w / total for w in self.step_loss_weights]
 
 
 @dataclasses.dataclass
@@ -363,16 +398,33 @@ class MAMLRL(MetaLearner):
         return params
 
     # --- outer objectives -----------------------------------------------------------------------
-    def _adapted_dist(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
+    def _adapted_dists(
+        self, params: Params, pre: list[Batch], post: Batch
+    ) -> list[tuple[float, torch.Tensor, Batch]]:
+        """(weight, distribution, rollouts) of every adapted policy in the outer loss.
+
+        The policy after inner step ``k`` is scored on the rollouts it collected: ``pre[k]`` for
+        the earlier steps (the batch of the next inner step), ``post`` for the last. With the
+        default weights only the last step counts."""
         c = self.config
-        adapted = self.adapt_params(
-            params,
-            pre,
-            [c.inner_lr] * len(pre),
-            first_order=c.first_order,
-            num_tasks=post.obs.shape[0],
-        )
-        return batched_policy_dist(self.policy, adapted, post.obs)
+        if not pre:
+            phi = self.adapt_params(params, [], [], first_order=True, num_tasks=post.obs.shape[0])
+            return [(1.0, batched_policy_dist(self.policy, phi, post.obs), post)]
+        if len(pre) != c.inner_steps:
+            raise ConfigError(
+                f"need one pre-update batch per inner step ({c.inner_steps}), got {len(pre)}"
+            )
+        scored_on = [*pre[1:], post]
+        out = []
+        phi, shared = params, True
+        for batch, lr, weight, target in zip(
+            pre, c.train_lrs(), c.loss_weights(), scored_on, strict=True
+        ):
+            phi = self.adapt_params(phi, [batch], [lr], first_order=c.first_order, shared=shared)
+            shared = False
+            if weight > 0:
+                out.append((weight, batched_policy_dist(self.policy, phi, target.obs), target))
+        return out
 
     def _surrogate_of(self, dist: torch.Tensor, post: Batch) -> torch.Tensor:
         logp = heads.log_prob(self.spec, dist, post.actions)
@@ -381,13 +433,26 @@ class MAMLRL(MetaLearner):
     def _kl_of(self, dist: torch.Tensor, post: Batch) -> torch.Tensor:
         return task_mean(heads.kl(self.spec, post.dist, dist), post.mask)
 
+    def _loss_and_kl(
+        self, params: Params, pre: list[Batch], post: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted surrogate and KL from one re-adaptation."""
+        terms = self._adapted_dists(params, pre, post)
+        loss = sum(w * self._surrogate_of(d, b) for w, d, b in terms)
+        kl = sum(w * self._kl_of(d, b) for w, d, b in terms)
+        return loss, kl  # type: ignore[return-value]
+
     def surrogate_loss(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
-        """Minus the importance-weighted return of the re-adapted policies on the post-update data."""
-        return self._surrogate_of(self._adapted_dist(params, pre, post), post)
+        """Minus the importance-weighted return of the re-adapted policies on the data each
+        collected (weighted over inner steps by ``step_loss_weights``)."""
+        terms = self._adapted_dists(params, pre, post)
+        return sum(w * self._surrogate_of(d, b) for w, d, b in terms)  # type: ignore[return-value]
 
     def mean_kl(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
-        """Mean KL(adapted before the update || re-adapted with ``params``) on post-update states."""
-        return self._kl_of(self._adapted_dist(params, pre, post), post)
+        """Mean KL(adapted before the update || re-adapted with ``params``) on the states each
+        adapted policy visited (weighted as the surrogate)."""
+        terms = self._adapted_dists(params, pre, post)
+        return sum(w * self._kl_of(d, b) for w, d, b in terms)  # type: ignore[return-value]
 
     def structured_fvp(
         self, theta: Params, pre: list[Batch], post: Batch, damping: float
@@ -410,13 +475,14 @@ class MAMLRL(MetaLearner):
         names = list(theta)
         num_tasks = post.obs.shape[0]
         second_order = bool(pre) and not c.first_order
+        lr = c.train_lrs()[0] if pre else 0.0
         if len(pre) > 1:
             raise ConfigError(
                 "the structured Fisher product supports inner_steps <= 1; use fvp='autograd'"
             )
         with torch.enable_grad():
             phi = self.adapt_params(
-                theta, pre, [c.inner_lr] * len(pre), first_order=True, num_tasks=num_tasks
+                theta, pre, c.train_lrs()[: len(pre)], first_order=True, num_tasks=num_tasks
             )
             phi_now = tuple(phi[k].detach().contiguous() for k in names)
             phi_leaves = [p.clone().requires_grad_() for p in phi_now]
@@ -447,7 +513,7 @@ class MAMLRL(MetaLearner):
                 return w
             with torch.enable_grad():
                 hw = torch.autograd.grad(dot(inner_grad, w), copies, retain_graph=True)
-            return [a - c.inner_lr * h for a, h in zip(w, hw, strict=True)]
+            return [a - lr * h for a, h in zip(w, hw, strict=True)]
 
         def dist_of(*p: torch.Tensor) -> torch.Tensor:
             return batched_policy_dist(self.policy, dict(zip(names, p, strict=True)), post.obs)
@@ -486,8 +552,7 @@ class MAMLRL(MetaLearner):
 
             def loss_and_kl(v: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
                 # one re-adaptation per line-search trial gives both the loss and the KL
-                dist = self._adapted_dist(as_dict(v), pre, post)
-                return self._surrogate_of(dist, post), self._kl_of(dist, post)
+                return self._loss_and_kl(as_dict(v), pre, post)
 
         new, info = trpo_step(
             [self.params[k].detach() for k in names],
@@ -511,9 +576,13 @@ class MAMLRL(MetaLearner):
         assert self.optimizer is not None
         info: dict[str, Any] = {}
         for _ in range(c.ppo_epochs):
-            dist = self._adapted_dist(self.params, pre, post)
-            logp = heads.log_prob(self.spec, dist, post.actions)
-            loss, info = ppo_clip_loss(logp, post.logp, post.advantages, c.ppo_clip, post.mask)
+            loss = torch.zeros((), device=self.device)
+            for weight, dist, batch in self._adapted_dists(self.params, pre, post):
+                logp = heads.log_prob(self.spec, dist, batch.actions)
+                term, info = ppo_clip_loss(
+                    logp, batch.logp, batch.advantages, c.ppo_clip, batch.mask
+                )
+                loss = loss + weight * term
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -532,7 +601,7 @@ class MAMLRL(MetaLearner):
         theta = {k: v.detach() for k, v in self.params.items()}
         pre: list[Batch] = []
         phi, shared = theta, True
-        for k in range(c.inner_steps):
+        for k, lr in enumerate(c.train_lrs()):
             pre.append(
                 self.rollouts(
                     tasks,
@@ -542,9 +611,7 @@ class MAMLRL(MetaLearner):
                 )
             )
             with torch.no_grad():
-                phi = self.adapt_params(
-                    phi, pre[-1:], [c.inner_lr], first_order=True, shared=shared
-                )
+                phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=shared)
             shared = False
         post = self.rollouts(
             tasks,
@@ -563,7 +630,7 @@ class MAMLRL(MetaLearner):
 
     # --- evaluation hooks -----------------------------------------------------------------------
     def _eval_lr(self, step: int) -> float:
-        lrs = self.config.eval_inner_lrs or (self.config.inner_lr,)
+        lrs = self.config.eval_inner_lrs or self.config.inner_lrs or (self.config.inner_lr,)
         return float(lrs[min(step, len(lrs) - 1)])
 
     def _adapt_chunk(

@@ -39,14 +39,27 @@ def scratch_config(config: MAMLRLConfig) -> MAMLRLConfig:
     return dataclasses.replace(config, iterations=0)
 
 
+def _without_inner_steps(config: MAMLRLConfig, **changes: object) -> MAMLRLConfig:
+    """No inner steps in training; the test-time step sizes stay those MAML is tested with."""
+    schedule = config.eval_inner_lrs or config.inner_lrs or (config.inner_lr,)
+    return dataclasses.replace(
+        config,
+        inner_steps=0,
+        inner_lrs=(),
+        step_loss_weights=(),
+        eval_inner_lrs=tuple(schedule),
+        **changes,  # type: ignore[arg-type]
+    )
+
+
 def pretrained_config(config: MAMLRLConfig) -> MAMLRLConfig:
     """Multi-task training with the same outer optimiser and no inner adaptation."""
-    return dataclasses.replace(config, inner_steps=0)
+    return _without_inner_steps(config)
 
 
 def oracle_config(config: MAMLRLConfig) -> MAMLRLConfig:
     """Multi-task training of a policy that observes the task parameters."""
-    return dataclasses.replace(config, inner_steps=0, observe_task=True)
+    return _without_inner_steps(config, observe_task=True)
 
 
 GRADIENT_BASELINES: dict[str, GradientBaseline] = {

@@ -198,6 +198,8 @@ def nav2d_config(
     eval_rollouts: int = 20,
     goal_region: str = "disc",
     inner_steps: int = 1,
+    inner_lrs: tuple[float, ...] = (),
+    step_loss_weights: tuple[float, ...] = (),
 ) -> MAMLRLConfig:
     """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1).
 
@@ -213,6 +215,8 @@ def nav2d_config(
         activation="relu",
         inner_steps=inner_steps,
         inner_lr=inner_lr,
+        inner_lrs=inner_lrs,
+        step_loss_weights=step_loss_weights,
         eval_inner_lrs=eval_inner_lrs,
         eval_rollouts_per_task=eval_rollouts,
     )
@@ -258,6 +262,10 @@ class MAMLNav2DConfig:
     half-side 0.01 of the authors' released environment (``point_env_randgoal.py``)."""
     inner_steps: int = 1
     """Inner steps in meta-training (the paper: 1); the baselines train without adaptation."""
+    inner_lrs: tuple[float, ...] = ()
+    """Step size of each meta-training inner step (empty: inner_lr for every step)."""
+    step_loss_weights: tuple[float, ...] = ()
+    """Outer-loss weight of the policy after each training inner step (empty: the last only)."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
     threads: int = 1
@@ -279,6 +287,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         cfg.eval_rollouts,
         cfg.goal_region,
         cfg.inner_steps,
+        cfg.inner_lrs,
+        cfg.step_loss_weights,
     )
     report, extra = run_curves(
         "maml-nav2d",
@@ -302,7 +312,14 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         f"Paper: {PAPER_NAV2D_SOURCE}. Reward used: `{cfg.reward}`. Inner step size in "
         f"training {cfg.inner_lr}; at test time {', '.join(map(str, cfg.eval_inner_lrs))} "
         f"(the last repeated), {cfg.eval_rollouts} rollouts per task and step; "
-        f"{cfg.inner_steps} inner step(s) in meta-training; goal region `{cfg.goal_region}`.",
+        f"{cfg.inner_steps} inner step(s) in meta-training"
+        + (f" with step sizes {', '.join(map(str, cfg.inner_lrs))}" if cfg.inner_lrs else "")
+        + (
+            f" and outer-loss weights {', '.join(map(str, cfg.step_loss_weights))}"
+            if cfg.step_loss_weights
+            else ""
+        )
+        + f"; goal region `{cfg.goal_region}`.",
         "",
         "Reference points on the same test tasks (no learning):",
         f"- a policy that stands still: {still['distance']:.2f} with reward = -distance, "
@@ -318,6 +335,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "eval_rollouts": cfg.eval_rollouts,
         "goal_region": cfg.goal_region,
         "inner_steps": cfg.inner_steps,
+        "inner_lrs": list(cfg.inner_lrs),
+        "step_loss_weights": list(cfg.step_loss_weights),
         "stand_still": still,
         "controller_oracle": {"mean": o_mean, "ci95": o_ci},
         "paper": PAPER_NAV2D,
