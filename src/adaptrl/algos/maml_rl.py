@@ -100,8 +100,9 @@ class MAMLRLConfig:
     cg_iters: int = 10
     """TRPO: conjugate-gradient iterations."""
     fvp: Literal["structured", "autograd"] = "structured"
-    """TRPO Fisher-vector product: "structured" (exact J^T F J form, one inner step at most) or
-    "autograd" (double backward through the adaptation, rl.trpo.fisher_vector_product)."""
+    """TRPO Fisher-vector product: "structured" (exact J^T F J form; with more than one inner step
+    the update uses "autograd" instead) or "autograd" (double backward through the adaptation,
+    rl.trpo.fisher_vector_product)."""
     fvp_subsample: float = 1.0
     """TRPO, structured product only: share of each task's rollouts the Fisher-vector products use
     (the gradient, the KL and the line search always use all). 1.0 is exact; Schulman et al. (2015)
