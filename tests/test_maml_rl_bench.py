@@ -78,6 +78,7 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     assert payload["inner_lr"] == 0.5 and payload["eval_inner_lrs"] == [0.5, 0.25]
     assert payload["eval_rollouts"] == 5
     assert "training 0.5; at test time 0.5, 0.25 (the last repeated), 5 rollouts" in text
+    assert "x 4 rollouts per inner step; tested with 5 rollouts per task and step, 3 steps" in text
     assert (
         "2 inner step(s) in meta-training with step sizes 0.5, 0.4 and outer-loss weights "
         "1.0, 2.0; goal region `box`" in text

@@ -124,8 +124,10 @@ def run_curves(
             "num_tasks": num_tasks,
             "eval_seed": eval_seed,
             "seeds": list(seeds),
-            "budget": f"{config.rollouts_per_task} rollouts per inner step, {steps} steps, "
-            f"{config.iterations} meta-iterations of {config.meta_batch_size} tasks",
+            "budget": f"{config.iterations} meta-iterations of {config.meta_batch_size} tasks x "
+            f"{config.rollouts_per_task} rollouts per inner step; tested with "
+            f"{config.eval_rollouts_per_task or config.rollouts_per_task} rollouts per task and "
+            f"step, {steps} steps",
         },
         reference=reference,
     )
