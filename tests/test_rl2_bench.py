@@ -23,11 +23,18 @@ def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
     data = json.loads((out / "results.json").read_text())
     assert data["provenance"]["seeds"] == [0] and data["settings"][0]["config"]["iterations"] == 3
     assert "ratio to gittins" in (out / "results.md").read_text()
+    assert data["settings"][0]["config"]["outer"] == "ppo"
     out = tmp_path / "m"
-    payload = run_rl2_mdps(RL2MDPBenchConfig(quick=True, iterations=1, num_tasks=20, out=out))
+    bench = RL2MDPBenchConfig(
+        quick=True, iterations=1, num_tasks=20, out=out, outer="trpo", memory="transformer"
+    )
+    payload = run_rl2_mdps(bench)
     assert [r["agent"] for r in payload["rows"]] == ["rl2 (ours)", "psrl", "random"]
     assert payload["rows"][0]["paper"] == 156.2
     assert len(payload["settings"][0]["rl2_episode_curve"]) == 10
+    config = payload["settings"][0]["config"]
+    assert (config["outer"], config["memory"], config["iterations"]) == ("trpo", "transformer", 1)
+    assert "transformer / trpo" in (out / "results.md").read_text()
 
 
 def test_rl2_speed_bench_reports_ratios_and_time_to_target(tmp_path):

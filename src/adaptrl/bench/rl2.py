@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -126,6 +126,10 @@ class RL2BanditBenchConfig:
     """Settings as 'n x k' (pulls x arms)."""
     iterations: int | None = None
     """Outer iterations per setting; default: the setting's preset."""
+    outer: Literal["ppo", "trpo"] | None = None
+    """Outer optimiser instead of the preset's (PPO): ``trpo`` is the paper's."""
+    memory: Literal["gru", "transformer"] | None = None
+    """Policy memory instead of the preset's (GRU): a causal transformer over the trial."""
     num_tasks: int = 1000
     """Held-out test tasks per setting."""
     seeds: tuple[int, ...] = (0,)
@@ -148,6 +152,10 @@ class RL2MDPBenchConfig:
     """Episodes per trial n."""
     iterations: int | None = None
     """Outer iterations per setting; default: the setting's preset."""
+    outer: Literal["ppo", "trpo"] | None = None
+    """Outer optimiser instead of the preset's (PPO): ``trpo`` is the paper's."""
+    memory: Literal["gru", "transformer"] | None = None
+    """Policy memory instead of the preset's (GRU): a causal transformer over the trial."""
     num_tasks: int = 1000
     """Held-out test tasks per setting."""
     seeds: tuple[int, ...] = (0,)
@@ -263,10 +271,19 @@ def _write(title: str, source: str, bench: Any, rows: list, summaries: list) -> 
             "yes" if s["target_met"] else "NO",
             " / ".join(f"{t:.0f}" for t in s["train_seconds"]),
             str(s["config"]["iterations"]),
+            f"{s['config']['memory']} / {s['config']['outer']}",
         ]
         for s in summaries
     ]
-    tcols = ["setting", ratio_key.replace("_", " "), "target", "met", "train s", "iterations"]
+    tcols = [
+        "setting",
+        ratio_key.replace("_", " "),
+        "target",
+        "met",
+        "train s",
+        "iterations",
+        "memory / outer",
+    ]
     print_table("RL² targets", tcols, target_rows)
     header = {
         "tasks": f"{bench.num_tasks} held-out test tasks per setting (eval seed {bench.eval_seed})",
@@ -291,6 +308,19 @@ def _write(title: str, source: str, bench: Any, rows: list, summaries: list) -> 
     return payload
 
 
+def _override(cfg: RL2Config, bench: Any, quick_iterations: int) -> RL2Config:
+    """The preset with the bench's ``--iterations``, ``--outer`` and ``--memory`` applied."""
+    changes: dict[str, Any] = {}
+    iterations = bench.iterations or (quick_iterations if bench.quick else None)
+    if iterations is not None:
+        changes["iterations"] = iterations
+    if bench.outer is not None:
+        changes["outer"] = bench.outer
+    if bench.memory is not None:
+        changes["memory"] = bench.memory
+    return dataclasses.replace(cfg, **changes)
+
+
 def run_rl2_bandits(bench: RL2BanditBenchConfig) -> dict[str, Any]:
     if bench.quick:
         bench = dataclasses.replace(bench, settings=("10x5",), num_tasks=min(bench.num_tasks, 200))
@@ -298,9 +328,7 @@ def run_rl2_bandits(bench: RL2BanditBenchConfig) -> dict[str, Any]:
     for text in bench.settings:
         n, k = parse_bandit_setting(text)
         cfg = bandit_preset(n, k)
-        iterations = bench.iterations or (100 if bench.quick else None)
-        if iterations is not None:
-            cfg = dataclasses.replace(cfg, iterations=iterations)
+        cfg = _override(cfg, bench, 100)
         target = 0.98 if n <= 10 else 0.97
         r, s = _setting_rows(
             text, cfg, bench, BANDIT_CLASSICS, RL2_TABLE1.get((n, k), {}), RL2_TABLE1_SOURCE, target
@@ -316,9 +344,7 @@ def run_rl2_mdps(bench: RL2MDPBenchConfig) -> dict[str, Any]:
     rows, summaries = [], []
     for n in bench.settings:
         cfg = mdp_preset(n)
-        iterations = bench.iterations or (20 if bench.quick else None)
-        if iterations is not None:
-            cfg = dataclasses.replace(cfg, iterations=iterations)
+        cfg = _override(cfg, bench, 20)
         r, s = _setting_rows(
             str(n), cfg, bench, MDP_CLASSICS, RL2_TABLE2.get(n, {}), RL2_TABLE2_SOURCE, 1.0
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Params = Sequence[torch.Tensor]
 
@@ -89,7 +90,9 @@ def fisher_vector_product(
     every call (double backward), which is what conjugate gradient needs.
     """
     leaves = [p.detach().requires_grad_() for p in params]
-    with torch.enable_grad():
+    # PyTorch's fused CPU attention kernels have no double backward: attention inside kl_fn
+    # (a transformer policy memory) must use the plain math kernel here.
+    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
         grad = _grad(kl_fn(leaves), leaves, create_graph=True)
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
