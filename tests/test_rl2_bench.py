@@ -40,8 +40,14 @@ def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
 def test_rl2_speed_bench_reports_ratios_and_time_to_target(tmp_path):
     cfg = RL2SpeedBenchConfig(quick=True, eval_every=10, eval_tasks=30, target=100.0, out=tmp_path)
     payload = run_rl2_speed(cfg)
+    assert list(payload["throughput"]) == [
+        "bandit 10x5",
+        "tabular MDP n=10",
+        "tabular MDP n=10, transformer",
+    ]
     for t in payload["throughput"].values():
         assert t["policy_forward_steps_per_s"] > 0 and t["train_steps_per_s"] > 0
+        assert t["batch"] == 32
     target = payload["time_to_target"]
     assert not target["reached"]  # 100 is impossible in 10 pulls
     assert [h["iteration"] for h in target["history"]] == [10, 20, 30, 40]

@@ -369,7 +369,7 @@ class RL2SpeedBenchConfig:
     and the wall-clock time to reach 6.5 on bandits n=10, k=5."""
 
     quick: bool = False
-    """CI-sized: 3 timed iterations, and the time-to-6.5 run capped at 40 iterations."""
+    """CI-sized: 3 timed iterations of 32 trials, and the time-to-6.5 run capped at 40 iterations."""
     iterations: int = 10
     """Timed iterations per family (after one warm-up iteration)."""
     target: float = 6.5
@@ -480,7 +480,13 @@ def run_rl2_speed(bench: RL2SpeedBenchConfig) -> dict[str, Any]:
     iters = 3 if bench.quick else bench.iterations
     if iters < 1:
         raise ConfigError(f"iterations must be >= 1, got {iters}")
-    fams = {"bandit 10x5": bandit_preset(10, 5), "tabular MDP n=10": mdp_preset(10)}
+    fams = {
+        "bandit 10x5": bandit_preset(10, 5),
+        "tabular MDP n=10": mdp_preset(10),
+        "tabular MDP n=10, transformer": dataclasses.replace(mdp_preset(10), memory="transformer"),
+    }
+    if bench.quick:  # CI: the same loops on a small batch
+        fams = {name: dataclasses.replace(cfg, trials=32) for name, cfg in fams.items()}
     throughput = {name: measure_throughput(cfg, iters, bench.seed) for name, cfg in fams.items()}
     target = time_to_target(bench)
     rows = [
