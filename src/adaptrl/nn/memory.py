@@ -99,11 +99,12 @@ class _CausalBlock(nn.Module):
 class TransformerState:
     """The transformer memory's state: keys and values of every block for the steps seen.
 
-    ``cache[..., :length, :]`` (``[layers, 2, B, heads, length, d_model / heads]``) holds them. Without autograd
-    (acting) the cache is a buffer grown in place, so a step costs O(length), not a copy of it;
-    ``frontier`` (shared by the states of one buffer) records how far it was written, and a
-    state stepped again after a later one was made from it copies the buffer first, so every
-    state stays valid. With autograd the cache is rebuilt by concatenation (no in-place writes).
+    ``cache[..., :length, :]`` (``[layers, 2, B, heads, length, d_model / heads]``) holds them.
+    Without autograd (acting) the cache is a buffer grown in place, so a step costs O(length),
+    not a copy of it; ``frontier`` (shared by the states of one buffer) records how far it was
+    written, and a state stepped again after a later one was made from it copies the buffer
+    first, so every state stays valid. With autograd the cache is rebuilt by concatenation (no
+    in-place writes); a state made so has no spare room, so acting from it starts a new buffer.
     """
 
     cache: torch.Tensor
