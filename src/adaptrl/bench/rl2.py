@@ -369,7 +369,7 @@ class RL2SpeedBenchConfig:
     and the wall-clock time to reach 6.5 on bandits n=10, k=5."""
 
     quick: bool = False
-    """CI-sized: 3 timed iterations of 32 trials, and the time-to-6.5 run capped at 40 iterations."""
+    """CI-sized: 3 timed iterations of 32 trials; the time-to-6.5 run capped at 40 iterations."""
     iterations: int = 10
     """Timed iterations per family (after one warm-up iteration)."""
     target: float = 6.5
