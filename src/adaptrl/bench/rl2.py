@@ -117,13 +117,9 @@ def train_rl2(
 
 
 @dataclasses.dataclass(frozen=True)
-class RL2BanditBenchConfig:
-    """RL² Table 1: RL² trained per setting beside Gittins, UCB1, Thompson sampling and random."""
+class _RL2TableBench:
+    """Options shared by the Table 1 and Table 2 benches."""
 
-    quick: bool = False
-    """CI-sized: setting 10x5 only, 100 iterations (unless --iterations), 200 tasks."""
-    settings: tuple[str, ...] = ("10x5", "10x10", "100x5")
-    """Settings as 'n x k' (pulls x arms)."""
     iterations: int | None = None
     """Outer iterations per setting; default: the setting's preset."""
     outer: Literal["ppo", "trpo"] | None = None
@@ -138,32 +134,30 @@ class RL2BanditBenchConfig:
     """Seed of the held-out tasks."""
     device: str = "cpu"
     """Device for training and evaluation."""
+    out: Path = Path("results/rl2")
+    """Directory for results.json and results.md."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RL2BanditBenchConfig(_RL2TableBench):
+    """RL² Table 1: RL² trained per setting beside Gittins, UCB1, Thompson sampling and random."""
+
+    quick: bool = False
+    """CI-sized: setting 10x5 only, 100 iterations (unless --iterations), 200 tasks."""
+    settings: tuple[str, ...] = ("10x5", "10x10", "100x5")
+    """Settings as 'n x k' (pulls x arms)."""
     out: Path = Path("results/rl2-bandits")
     """Directory for results.json and results.md."""
 
 
 @dataclasses.dataclass(frozen=True)
-class RL2MDPBenchConfig:
+class RL2MDPBenchConfig(_RL2TableBench):
     """RL² Table 2: RL² trained per setting beside PSRL and random on random tabular MDPs."""
 
     quick: bool = False
     """CI-sized: n = 10 only, 20 iterations (unless --iterations), 200 tasks."""
     settings: tuple[int, ...] = (10,)
     """Episodes per trial n."""
-    iterations: int | None = None
-    """Outer iterations per setting; default: the setting's preset."""
-    outer: Literal["ppo", "trpo"] | None = None
-    """Outer optimiser instead of the preset's (PPO): ``trpo`` is the paper's."""
-    memory: Literal["gru", "transformer"] | None = None
-    """Policy memory instead of the preset's (GRU): a causal transformer over the trial."""
-    num_tasks: int = 1000
-    """Held-out test tasks per setting."""
-    seeds: tuple[int, ...] = (0,)
-    """Training seeds."""
-    eval_seed: int = EVAL_SEED
-    """Seed of the held-out tasks."""
-    device: str = "cpu"
-    """Device for training and evaluation."""
     out: Path = Path("results/rl2-mdps")
     """Directory for results.json and results.md."""
 
@@ -180,7 +174,7 @@ MDP_CLASSICS = [Entry("psrl", "psrl"), Entry("random", "random")]
 def _setting_rows(
     label: str,
     cfg: RL2Config,
-    bench: Any,
+    bench: _RL2TableBench,
     classics: list[Entry],
     paper: dict[str, float],
     reference: str,
@@ -250,7 +244,9 @@ def _setting_rows(
     return rows, summary
 
 
-def _write(title: str, source: str, bench: Any, rows: list, summaries: list) -> dict[str, Any]:
+def _write(
+    title: str, source: str, bench: _RL2TableBench, rows: list, summaries: list
+) -> dict[str, Any]:
     cols = ["setting", "agent", "ours (95% CI)", source]
     table = [
         [
@@ -308,7 +304,7 @@ def _write(title: str, source: str, bench: Any, rows: list, summaries: list) -> 
     return payload
 
 
-def _override(cfg: RL2Config, bench: Any, quick_iterations: int) -> RL2Config:
+def _override(cfg: RL2Config, bench: _RL2TableBench, quick_iterations: int) -> RL2Config:
     """The preset with the bench's ``--iterations``, ``--outer`` and ``--memory`` applied."""
     changes: dict[str, Any] = {}
     iterations = bench.iterations or (quick_iterations if bench.quick else None)
