@@ -11,6 +11,7 @@ from adaptrl.bench.rl2 import (
     run_rl2_bandits,
     run_rl2_mdps,
     run_rl2_speed,
+    time_to_target,
 )
 
 
@@ -51,4 +52,15 @@ def test_rl2_speed_bench_reports_ratios_and_time_to_target(tmp_path):
     target = payload["time_to_target"]
     assert not target["reached"]  # 100 is impossible in 10 pulls
     assert [h["iteration"] for h in target["history"]] == [10, 20, 30, 40]
+    assert target["test_score"] is None
     assert (tmp_path / "results.md").exists()
+
+
+def test_time_to_target_stops_on_validation_tasks_and_scores_the_test_tasks():
+    cfg = RL2SpeedBenchConfig(quick=True, eval_every=5, eval_tasks=40, target=0.0)
+    target = time_to_target(cfg)
+    assert target["reached"] and target["iterations"] == 5
+    assert len(target["history"]) == 1  # stopped at the first check
+    validation, test = target["history"][0]["validation"], target["test_score"]
+    assert set(test) == {"mean", "ci95"} and test["ci95"] > 0
+    assert validation != test["mean"]  # different task draws: meta-train split vs held-out test
