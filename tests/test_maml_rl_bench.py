@@ -92,6 +92,27 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, baselines=("nope",), out=out))
 
 
+def test_direction_breakdown_weighs_the_two_directions_equally():
+    values = torch.tensor([[-200.0, 100.0], [100.0, 400.0], [-100.0, 80.0], [-210.0, 120.0]])
+    directions = torch.tensor([1.0, -1.0, 1.0, 1.0])
+    split = bench.direction_breakdown(values, directions)
+    assert (split["forward_tasks"], split["backward_tasks"]) == (3, 1)
+    assert split["forward"] == pytest.approx([-170.0, 100.0])
+    assert split["backward"] == pytest.approx([100.0, 400.0])
+    assert split["balanced"] == pytest.approx([-35.0, 250.0])  # the plain mean would be 175 at 1
+    with pytest.raises(ConfigError, match="both directions"):
+        bench.direction_breakdown(values[:1], directions[:1])
+
+
+def test_maml_cheetah_quick_writes_the_target_line(tmp_path):
+    pytest.importorskip("mujoco")
+    payload = bench.run_maml_cheetah(bench.MAMLCheetahConfig(quick=True, out=tmp_path))
+    text = (tmp_path / "report.md").read_text()
+    assert "Target after 1 step: >= 234.6 (80% of the paper's 293.19" in text
+    assert payload["benchmark"] == "maml-cheetah-dir"
+    assert len(payload["per_seed"]["MAML"][0]) == 2  # returns after 0 and 1 steps
+
+
 def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
     real = maml_speed.speed_config
 

@@ -412,6 +412,26 @@ def cheetah_config(cfg: MAMLCheetahConfig) -> MAMLRLConfig:
     return base
 
 
+def direction_breakdown(values: torch.Tensor, directions: torch.Tensor) -> dict[str, Any]:
+    """Mean return after each step per running direction, and their direction-balanced average.
+
+    Forward/backward has two tasks, so a random test draw mixes them in random proportion and the
+    mean over tasks moves with that proportion (the two directions differ by hundreds); the
+    balanced average weighs them equally. ``values`` is [tasks, steps + 1], ``directions`` [tasks].
+    """
+    forward, backward = values[directions > 0], values[directions < 0]
+    if len(forward) == 0 or len(backward) == 0:
+        raise ConfigError("the direction breakdown needs test tasks of both directions")
+    f, b = forward.double().mean(0), backward.double().mean(0)
+    return {
+        "forward_tasks": len(forward),
+        "backward_tasks": len(backward),
+        "forward": f.tolist(),
+        "backward": b.tolist(),
+        "balanced": ((f + b) / 2).tolist(),
+    }
+
+
 def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     config = cheetah_config(cfg)
@@ -439,6 +459,20 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
             f"Target after 1 step: >= {target:.1f} (80% of the paper's 293.19, {PAPER_CHEETAH_SOURCE}); "
             f"ours {ours:.1f} after {config.iterations} meta-iterations: "
             f"{'met' if ours >= target else 'NOT met'}."
+        )
+    directions = make_family(config.family).tasks(num_tasks, "test", cfg.eval_seed).params
+    if cfg.task == "dir" and len(directions["direction"].unique()) == 2:
+        split = direction_breakdown(report.curves[0].values, directions["direction"])
+        extra["maml_by_direction"] = split
+        lines.append(
+            f"MAML by direction ({split['forward_tasks']} forward, {split['backward_tasks']} "
+            f"backward test tasks), after 0..{steps} steps: forward "
+            + " / ".join(f"{x:.1f}" for x in split["forward"])
+            + "; backward "
+            + " / ".join(f"{x:.1f}" for x in split["backward"])
+            + "; direction-balanced "
+            + " / ".join(f"{x:.1f}" for x in split["balanced"])
+            + "."
         )
     maml_train = extra["training"]["MAML"]
     if maml_train:
@@ -489,6 +523,7 @@ __all__ = [
     "PAPER_NAV2D",
     "MAMLCheetahConfig",
     "MAMLNav2DConfig",
+    "direction_breakdown",
     "run_maml_cheetah",
     "run_maml_nav2d",
 ]
