@@ -111,6 +111,11 @@ def test_maml_cheetah_quick_writes_the_target_line(tmp_path):
     assert "Target after 1 step: >= 234.6 (80% of the paper's 293.19" in text
     assert payload["benchmark"] == "maml-cheetah-dir"
     assert len(payload["per_seed"]["MAML"][0]) == 2  # returns after 0 and 1 steps
+    # the two quick test tasks (eval seed 20161102) run one each way
+    split = payload["maml_by_direction"]
+    assert (split["forward_tasks"], split["backward_tasks"]) == (1, 1)
+    assert split["balanced"] == pytest.approx(payload["per_seed"]["MAML"][0], abs=1e-3)
+    assert "MAML by direction (1 forward, 1 backward test tasks)" in text
 
 
 def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):

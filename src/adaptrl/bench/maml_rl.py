@@ -460,9 +460,13 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
             f"ours {ours:.1f} after {config.iterations} meta-iterations: "
             f"{'met' if ours >= target else 'NOT met'}."
         )
-    directions = make_family(config.family).tasks(num_tasks, "test", cfg.eval_seed).params
-    if cfg.task == "dir" and len(directions["direction"].unique()) == 2:
-        split = direction_breakdown(report.curves[0].values, directions["direction"])
+    directions = (
+        make_family(config.family).tasks(num_tasks, "test", cfg.eval_seed).params["direction"]
+        if cfg.task == "dir"
+        else None
+    )
+    if directions is not None and len(directions.unique()) == 2:  # a quick run may draw one
+        split = direction_breakdown(report.curves[0].values, directions)
         extra["maml_by_direction"] = split
         lines.append(
             f"MAML by direction ({split['forward_tasks']} forward, {split['backward_tasks']} "
