@@ -132,6 +132,7 @@ def run_curves(
         reference=reference,
     )
     extra = {
+        "test_tasks": {k: v.tolist() for k, v in tasks.params.items()},
         "training": training,
         "per_seed": {
             label: [v.mean(0).tolist() for v in vals] for label, vals in per_label.items()
@@ -460,11 +461,7 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
             f"ours {ours:.1f} after {config.iterations} meta-iterations: "
             f"{'met' if ours >= target else 'NOT met'}."
         )
-    directions = (
-        make_family(config.family).tasks(num_tasks, "test", cfg.eval_seed).params["direction"]
-        if cfg.task == "dir"
-        else None
-    )
+    directions = torch.tensor(extra["test_tasks"]["direction"]) if cfg.task == "dir" else None
     if directions is not None and len(directions.unique()) == 2:  # a quick run may draw one
         split = direction_breakdown(report.curves[0].values, directions)
         extra["maml_by_direction"] = split
