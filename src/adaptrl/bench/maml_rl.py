@@ -80,14 +80,18 @@ def run_curves(
     steps: int,
     reference: dict[str, list[float]] | None,
     models: Path | None = None,
+    maml: MAMLRL | None = None,
 ) -> tuple[CurveReport, dict[str, Any]]:
     """Train MAML-RL and each baseline per seed, score all on the same held-out tasks.
 
     With ``models`` every trained learner is also saved there as a run directory
-    (``<label>-s<seed>``), so ``adaptrl eval`` can score it again under another protocol."""
+    (``<label>-s<seed>``), so ``adaptrl eval`` can score it again under another protocol. With
+    ``maml`` (a learner already trained, one seed) that learner is scored instead of training one."""
     unknown = sorted(set(baselines) - set(GRADIENT_BASELINES))
     if unknown:
         raise ConfigError(f"unknown baselines {unknown}; choose from {sorted(GRADIENT_BASELINES)}")
+    if maml is not None and len(seeds) != 1:
+        raise ConfigError("a trained MAML model is one training seed; pass one seed with it")
     family = make_family(config.family)
     tasks = family.tasks(num_tasks, "test", eval_seed)
     variants = [("MAML", config, True)] + [
@@ -97,7 +101,10 @@ def run_curves(
     training: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in variants}
     for seed in seeds:
         for label, cfg, trained in variants:
-            learner = MAMLRL(cfg, seed=seed)
+            if label == "MAML" and maml is not None:
+                learner, trained = maml, False
+            else:
+                learner = MAMLRL(cfg, seed=seed)
             if trained:
                 training[label].append(train_learner(learner, cfg.iterations, f"{label} s{seed}"))
                 if models is not None:
@@ -149,6 +156,26 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, int | float | str | bool) or x is None:
         return x
     return str(x)
+
+
+def load_maml_run(path: Path, family_id: str) -> tuple[MAMLRL, MAMLRLConfig, int]:
+    """A trained MAML-RL model from a run directory, the configuration the baselines derive from
+    (the run's, with ``iterations`` set to the meta-iterations it completed) and its seed.
+
+    Long reproductions are trained as resumable runs (``adaptrl train maml-rl``); the bench then
+    scores that model and trains each baseline for the same number of meta-iterations."""
+    from adaptrl.algos.trainer import load_trained, read_run
+
+    learner = load_trained(path)
+    if not isinstance(learner, MAMLRL):
+        raise ConfigError(f"{path} is a {learner.name} run, not a maml-rl one")
+    if learner.family.family_id != family_id:
+        raise ConfigError(f"{path} was trained on {learner.family.family_id}, not {family_id}")
+    if learner.iteration < 1:
+        raise ConfigError(f"{path} has not completed a meta-iteration yet")
+    _, record = read_run(path)
+    config = dataclasses.replace(learner.config, iterations=learner.iteration)
+    return learner, config, record.seed
 
 
 def summary_rows(report: CurveReport) -> list[str]:
@@ -351,11 +378,14 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
 
 
 # --- maml-cheetah -----------------------------------------------------------------------------
+CHEETAH_FAMILIES = {"dir": "halfcheetah-dir-v0", "vel": "halfcheetah-vel-v0"}
+
+
 def cheetah_family(task: str) -> FamilyConfig:
     """The HalfCheetah family config (``dir``: forward/backward, ``vel``: goal velocity)."""
     from adaptrl.envs import FAMILIES
 
-    family_id = {"dir": "halfcheetah-dir-v0", "vel": "halfcheetah-vel-v0"}[task]
+    family_id = CHEETAH_FAMILIES[task]
     if family_id not in FAMILIES:
         raise ConfigError(
             f"{family_id} is not available: install the mujoco extra (pip install 'adaptrl[mujoco]')"
@@ -387,6 +417,11 @@ class MAMLCheetahConfig:
     """Inner steps at test time."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
+    maml_run: Path | None = None
+    """Score the model of this ``adaptrl train maml-rl`` run (resumable, for budgets of hours)
+    instead of meta-training one; the baselines then take its configuration, seed and completed
+    meta-iterations, and ``--iterations``, ``--meta-batch-size``, ``--rollouts-per-task`` and
+    ``--seeds`` are not used."""
     threads: int = 1
     """torch threads (the machine is shared)."""
     out: Path = Path("results/bench/maml-cheetah")
@@ -435,7 +470,10 @@ def direction_breakdown(values: torch.Tensor, directions: torch.Tensor) -> dict[
 
 def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
-    config = cheetah_config(cfg)
+    config, seeds, maml = cheetah_config(cfg), cfg.seeds, None
+    if cfg.maml_run is not None:
+        maml, config, seed = load_maml_run(cfg.maml_run, CHEETAH_FAMILIES[cfg.task])
+        seeds = (seed,)
     steps = 1 if cfg.quick else cfg.steps
     num_tasks = 2 if cfg.quick else cfg.num_tasks
     reference = (
@@ -444,15 +482,18 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
     report, extra = run_curves(
         f"maml-cheetah-{cfg.task}",
         config,
-        seeds=cfg.seeds,
+        seeds=seeds,
         baselines=() if cfg.quick else cfg.baselines,
         num_tasks=num_tasks,
         eval_seed=cfg.eval_seed,
         steps=steps,
         reference=reference,
         models=cfg.out / "models",
+        maml=maml,
     )
     lines = [curve_markdown(report), ""]
+    if cfg.maml_run is not None:
+        lines.append(f"MAML: the model of training run `{cfg.maml_run}` (seed {seeds[0]}).")
     if cfg.task == "dir":
         target = CHEETAH_TARGET_FRACTION * PAPER_CHEETAH_DIR["MAML (paper)"][1]
         ours = float(report.curves[0].values[:, 1].mean()) if steps >= 1 else float("nan")
@@ -487,7 +528,8 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
         "paper": PAPER_CHEETAH_DIR if cfg.task == "dir" else None,
         "paper_source": PAPER_CHEETAH_SOURCE,
         **extra,
-        "provenance": provenance(seeds=list(cfg.seeds)),
+        "maml_run": None if cfg.maml_run is None else str(cfg.maml_run),
+        "provenance": provenance(seeds=list(seeds)),
     }
     return write_curve_bench(cfg.out, report, markdown, payload)
 
@@ -525,6 +567,7 @@ __all__ = [
     "MAMLCheetahConfig",
     "MAMLNav2DConfig",
     "direction_breakdown",
+    "load_maml_run",
     "run_maml_cheetah",
     "run_maml_nav2d",
 ]
