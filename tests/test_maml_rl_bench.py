@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL
-from adaptrl.algos.trainer import load_trained
+from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.bench import maml_rl as bench
 from adaptrl.bench import maml_speed
 from adaptrl.core.errors import ConfigError
@@ -116,6 +116,41 @@ def test_maml_cheetah_quick_writes_the_target_line(tmp_path):
     assert (split["forward_tasks"], split["backward_tasks"]) == (1, 1)
     assert split["balanced"] == pytest.approx(payload["per_seed"]["MAML"][0], abs=1e-3)
     assert "MAML by direction (1 forward, 1 backward test tasks)" in text
+
+
+def _one_iteration_run(path, config, seed):
+    learner = MAMLRL(config, seed=seed)
+    learner.meta_train_step()
+    save_trained(path, learner, config, seed=seed)
+    return learner
+
+
+def test_maml_cheetah_scores_a_trained_run_instead_of_training(tmp_path):
+    pytest.importorskip("mujoco")
+    config = bench.cheetah_config(bench.MAMLCheetahConfig(quick=True, iterations=7))
+    _one_iteration_run(tmp_path / "run", config, seed=3)
+    payload = bench.run_maml_cheetah(
+        bench.MAMLCheetahConfig(quick=True, maml_run=tmp_path / "run", out=tmp_path / "b")
+    )
+    # the run's model, evaluated like the bench evaluates (same test tasks, same generator)
+    learner = load_trained(tmp_path / "run")
+    tasks = learner.family.tasks(2, "test", payload["report"].meta["eval_seed"])
+    gen = make_generator(payload["report"].meta["eval_seed"], "maml-cheetah-dir", "eval")
+    expected = learner.adaptation_curve(tasks, 1, gen).mean(0)
+    assert payload["per_seed"]["MAML"][0] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert payload["training"]["MAML"] == []  # nothing trained
+    assert payload["provenance"]["seeds"] == [3]  # the run's seed, not the bench's
+    assert payload["report"].meta["config"]["iterations"] == 1  # the completed iterations, not the run's 7
+    assert "model of training run" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_load_maml_run_refuses_another_family(tmp_path):
+    config = bench.nav2d_config("distance", 1, quick=True)
+    _one_iteration_run(tmp_path / "nav", config, seed=0)
+    with pytest.raises(ConfigError, match="trained on nav2d-goal-v0, not halfcheetah-dir-v0"):
+        bench.load_maml_run(tmp_path / "nav", "halfcheetah-dir-v0")
+    learner, derived, seed = bench.load_maml_run(tmp_path / "nav", "nav2d-goal-v0")
+    assert (learner.iteration, derived.iterations, seed) == (1, 1, 0)
 
 
 def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
