@@ -140,7 +140,8 @@ def test_maml_cheetah_scores_a_trained_run_instead_of_training(tmp_path):
     assert payload["per_seed"]["MAML"][0] == pytest.approx(expected.tolist(), abs=1e-4)
     assert payload["training"]["MAML"] == []  # nothing trained
     assert payload["provenance"]["seeds"] == [3]  # the run's seed, not the bench's
-    assert payload["report"].meta["config"]["iterations"] == 1  # the completed iterations, not the run's 7
+    meta = payload["report"].meta
+    assert meta["config"]["iterations"] == 1  # the completed iterations, not the run's 7
     assert "model of training run" in (tmp_path / "b" / "report.md").read_text()
 
 
