@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import pytest
+
+from adaptrl.algos.rl2 import RL2
+from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.bench.rl2 import (
     RL2BanditBenchConfig,
     RL2MDPBenchConfig,
     RL2SpeedBenchConfig,
+    bandit_preset,
     run_rl2_bandits,
     run_rl2_mdps,
     run_rl2_speed,
     time_to_target,
 )
+from adaptrl.core.errors import ConfigError
+from adaptrl.envs import make_family
+from adaptrl.eval.protocol import evaluate
 
 
 def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
@@ -64,3 +73,41 @@ def test_time_to_target_stops_on_validation_tasks_and_scores_the_test_tasks():
     validation, test = target["history"][0]["validation"], target["test_score"]
     assert set(test) == {"mean", "ci95"} and test["ci95"] > 0
     assert validation != test["mean"]  # different task draws: meta-train split vs held-out test
+
+
+def _saved_rl2_run(path, config, seed):
+    learner = RL2(config, seed=seed)
+    for _ in range(config.iterations):
+        learner.meta_train_step()
+    save_trained(path, learner, config, seed=seed)
+    return learner
+
+
+def test_rl2_bandit_bench_scores_trained_runs_instead_of_training(tmp_path):
+    config = dataclasses.replace(bandit_preset(10, 5), iterations=2, trials=16)
+    runs = (tmp_path / "a", tmp_path / "b")
+    for path, seed in zip(runs, (4, 5), strict=True):
+        _saved_rl2_run(path, config, seed)
+    bench = RL2BanditBenchConfig(quick=True, num_tasks=40, runs=runs, out=tmp_path / "out")
+    payload = run_rl2_bandits(bench)
+    assert payload["provenance"]["seeds"] == [4, 5]  # the runs' seeds, not the bench's
+    setting = payload["settings"][0]
+    assert setting["train_seconds"] == [None, None] and setting["config"]["trials"] == 16
+    family = make_family(config.family)
+    for path, seed, score in zip(runs, (4, 5), payload["rows"][0]["per_seed"], strict=True):
+        learner = load_trained(path)
+        spec = (f"rl2-seed{seed}", lambda f, lr=learner: lr.trial_agent())  # the bench's label
+        res = evaluate(family, [spec], num_tasks=40)
+        assert score == pytest.approx(res.agents[0].returns.sum(-1).double().mean().item())
+    assert "| run / run |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_rl2_bench_runs_must_match_the_setting(tmp_path):
+    config = dataclasses.replace(bandit_preset(10, 5), iterations=1, trials=8)
+    _saved_rl2_run(tmp_path / "a", config, 0)
+    other = RL2BanditBenchConfig(settings=("10x10",), num_tasks=10, runs=(tmp_path / "a",))
+    with pytest.raises(ConfigError, match="was trained on"):
+        run_rl2_bandits(dataclasses.replace(other, out=tmp_path / "o1"))
+    two = dataclasses.replace(other, settings=("10x5", "10x10"), out=tmp_path / "o2")
+    with pytest.raises(ConfigError, match="--runs scores one setting"):
+        run_rl2_bandits(two)

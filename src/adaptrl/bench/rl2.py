@@ -132,6 +132,10 @@ class _RL2TableBench:
     """Training seeds (the CI is over tasks for one seed, over per-seed means for several)."""
     eval_seed: int = EVAL_SEED
     """Seed of the held-out tasks."""
+    runs: tuple[Path, ...] = ()
+    """Score the models of these ``adaptrl train rl2`` runs (resumable, for budgets of hours; one
+    per training seed) instead of training; needs one setting, the runs' family. ``--seeds``,
+    ``--iterations``, ``--outer`` and ``--memory`` are then not used."""
     device: str = "cpu"
     """Device for training and evaluation."""
     out: Path = Path("results/rl2")
@@ -171,6 +175,34 @@ BANDIT_CLASSICS = [
 MDP_CLASSICS = [Entry("psrl", "psrl"), Entry("random", "random")]
 
 
+def load_rl2_runs(paths: tuple[Path, ...], family: Any) -> list[RL2]:
+    """The trained RL² models of ``paths``, each checked to be an RL² run on ``family``."""
+    from adaptrl.algos.trainer import load_trained
+
+    learners = []
+    for path in paths:
+        learner = load_trained(path)
+        if not isinstance(learner, RL2):
+            raise ConfigError(f"{path} is a {learner.name} run, not an rl2 one")
+        if learner.config.family != family:
+            raise ConfigError(
+                f"{path} was trained on {learner.config.family}, not this setting's {family}"
+            )
+        learners.append(learner)
+    return learners
+
+
+def _with_runs(bench: Any) -> Any:
+    """``bench`` with its seeds replaced by those of its ``--runs`` (if any)."""
+    if not bench.runs:
+        return bench
+    from adaptrl.algos.trainer import read_run
+
+    if len(bench.settings) != 1:
+        raise ConfigError(f"--runs scores one setting; got settings {list(bench.settings)}")
+    return dataclasses.replace(bench, seeds=tuple(read_run(p)[1].seed for p in bench.runs))
+
+
 def _setting_rows(
     label: str,
     cfg: RL2Config,
@@ -182,8 +214,13 @@ def _setting_rows(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train RL² (one learner per seed), evaluate it beside ``classics``; rows and a summary."""
     family = make_family(cfg.family)
-    learners, seconds = [], []
-    for seed in bench.seeds:
+    learners: list[RL2] = []
+    seconds: list[float | None] = []
+    if bench.runs:
+        learners = load_rl2_runs(bench.runs, cfg.family)
+        seconds = [None] * len(learners)
+        cfg = dataclasses.replace(learners[0].config, iterations=learners[0].iteration)
+    for seed in () if bench.runs else bench.seeds:
         learner, secs = train_rl2(cfg, seed, bench.device, f"rl2 {label} seed {seed}")
         learners.append(learner)
         seconds.append(secs)
@@ -265,7 +302,7 @@ def _write(
             f"{s[ratio_key]:.3f}",
             f">= {s['target_ratio']}",
             "yes" if s["target_met"] else "NO",
-            " / ".join(f"{t:.0f}" for t in s["train_seconds"]),
+            " / ".join("run" if t is None else f"{t:.0f}" for t in s["train_seconds"]),
             str(s["config"]["iterations"]),
             f"{s['config']['memory']} / {s['config']['outer']}",
         ]
@@ -320,6 +357,7 @@ def _override(cfg: RL2Config, bench: _RL2TableBench, quick_iterations: int) -> R
 def run_rl2_bandits(bench: RL2BanditBenchConfig) -> dict[str, Any]:
     if bench.quick:
         bench = dataclasses.replace(bench, settings=("10x5",), num_tasks=min(bench.num_tasks, 200))
+    bench = _with_runs(bench)
     rows, summaries = [], []
     for text in bench.settings:
         n, k = parse_bandit_setting(text)
@@ -337,6 +375,7 @@ def run_rl2_bandits(bench: RL2BanditBenchConfig) -> dict[str, Any]:
 def run_rl2_mdps(bench: RL2MDPBenchConfig) -> dict[str, Any]:
     if bench.quick:
         bench = dataclasses.replace(bench, settings=(10,), num_tasks=min(bench.num_tasks, 200))
+    bench = _with_runs(bench)
     rows, summaries = [], []
     for n in bench.settings:
         cfg = mdp_preset(n)
