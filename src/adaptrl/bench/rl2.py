@@ -186,7 +186,8 @@ def load_rl2_runs(paths: tuple[Path, ...], family: Any) -> list[RL2]:
             raise ConfigError(f"{path} is a {learner.name} run, not an rl2 one")
         if learner.config.family != family:
             raise ConfigError(
-                f"{path} was trained on {learner.config.family}, not this setting's {family}"
+                f"{path} was trained on {learner.config.family}, not this setting's {family}; "
+                "pass the run's setting with --settings (and no --quick)"
             )
         learners.append(learner)
     return learners
