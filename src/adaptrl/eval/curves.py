@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.0, 4.2), dpi=110)
     x = np.asarray(report.x)
     for c in report.curves:
         mean, ci = (np.asarray(v) for v in c.summary())
@@ -119,10 +120,11 @@ def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     ax.set_xlabel(report.x_label)
     ax.set_ylabel(report.metric)
     n = report.meta.get("num_tasks")
-    ax.set_title(f"{report.title}" + (f" ({n} test tasks, 95% CI)" if n else ""), fontsize=9)
+    title = f"{report.title}" + (f" ({n} test tasks, 95% CI)" if n else "")
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.set_xticks(x)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # never over the curves
     fig.tight_layout()
     return save_figure(fig, path)
 
