@@ -134,6 +134,7 @@ def test_maml_cheetah_scores_a_trained_run_instead_of_training(tmp_path):
     )
     # the run's model, evaluated like the bench evaluates (same test tasks, same generator)
     learner = load_trained(tmp_path / "run")
+    learner.config = dataclasses.replace(learner.config, eval_inner_lrs=(0.1, 0.05))
     tasks = learner.family.tasks(2, "test", payload["report"].meta["eval_seed"])
     gen = make_generator(payload["report"].meta["eval_seed"], "maml-cheetah-dir", "eval")
     expected = learner.adaptation_curve(tasks, 1, gen).mean(0)
@@ -142,6 +143,7 @@ def test_maml_cheetah_scores_a_trained_run_instead_of_training(tmp_path):
     assert payload["provenance"]["seeds"] == [3]  # the run's seed, not the bench's
     meta = payload["report"].meta
     assert meta["config"]["iterations"] == 1  # the completed iterations, not the run's 7
+    assert meta["config"]["eval_inner_lrs"] == [0.1, 0.05]  # the bench's test schedule
     assert "model of training run" in (tmp_path / "b" / "report.md").read_text()
 
 

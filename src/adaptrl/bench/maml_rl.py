@@ -415,6 +415,9 @@ class MAMLCheetahConfig:
     """Seed of the test tasks and of the evaluation rollouts."""
     steps: int = 3
     """Inner steps at test time."""
+    eval_inner_lrs: tuple[float, ...] = (0.1, 0.05)
+    """Step sizes of the test-time steps, the last repeated (the paper: 0.1, then 0.05). Every
+    learner, a ``--maml-run`` model included, is tested with this schedule."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
     maml_run: Path | None = None
@@ -439,6 +442,7 @@ def cheetah_config(cfg: MAMLCheetahConfig) -> MAMLRLConfig:
         activation="relu",
         inner_steps=1,
         inner_lr=0.1,
+        eval_inner_lrs=cfg.eval_inner_lrs,
         eval_chunk=10,
     )
     if cfg.quick:
@@ -473,6 +477,8 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
     config, seeds, maml = cheetah_config(cfg), cfg.seeds, None
     if cfg.maml_run is not None:
         maml, config, seed = load_maml_run(cfg.maml_run, CHEETAH_FAMILIES[cfg.task])
+        config = dataclasses.replace(config, eval_inner_lrs=cfg.eval_inner_lrs)
+        maml.config = dataclasses.replace(maml.config, eval_inner_lrs=cfg.eval_inner_lrs)
         seeds = (seed,)
     steps = 1 if cfg.quick else cfg.steps
     num_tasks = 2 if cfg.quick else cfg.num_tasks
@@ -491,7 +497,11 @@ def run_maml_cheetah(cfg: MAMLCheetahConfig) -> dict[str, Any]:
         models=cfg.out / "models",
         maml=maml,
     )
-    lines = [curve_markdown(report), ""]
+    lines = [
+        curve_markdown(report),
+        "",
+        f"Test-time step sizes {', '.join(map(str, cfg.eval_inner_lrs))} (the last repeated).",
+    ]
     if cfg.maml_run is not None:
         lines.append(f"MAML: the model of training run `{cfg.maml_run}` (seed {seeds[0]}).")
     if cfg.task == "dir":
