@@ -14,6 +14,7 @@ from adaptrl.bench.rl2 import (
     RL2MDPBenchConfig,
     RL2SpeedBenchConfig,
     bandit_preset,
+    load_rl2_runs,
     run_rl2_bandits,
     run_rl2_mdps,
     run_rl2_speed,
@@ -111,3 +112,6 @@ def test_rl2_bench_runs_must_match_the_setting(tmp_path):
     two = dataclasses.replace(other, settings=("10x5", "10x10"), out=tmp_path / "o2")
     with pytest.raises(ConfigError, match="--runs scores one setting"):
         run_rl2_bandits(two)
+    _saved_rl2_run(tmp_path / "b", dataclasses.replace(config, hidden=32), 1)
+    with pytest.raises(ConfigError, match=r"differs from .* score them separately"):
+        load_rl2_runs((tmp_path / "a", tmp_path / "b"), config.family)

@@ -190,6 +190,13 @@ def load_rl2_runs(paths: tuple[Path, ...], family: Any) -> list[RL2]:
                 "pass the run's setting with --settings (and no --quick)"
             )
         learners.append(learner)
+    first = learners[0]
+    for path, learner in zip(paths[1:], learners[1:], strict=True):
+        if learner.config != first.config or learner.iteration != first.iteration:
+            raise ConfigError(
+                f"{path} differs from {paths[0]} in configuration or completed iterations; "
+                "one row stands for one configuration and budget: score them separately"
+            )
     return learners
 
 
