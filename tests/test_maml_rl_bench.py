@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL
+from adaptrl.algos.rl2 import RL2
 from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.bench import maml_rl as bench
 from adaptrl.bench import maml_speed
@@ -154,6 +155,8 @@ def test_load_maml_run_refuses_another_family(tmp_path):
         bench.load_maml_run(tmp_path / "nav", "halfcheetah-dir-v0")
     learner, derived, seed = bench.load_maml_run(tmp_path / "nav", "nav2d-goal-v0")
     assert (learner.iteration, derived.iterations, seed) == (1, 1, 0)
+    with pytest.raises(ConfigError, match="is a maml-rl run, not a rl2 one"):
+        load_trained(tmp_path / "nav", expect=RL2)
 
 
 def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import torch
 
@@ -218,9 +218,27 @@ def train_run(
     )
 
 
-def load_trained(path: str | Path, device: str | torch.device | None = None) -> MetaLearner:
-    """Rebuild a trained learner from a run directory (its final model, else newest checkpoint)."""
+L = TypeVar("L", bound=MetaLearner)
+
+
+@overload
+def load_trained(path: str | Path, device: str | torch.device | None = None) -> MetaLearner: ...
+@overload
+def load_trained(
+    path: str | Path, device: str | torch.device | None = None, *, expect: type[L]
+) -> L: ...
+def load_trained(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    *,
+    expect: type[MetaLearner] | None = None,
+) -> MetaLearner:
+    """Rebuild a trained learner from a run directory (its final model, else newest checkpoint).
+
+    With ``expect`` a run of another algorithm is refused before its weights are read."""
     run, record = read_run(path)
+    if expect is not None and record.algo != expect.name:
+        raise ConfigError(f"{run.path} is a {record.algo} run, not a {expect.name} one")
     learner = build_learner(record, device)
     model = run.path / MODEL
     source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()

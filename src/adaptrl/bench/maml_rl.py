@@ -164,18 +164,15 @@ def load_maml_run(path: Path, family_id: str) -> tuple[MAMLRL, MAMLRLConfig, int
 
     Long reproductions are trained as resumable runs (``adaptrl train maml-rl``); the bench then
     scores that model and trains each baseline for the same number of meta-iterations."""
-    from adaptrl.algos.trainer import load_trained, read_run
+    from adaptrl.algos.trainer import load_trained
 
-    learner = load_trained(path)
-    if not isinstance(learner, MAMLRL):
-        raise ConfigError(f"{path} is a {learner.name} run, not a maml-rl one")
+    learner = load_trained(path, expect=MAMLRL)
     if learner.family.family_id != family_id:
         raise ConfigError(f"{path} was trained on {learner.family.family_id}, not {family_id}")
     if learner.iteration < 1:
         raise ConfigError(f"{path} has not completed a meta-iteration yet")
-    _, record = read_run(path)
     config = dataclasses.replace(learner.config, iterations=learner.iteration)
-    return learner, config, record.seed
+    return learner, config, learner.seed
 
 
 def summary_rows(report: CurveReport) -> list[str]:

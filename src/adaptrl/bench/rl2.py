@@ -181,9 +181,7 @@ def load_rl2_runs(paths: tuple[Path, ...], family: Any) -> list[RL2]:
 
     learners = []
     for path in paths:
-        learner = load_trained(path)
-        if not isinstance(learner, RL2):
-            raise ConfigError(f"{path} is a {learner.name} run, not an rl2 one")
+        learner = load_trained(path, expect=RL2)
         if learner.config.family != family:
             raise ConfigError(
                 f"{path} was trained on {learner.config.family}, not this setting's {family}; "
