@@ -167,6 +167,8 @@ class AdaptCmd:
     """Seed of the tasks."""
     seed: int = 0
     """Seed of the adaptation's own sampling (rollouts)."""
+    inner_lrs: tuple[float, ...] = ()
+    """Step sizes of the steps, the last repeated (MAML-RL); default: the run's own schedule."""
     out: Path | None = None
     """Checkpoint path (without suffix); default RUN_DIR/adapted."""
     device: str = "cpu"

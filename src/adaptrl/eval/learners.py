@@ -47,6 +47,9 @@ class EvalOptions:
     """Sampling seeds of the evaluation."""
     chunk_size: int = 500
     """Tasks evaluated at once."""
+    inner_lrs: tuple[float, ...] = ()
+    """Test-time inner step sizes, the last repeated (MAML-RL, e.g. the paper's 0.1 0.05);
+    default: the run's own schedule."""
     device: str = "cpu"
     show_progress: bool = True
 
@@ -61,10 +64,30 @@ def task_source(learner: MetaLearner) -> Any:
     return make_family(learner.config.family)
 
 
+def with_test_step_sizes(learner: MetaLearner, lrs: tuple[float, ...]) -> MetaLearner:
+    """``learner`` adapting with step sizes ``lrs`` at test time (the last repeated).
+
+    Only the evaluation schedule changes (``config.eval_inner_lrs``); the trained parameters and
+    the training schedule stay, so a saved run can be scored under another test protocol without
+    editing its ``config.yaml``. Empty ``lrs`` leaves the learner as it is."""
+    if not lrs:
+        return learner
+    if "eval_inner_lrs" not in {f.name for f in dataclasses.fields(learner.config)}:
+        raise ConfigError(
+            f"--inner-lrs sets a test-time step-size schedule, which {learner.name} does not "
+            "have (MAML-RL runs do)"
+        )
+    if any(not lr > 0 for lr in lrs):
+        raise ConfigError(f"--inner-lrs must all be > 0, got {list(lrs)}")
+    learner.config = dataclasses.replace(learner.config, eval_inner_lrs=tuple(lrs))
+    return learner
+
+
 def evaluate_learner(learner: MetaLearner, opts: EvalOptions, out_dir: str | Path) -> str:
     """Evaluate ``learner``; write results.json, report.md and curve.png into ``out_dir``."""
     if opts.num_tasks < 1 or opts.chunk_size < 1:
         raise ConfigError("num_tasks and chunk_size must be >= 1")
+    learner = with_test_step_sizes(learner, opts.inner_lrs)
     if learner.supports("trial_agent"):
         return _evaluate_trials(learner, opts, Path(out_dir))
     if learner.supports("adaptation_curve"):
