@@ -224,6 +224,36 @@ def test_cli_train_eval_adapt_resume(tmp_path, capsys):
     assert main(["train", "--resume", str(out)]) == 0  # already finished: a no-op that succeeds
 
 
+def test_cli_plot_redraws_a_curve_and_draws_evaluations_beside_each_other(tmp_path, capsys):
+    runs = {}
+    for name, iterations, tasks in (("a", 4, 20), ("b", 1, 20), ("c", 1, 10)):
+        runs[name] = tmp_path / name
+        train_args = ["--iterations", str(iterations), "--out", str(runs[name])]
+        assert main(["train", "goal-guess-test", *train_args]) == 0
+        assert main(["eval", str(runs[name]), "--num-tasks", str(tasks), "--steps", "1"]) == 0
+    a, b, c = (runs[k] / "eval" for k in "abc")
+    (a / "curve.png").unlink()
+    assert main(["plot", str(a)]) == 0 and (a / "curve.png").stat().st_size > 1000
+    out = tmp_path / "both"
+    assert main(["plot", str(a), "--beside", str(b / "results.json"), "--out", str(out)]) == 0
+    merged = load_curve_report(out / "results.json")
+    assert [c.label for c in merged.curves] == [
+        "a/eval: goal-guess-test",
+        "b/eval: goal-guess-test",
+    ]
+    for got, src in zip(merged.curves, (a, b), strict=True):
+        assert torch.equal(got.values, load_curve_report(src / "results.json").curves[0].values)
+    assert (out / "curve.png").stat().st_size > 1000 and "b/eval" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["plot", str(a), "--beside", str(c), "--out", str(tmp_path / "x")]) == 2
+    assert "num_tasks 10" in capsys.readouterr().err
+    bandit = tmp_path / "bandit"
+    assert main(["eval", "bandit-bernoulli-v0", "--num-tasks", "5", "--out", str(bandit)]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(a), "--beside", str(bandit), "--out", str(tmp_path / "y")]) == 2
+    assert "gradient learners" in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "goal-guess-tst"]) == 2
     assert "Did you mean 'goal-guess-test'" in capsys.readouterr().err

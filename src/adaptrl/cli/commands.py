@@ -54,10 +54,17 @@ class EvalCmd:
 
 @dataclasses.dataclass(frozen=True)
 class PlotCmd:
-    """Redraw the plots of a run directory (an evaluation's curve.png, a training run's metrics)."""
+    """Redraw the plots of a run directory (an evaluation's curve.png, a training run's metrics),
+    or draw several gradient learners' evaluations on the same tasks in one plot (--beside)."""
 
     run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
     """The run directory."""
+    beside: tuple[Path, ...] = ()
+    """Evaluations of other learners on the same held-out tasks (their directories or
+    results.json), drawn beside RUN_DIR's adaptation curves in one report."""
+    out: Path | None = None
+    """Where the --beside report goes (results.json, report.md, curve.png); default
+    RUN_DIR/beside."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -160,7 +160,7 @@ def run(cmd: object) -> int:
     if isinstance(cmd, EvalCmd):
         return run_cmds.run_eval(cmd)
     if isinstance(cmd, PlotCmd):
-        return run_cmds.run_plot(cmd.run_dir)
+        return run_cmds.run_plot(cmd.run_dir, cmd.beside, cmd.out)
     if isinstance(cmd, DemoCmd):
         return run_cmds.run_demo(cmd)
     raise TypeError(f"unknown command {cmd!r}")

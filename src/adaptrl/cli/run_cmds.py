@@ -279,11 +279,14 @@ def _load_partial(run: RunDir) -> dict[str, torch.Tensor]:
     return dict(tensors)
 
 
-def run_plot(run_dir: Path) -> int:
-    """Redraw an evaluation's curve (from results.json) and a run's metrics (from metrics.csv)."""
+def run_plot(run_dir: Path, beside: tuple[Path, ...] = (), out: Path | None = None) -> int:
+    """Redraw an evaluation's curve (from results.json) and a run's metrics (from metrics.csv);
+    with ``beside``, one report of several adaptation-curve evaluations on the same tasks."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a directory; give a run directory made by adaptrl")
+    if beside:
+        return plot_beside([run_dir, *beside], out or run_dir / "beside")
     made = []
     if (run_dir / "results.json").exists():
         made.append(plot_curves_from_json(run_dir / "results.json", run_dir / "curve.png"))
@@ -296,11 +299,47 @@ def run_plot(run_dir: Path) -> int:
     return 0
 
 
+def _curve_report(path: Path) -> Any:
+    """The adaptation-curve report in a directory (its results.json) or a results.json file."""
+    from adaptrl.eval.curves import load_curve_report
+
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"{path} has no results.json; give an evaluation's directory or file")
+    try:
+        return load_curve_report(file)
+    except ValueError as e:
+        raise ConfigError(f"{e}: --beside draws gradient learners' evaluations") from None
+
+
+def plot_beside(paths: list[Path], out: Path) -> int:
+    """Merge evaluations on the same tasks into one report with one plot (checked, not trusted)."""
+    from adaptrl.eval.curves import merge_curve_reports, save_curve_report
+
+    reports = [_curve_report(Path(p)) for p in paths]
+    dirs = [(p if p.is_dir() else p.parent).resolve() for p in map(Path, paths)]
+    for depth in range(1, max(len(d.parts) for d in dirs) + 1):  # shortest unique path tails
+        names = ["/".join(d.parts[-depth:]) for d in dirs]
+        if len(set(names)) == len(names):
+            break
+    try:
+        merged = merge_curve_reports(reports, names)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for p in save_curve_report(merged, out).values():
+        console().print(f"wrote {p}")
+    return 0
+
+
 def plot_curves_from_json(path: Path, out: Path) -> Path:
-    """Rebuild an :class:`EvalResult` from its JSON and draw its adaptation curve."""
+    """Redraw an evaluation's plot from its JSON: trials per episode (memory learners and
+    classic agents) or the adaptation curve (gradient learners)."""
+    from adaptrl.eval.curves import load_curve_report, plot_adaptation
     from adaptrl.eval.protocol import AgentResult, EvalResult
 
     data = load_results(path)
+    if data.get("kind") == "adaptation-curve":
+        return plot_adaptation(load_curve_report(path), out)
     family = make_family(data["family"], **data["family_config"])
     agents = [
         AgentResult(a["name"], a["params"], torch.tensor(a["returns"])) for a in data["agents"]

@@ -163,6 +163,50 @@ def save_curve_report(report: CurveReport, out_dir: str | Path) -> dict[str, Pat
     )
 
 
+def merge_curve_reports(reports: list[CurveReport], names: list[str]) -> CurveReport:
+    """One report with the curves of several, which must score the same held-out tasks.
+
+    Learners evaluated apart (a MAML run by ``adaptrl eval``, its baselines by others) are drawn
+    together only when family, test tasks (count and eval seed), metric and steps agree; a label
+    that repeats is prefixed with its report's name (``names``, e.g. the run directories)."""
+    if len(reports) < 2 or len(reports) != len(names):
+        raise ValueError("give two or more reports, each with a name")
+    first = reports[0]
+    keys = ("family", "num_tasks", "eval_seed")
+    for report, name in zip(reports[1:], names[1:], strict=True):
+        for attr in ("x", "metric", "higher_is_better"):
+            if getattr(report, attr) != getattr(first, attr):
+                raise ValueError(
+                    f"{name} has {attr} {getattr(report, attr)!r}, {names[0]} "
+                    f"{getattr(first, attr)!r}: not the same evaluation"
+                )
+        for key in keys:
+            if report.meta.get(key) != first.meta.get(key):
+                raise ValueError(
+                    f"{name} was evaluated with {key} {report.meta.get(key)!r}, {names[0]} with "
+                    f"{first.meta.get(key)!r}: curves on other tasks cannot share a plot"
+                )
+    labels = [c.label for r in reports for c in r.curves]
+    curves = [
+        AdaptationCurve(f"{name}: {c.label}" if labels.count(c.label) > 1 else c.label, c.values)
+        for r, name in zip(reports, names, strict=True)
+        for c in r.curves
+    ]
+    return dataclasses.replace(
+        first,
+        title=f"{first.meta.get('family', first.title)}: {first.metric} after k inner steps",
+        curves=curves,
+        meta={
+            **{k: first.meta.get(k) for k in keys},
+            "sources": {
+                n: {"title": r.title, **{k: v for k, v in r.meta.items() if k not in keys}}
+                for r, n in zip(reports, names, strict=True)
+            },
+        },
+        reference=next((r.reference for r in reports if r.reference), None),
+    )
+
+
 def load_curve_report(path: str | Path) -> CurveReport:
     """Read back a ``results.json`` written by :func:`save_curve_report`."""
     data = json.loads(Path(path).read_text())
