@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from adaptrl.eval.report import (
     save_report,
     to_markdown,
 )
+
+if TYPE_CHECKING:
+    from adaptrl.eval.curves import CurveReport
 
 PARTIAL = "partial"
 
@@ -299,7 +302,7 @@ def run_plot(run_dir: Path, beside: tuple[Path, ...] = (), out: Path | None = No
     return 0
 
 
-def _curve_report(path: Path) -> Any:
+def _curve_report(path: Path) -> CurveReport:
     """The adaptation-curve report in a directory (its results.json) or a results.json file."""
     from adaptrl.eval.curves import load_curve_report
 
@@ -316,8 +319,9 @@ def plot_beside(paths: list[Path], out: Path) -> int:
     """Merge evaluations on the same tasks into one report with one plot (checked, not trusted)."""
     from adaptrl.eval.curves import merge_curve_reports, save_curve_report
 
-    reports = [_curve_report(Path(p)) for p in paths]
-    dirs = [(p if p.is_dir() else p.parent).resolve() for p in map(Path, paths)]
+    paths = [Path(p) for p in paths]
+    reports = [_curve_report(p) for p in paths]
+    dirs = [(p if p.is_dir() else p.parent).resolve() for p in paths]
     for depth in range(1, max(len(d.parts) for d in dirs) + 1):  # shortest unique path tails
         names = ["/".join(d.parts[-depth:]) for d in dirs]
         if len(set(names)) == len(names):
@@ -334,12 +338,12 @@ def plot_beside(paths: list[Path], out: Path) -> int:
 def plot_curves_from_json(path: Path, out: Path) -> Path:
     """Redraw an evaluation's plot from its JSON: trials per episode (memory learners and
     classic agents) or the adaptation curve (gradient learners)."""
-    from adaptrl.eval.curves import load_curve_report, plot_adaptation
+    from adaptrl.eval.curves import curve_report_from_dict, plot_adaptation
     from adaptrl.eval.protocol import AgentResult, EvalResult
 
     data = load_results(path)
     if data.get("kind") == "adaptation-curve":
-        return plot_adaptation(load_curve_report(path), out)
+        return plot_adaptation(curve_report_from_dict(data), out)
     family = make_family(data["family"], **data["family_config"])
     agents = [
         AgentResult(a["name"], a["params"], torch.tensor(a["returns"])) for a in data["agents"]

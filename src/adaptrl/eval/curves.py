@@ -212,6 +212,11 @@ def load_curve_report(path: str | Path) -> CurveReport:
     data = json.loads(Path(path).read_text())
     if data.get("kind") != "adaptation-curve":
         raise ValueError(f"{path} is not an adaptation-curve report")
+    return curve_report_from_dict(data)
+
+
+def curve_report_from_dict(data: dict[str, Any]) -> CurveReport:
+    """The report behind :func:`curve_to_dict`'s output (``results.json`` already read)."""
     return CurveReport(
         title=data["title"],
         metric=data["metric"],
