@@ -1,5 +1,6 @@
-"""`adaptrl eval RUN --inner-lrs` / `adaptrl adapt RUN --inner-lrs`: another test-time step-size
-schedule for a saved MAML-RL run, without editing its config.yaml."""
+"""`adaptrl eval RUN --inner-lrs / --eval-batch` and `adaptrl adapt RUN --inner-lrs / --eval-batch`:
+another test-time step-size schedule or batch for a saved MAML-RL run, without editing its
+config.yaml."""
 
 from __future__ import annotations
 
@@ -82,4 +83,26 @@ def test_inner_lrs_errors_name_the_problem(tmp_path, capsys):
     assert main([*train, "--hidden", "8", "--out", str(other)]) == 0
     capsys.readouterr()
     assert main(["eval", str(other), "--num-tasks", "2", "--inner-lrs", "0.1"]) == 2
-    assert "which rl2 does not have (MAML-RL runs do)" in capsys.readouterr().err
+    assert "that rl2 does not have (MAML-RL runs do)" in capsys.readouterr().err
+    assert main(["eval", str(other), "--num-tasks", "2", "--eval-batch", "steps"]) == 2
+    assert "--eval-batch sets a test-time option (eval_batch)" in capsys.readouterr().err
+
+
+def test_eval_batch_steps_equals_a_run_configured_with_step_budgets(tmp_path):
+    run = tmp_path / "run"
+    _maml_run(run)
+    args = ["eval", str(run), "--num-tasks", "3", "--steps", "1"]
+    assert main([*args, "--eval-batch", "steps", "--out", str(tmp_path / "steps")]) == 0
+    got = load_curve_report(tmp_path / "steps" / "results.json")
+    learner = load_trained(run)
+    learner.config = dataclasses.replace(learner.config, eval_batch="steps")
+    evaluate_learner(
+        learner, EvalOptions(num_tasks=3, steps=1, show_progress=False), tmp_path / "ref"
+    )
+    ref = load_curve_report(tmp_path / "ref" / "results.json")
+    torch.testing.assert_close(got.curves[0].values, ref.curves[0].values, rtol=0, atol=0)
+    assert got.meta["config"]["eval_batch"] == "steps"
+    assert load_trained(run).config.eval_batch == "episodes"  # the run itself is untouched
+    adapt = ["adapt", str(run), "--num-tasks", "2", "--steps", "1", "--eval-batch", "steps"]
+    assert main([*adapt, "--out", str(tmp_path / "adapted")]) == 0
+    assert load_checkpoint(tmp_path / "adapted")[1]["eval_batch"] == "steps"

@@ -513,3 +513,69 @@ def test_evaluation_uses_its_own_rollout_count(monkeypatch):
     assert seen == [None, None]
     with pytest.raises(ConfigError, match="eval_rollouts_per_task"):
         tiny_config(eval_rollouts_per_task=0)
+
+
+def test_step_budget_batch_without_early_ends_is_the_first_episode_batch():
+    # goal_radius 0: no episode ends before H, so the budget of E x H steps is reached exactly when
+    # every environment's first episode ends, and the 2H-step batch holds those episodes only
+    learner = MAMLRL(tiny_config(family=Nav2DConfig(horizon=6, goal_radius=0.0)), seed=0)
+    tasks = learner.family.tasks(3, "train", seed=5)
+    theta = {k: v.detach() for k, v in learner.params.items()}
+    first = learner.rollouts(tasks, theta, per_task=False, env_seed=1, generator=make_generator(0))
+    budget = learner.rollouts(
+        tasks, theta, per_task=False, env_seed=1, generator=make_generator(0), step_budget=True
+    )
+    assert budget.mask.shape == (3, 12, 4) and not budget.mask[:, 6:].any()
+    for name in ("obs", "actions", "mask", "dist", "logp"):
+        assert torch.equal(getattr(budget, name)[:, :6], getattr(first, name)), name
+    torch.testing.assert_close(budget.advantages[:, :6], first.advantages)
+    torch.testing.assert_close(budget.returns, first.returns)
+
+
+def test_step_budget_batch_keeps_every_episode_completed_within_the_budget(monkeypatch):
+    import adaptrl.algos.maml_rl as module
+    from adaptrl.rl.rollout import step_budget_mask
+
+    learner = MAMLRL(tiny_config(family=Nav2DConfig(horizon=6, goal_radius=0.3)), seed=0)
+    collected, real_collect = [], module.collect
+
+    def spy(*args, **kw):
+        out = real_collect(*args, **kw)
+        collected.append(out[0])
+        return out
+
+    monkeypatch.setattr(module, "collect", spy)
+    tasks = learner.family.tasks(3, "train", seed=5)
+    theta = {k: v.detach() for k, v in learner.params.items()}
+    batch = learner.rollouts(tasks, theta, per_task=False, env_seed=1, step_budget=True)
+    ro = collected[0]
+    kept = step_budget_mask(ro.done, 3, 4 * 6)
+    ends = (ro.done & kept).reshape(12, 3, 4).sum((0, 2))
+    assert (ends > 4).any(), "the goal radius should end some episodes early"
+    assert (batch.mask.sum((1, 2)) >= 24).all()  # at least E x H kept steps per task
+    assert torch.equal(batch.mask, kept.reshape(12, 3, 4).permute(1, 0, 2).float())
+    expected = (ro.rewards * kept).reshape(12, 3, 4).sum((0, 2)) / ends
+    torch.testing.assert_close(batch.returns, expected)
+
+
+def test_step_budget_batches_in_training_and_evaluation(monkeypatch):
+    learner = MAMLRL(
+        tiny_config(batch="steps", eval_batch="steps", eval_rollouts_per_task=5), seed=0
+    )
+    seen = []
+    real = learner.rollouts
+
+    def spy(*args, **kw):
+        seen.append((kw.get("rollouts"), kw.get("step_budget")))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(learner, "rollouts", spy)
+    metrics = learner.meta_train_step()
+    assert seen == [(None, True), (None, True)]
+    assert torch.isfinite(torch.as_tensor(metrics["return_post"]))
+    seen.clear()
+    curve = learner.adaptation_curve(learner.family.tasks(2, "test", 0), 1, make_generator(0))
+    assert curve.shape == (2, 2) and seen == [(5, True), (5, True)]
+    for name in ("batch", "eval_batch"):
+        with pytest.raises(ConfigError, match=name):
+            tiny_config(**{name: "rollouts"})

@@ -50,6 +50,8 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
             inner_steps=2,
             inner_lrs=(0.5, 0.4),
             step_loss_weights=(1.0, 2.0),
+            batch="steps",
+            eval_batch="steps",
         )
     )
     labels = [c.label for c in result["report"].curves]
@@ -69,6 +71,8 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     pretrained = load_trained(out / "models" / "pretrained-s0").config
     assert pretrained.inner_steps == 0 and pretrained.inner_lrs == ()
     assert pretrained.eval_inner_lrs == (0.5, 0.25)  # tested with MAML's schedule
+    assert again.config.batch == pretrained.batch == "steps"  # and drawn as MAML's batches
+    assert again.config.eval_batch == pretrained.eval_batch == "steps"
     tasks = again.family.tasks(8, "test", bench.EVAL_SEED)
     gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
     torch.testing.assert_close(
@@ -82,8 +86,9 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     assert "x 4 rollouts per inner step; tested with 5 rollouts per task and step, 3 steps" in text
     assert (
         "2 inner step(s) in meta-training with step sizes 0.5, 0.4 and outer-loss weights "
-        "1.0, 2.0; goal region `box`" in text
+        "1.0, 2.0; goal region `box`; batches of steps in training, of steps at test time" in text
     )
+    assert payload["batch"] == payload["eval_batch"] == "steps"
     assert payload["goal_region"] == "box" and payload["inner_steps"] == 2
     assert payload["inner_lrs"] == [0.5, 0.4] and payload["step_loss_weights"] == [1.0, 2.0]
     # a second run into the same folder replaces its models

@@ -31,6 +31,7 @@ from adaptrl.rl import (
     max_kl_step,
     normalize,
     ppo_clip_loss,
+    step_budget_mask,
     step_in_episode,
     trpo_step,
     unflat,
@@ -684,6 +685,30 @@ def test_step_in_episode_and_first_episode_mask():
     ro, _, _ = collect(env, towards_goal_policy, obs, (gen(62), torch.zeros(4)), 9)
     after_last = torch.where(ro.done[-1], 0, step_in_episode(ro.done)[-1] + 1)
     assert torch.equal(after_last, env.elapsed) and env.elapsed.max() > 0
+
+
+def test_step_budget_mask_keeps_the_episodes_completed_when_the_budget_is_reached():
+    # two groups of two rows; columns: a, b (group 0), c, d (group 1)
+    done = torch.zeros(6, 4, dtype=torch.bool)
+    done[[1, 3, 5], 0] = True  # a: episodes of 2, 2, 2 steps
+    done[3, 1] = True  # b: one of 4 steps, then one unfinished
+    done[5, 3] = True  # c never ends, d: one of 6 steps
+    # group 0 holds 2 completed steps after t=1 and 2+2+4 = 8 after t=3 (>= 5): it stops at t=3,
+    # dropping a's third episode and b's unfinished one; group 1 reaches 6 at t=5 and keeps d only
+    mask = step_budget_mask(done, groups=2, budget=5)
+    assert mask.T.tolist() == [
+        [True] * 4 + [False] * 2,
+        [True] * 4 + [False] * 2,
+        [False] * 6,
+        [True] * 6,
+    ]
+    # a budget never reached keeps every completed episode
+    everything = step_budget_mask(done, groups=2, budget=100)
+    assert everything[:, 0].all() and everything[:4, 1].all() and not everything[4:, 1].any()
+    # a budget of one step stops each group at its first episode end
+    assert step_budget_mask(done, groups=2, budget=1)[:, 0].tolist() == [True] * 2 + [False] * 4
+    with pytest.raises(ValueError, match="groups"):
+        step_budget_mask(done, groups=3, budget=5)
 
 
 def test_explained_variance():

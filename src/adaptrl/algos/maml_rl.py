@@ -51,7 +51,7 @@ from adaptrl.nn.policies import (
 from adaptrl.rl.baseline import linear_baseline_values
 from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, gae, normalize
-from adaptrl.rl.rollout import collect, first_episode_mask
+from adaptrl.rl.rollout import collect, first_episode_mask, step_budget_mask, step_in_episode
 from adaptrl.rl.trpo import flat, trpo_step, unflat
 
 
@@ -91,6 +91,17 @@ class MAMLRLConfig:
     eval_rollouts_per_task: int | None = None
     """Rollouts per task for each step at test time (None: rollouts_per_task). The authors'
     2D-navigation test script sampled 40 (4000 steps), twice the training batch."""
+    batch: Literal["episodes", "steps"] = "episodes"
+    """What a meta-training batch of one task holds. "episodes": the first episode of each of its
+    rollouts_per_task (E) environments. "steps": as rllab's samplers drew the paper's batches (a
+    budget of steps, not of episodes), those environments run on, resetting at each episode end,
+    until the episodes they completed hold at least E x H steps, and every such episode is kept
+    (rl.rollout.step_budget_mask). Where episodes end early (nav2d at the goal) a batch then holds
+    more, shorter, mostly successful episodes. Rollouts take 2H steps, so the outer update costs
+    about twice as much."""
+    eval_batch: Literal["episodes", "steps"] = "episodes"
+    """The same choice for test-time batches (eval_rollouts_per_task environments; the authors'
+    2D-navigation test script sampled 4000 steps on 40 environments)."""
     first_order: bool = False
     """FOMAML: detach the inner gradient (no second-order terms)."""
     outer: Literal["trpo", "ppo"] = "trpo"
@@ -146,6 +157,11 @@ class MAMLRLConfig:
             raise ConfigError(
                 f"eval_rollouts_per_task must be >= 1, got {self.eval_rollouts_per_task}"
             )
+        for name in ("batch", "eval_batch"):
+            if getattr(self, name) not in ("episodes", "steps"):
+                raise ConfigError(
+                    f"{name} must be 'episodes' or 'steps', got {getattr(self, name)!r}"
+                )
         if self.max_kl <= 0 or self.inner_lr < 0 or not 0 < self.gamma <= 1:
             raise ConfigError("need max_kl > 0, inner_lr >= 0 and 0 < gamma <= 1")
         if not 0 < self.ls_backtrack_ratio < 1:
@@ -197,7 +213,8 @@ class Batch:
     """Policy inputs [G, H, E, D] (with the task appended when ``observe_task``)."""
     actions: torch.Tensor
     mask: torch.Tensor
-    """1.0 for steps of the first episode of each row, 0.0 after it ended [G, H, E]."""
+    """1.0 for the steps of the episodes the batch keeps (each row's first; with a step budget
+    those completed within it), else 0.0 [G, T, E] (T = H, or 2H with a step budget)."""
     advantages: torch.Tensor
     dist: torch.Tensor
     """Behaviour policy's distribution parameters [G, H, E, P]."""
@@ -285,12 +302,19 @@ class MAMLRL(MetaLearner):
         env_seed: int,
         generator: torch.Generator | None = None,
         rollouts: int | None = None,
+        step_budget: bool = False,
     ) -> Batch:
-        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``)."""
+        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``).
+
+        With ``step_budget`` the task's E environments run 2H steps and the batch keeps the
+        episodes :func:`~adaptrl.rl.rollout.step_budget_mask` keeps for a budget of E x H steps
+        (``eval_batch="steps"``); otherwise each environment's first episode.
+        """
         c = self.config
         gen = self.generator if generator is None else generator
         num_tasks, per = len(tasks), rollouts or c.rollouts_per_task
         horizon = self.family.max_episode_steps
+        steps = 2 * horizon if step_budget else horizon
         env = self._env(num_tasks * per)
         env.set_tasks(tasks[torch.arange(num_tasks).repeat_interleave(per)])
         obs0 = env.reset(seed=env_seed)
@@ -317,21 +341,28 @@ class MAMLRL(MetaLearner):
             return to_box(action, self.rescale), {"dist": dist, "action": action}, carry
 
         with torch.no_grad():
-            ro, _, _ = collect(env, act, obs0, None, horizon)
+            ro, _, _ = collect(env, act, obs0, None, steps)
             done = ro.done
-            mask = first_episode_mask(done).to(torch.float32)
+            if step_budget:
+                kept = step_budget_mask(done, num_tasks, per * horizon)
+                timestep = step_in_episode(done)
+            else:
+                kept = first_episode_mask(done)
+                timestep = torch.arange(horizon, device=self.device)[:, None].expand(done.shape)
+            mask = kept.to(torch.float32)
             rewards = ro.rewards.to(torch.float32) * mask
             rtg = discounted_returns(rewards, done, c.gamma)
-            shape = (horizon, num_tasks, per)
+            shape = (steps, num_tasks, per)
             env_obs = ro.obs.to(torch.float32).reshape(*shape, -1)
-            timestep = torch.arange(horizon, device=self.device)[:, None, None].expand(shape)
+            timestep = timestep.reshape(shape)
+            episodes = (done & kept).reshape(shape).sum((0, 2))  # per task
             values = linear_baseline_values(
                 env_obs, timestep, rtg.reshape(shape), mask.reshape(shape)
             )
             if c.gae_lambda is None:
                 adv = rtg.reshape(shape) - values
             else:
-                values_flat = values.reshape(horizon, -1)
+                values_flat = values.reshape(steps, -1)
                 next_values = torch.cat([values_flat[1:], torch.zeros_like(values_flat[:1])])
                 adv = gae(rewards, values_flat, next_values, done, done, c.gamma, c.gae_lambda)
                 adv = adv.reshape(shape)
@@ -349,7 +380,9 @@ class MAMLRL(MetaLearner):
                 advantages=adv,
                 dist=dist,
                 logp=heads.log_prob(self.spec, dist, actions),
-                returns=rewards.sum(0).reshape(num_tasks, per).mean(1),
+                returns=rewards.sum(0).reshape(num_tasks, per).sum(1) / episodes
+                if step_budget
+                else rewards.sum(0).reshape(num_tasks, per).mean(1),
             )
 
     # --- inner loop: VPG steps, vmapped over tasks ----------------------------------------------
@@ -609,6 +642,7 @@ class MAMLRL(MetaLearner):
                     phi,
                     per_task=not shared,
                     env_seed=derive_seed(self.seed, self.name, "env", it, k),
+                    step_budget=c.batch == "steps",
                 )
             )
             with torch.no_grad():
@@ -619,6 +653,7 @@ class MAMLRL(MetaLearner):
             phi,
             per_task=not shared,
             env_seed=derive_seed(self.seed, self.name, "env", it, "post"),
+            step_budget=c.batch == "steps",
         )
         info = self._trpo_update(pre, post) if c.outer == "trpo" else self._ppo_update(pre, post)
         self.iteration += 1
@@ -650,6 +685,7 @@ class MAMLRL(MetaLearner):
                 env_seed=env_seed,
                 generator=generator,
                 rollouts=self.config.eval_rollouts_per_task,
+                step_budget=self.config.eval_batch == "steps",
             )
             returns.append(batch.returns)
             if k < steps:

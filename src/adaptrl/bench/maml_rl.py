@@ -227,6 +227,8 @@ def nav2d_config(
     inner_steps: int = 1,
     inner_lrs: tuple[float, ...] = (),
     step_loss_weights: tuple[float, ...] = (),
+    batch: str = "episodes",
+    eval_batch: str = "episodes",
 ) -> MAMLRLConfig:
     """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1).
 
@@ -246,6 +248,8 @@ def nav2d_config(
         step_loss_weights=step_loss_weights,
         eval_inner_lrs=eval_inner_lrs,
         eval_rollouts_per_task=eval_rollouts,
+        batch=batch,  # type: ignore[arg-type]
+        eval_batch=eval_batch,  # type: ignore[arg-type]
     )
     if quick:
         return dataclasses.replace(
@@ -293,6 +297,13 @@ class MAMLNav2DConfig:
     """Step size of each meta-training inner step (empty: inner_lr for every step)."""
     step_loss_weights: tuple[float, ...] = ()
     """Outer-loss weight of the policy after each training inner step (empty: the last only)."""
+    batch: Literal["episodes", "steps"] = "episodes"
+    """What a meta-training batch of a task holds: the first episode of each of its 20
+    environments, or (``steps``) every episode they complete within a budget of 20 x 100 steps,
+    as the authors' rllab sampler drew it (episodes ending at the goal make it hold more)."""
+    eval_batch: Literal["episodes", "steps"] = "episodes"
+    """The same for test batches (eval_rollouts environments; the authors' test script sampled
+    4000 steps on 40)."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
     """Gradient baselines run beside MAML."""
     threads: int = 1
@@ -316,6 +327,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         cfg.inner_steps,
         cfg.inner_lrs,
         cfg.step_loss_weights,
+        cfg.batch,
+        cfg.eval_batch,
     )
     report, extra = run_curves(
         "maml-nav2d",
@@ -346,7 +359,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
             if cfg.step_loss_weights
             else ""
         )
-        + f"; goal region `{cfg.goal_region}`.",
+        + f"; goal region `{cfg.goal_region}`; batches of {cfg.batch} in training, of "
+        f"{cfg.eval_batch} at test time.",
         "",
         "Reference points on the same test tasks (no learning):",
         f"- a policy that stands still: {still['distance']:.2f} with reward = -distance, "
@@ -364,6 +378,8 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "inner_steps": cfg.inner_steps,
         "inner_lrs": list(cfg.inner_lrs),
         "step_loss_weights": list(cfg.step_loss_weights),
+        "batch": cfg.batch,
+        "eval_batch": cfg.eval_batch,
         "stand_still": still,
         "controller_oracle": {"mean": o_mean, "ci95": o_ci},
         "paper": PAPER_NAV2D,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import tyro
 
@@ -176,6 +176,8 @@ class AdaptCmd:
     """Seed of the adaptation's own sampling (rollouts)."""
     inner_lrs: tuple[float, ...] = ()
     """Step sizes of the steps, the last repeated (MAML-RL); default: the run's own schedule."""
+    eval_batch: Literal["episodes", "steps"] | None = None
+    """What each adaptation batch holds (MAML-RL): "episodes" or "steps"; default: the run's own."""
     out: Path | None = None
     """Checkpoint path (without suffix); default RUN_DIR/adapted."""
     device: str = "cpu"

@@ -162,12 +162,14 @@ def run_adapt(path: Path, cmd: Any) -> int:
     """``adaptrl adapt RUN_DIR``: adapt to new tasks, save adapted parameters and the tasks."""
     from adaptrl.algos.trainer import load_trained
     from adaptrl.core.seeding import make_generator
-    from adaptrl.eval.learners import task_source, with_test_step_sizes
+    from adaptrl.eval.learners import task_source, with_test_batch, with_test_step_sizes
 
     if cmd.num_tasks < 1:
         raise ConfigError(f"--num-tasks must be >= 1, got {cmd.num_tasks}")
     device = resolve_device(cmd.device)
-    learner = with_test_step_sizes(load_trained(path, device=device), cmd.inner_lrs)
+    learner = with_test_batch(
+        with_test_step_sizes(load_trained(path, device=device), cmd.inner_lrs), cmd.eval_batch
+    )
     if not learner.supports("adapt"):
         learner.adapt(None, 0, make_generator(0))  # raises the learner's explanation
     steps = learner.default_eval_steps if cmd.steps is None else cmd.steps
@@ -197,6 +199,7 @@ def run_adapt(path: Path, cmd: Any) -> int:
         "task_seed": cmd.task_seed,
         "seed": cmd.seed,
         "inner_lrs": list(cmd.inner_lrs),
+        "eval_batch": getattr(learner.config, "eval_batch", None),
         "family": source.family_id,
     }
     save_checkpoint(out, tensors, meta)

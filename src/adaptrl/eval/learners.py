@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -50,6 +50,9 @@ class EvalOptions:
     inner_lrs: tuple[float, ...] = ()
     """Test-time inner step sizes, the last repeated (MAML-RL, e.g. the paper's 0.1 0.05);
     default: the run's own schedule."""
+    eval_batch: Literal["episodes", "steps"] | None = None
+    """What a test batch holds (MAML-RL): "episodes" (each environment's first) or "steps" (a
+    step budget, as the authors' rllab sampler drew it); default: the run's own."""
     device: str = "cpu"
     show_progress: bool = True
 
@@ -72,14 +75,28 @@ def with_test_step_sizes(learner: MetaLearner, lrs: tuple[float, ...]) -> MetaLe
     editing its ``config.yaml``. Empty ``lrs`` leaves the learner as it is."""
     if not lrs:
         return learner
-    if "eval_inner_lrs" not in {f.name for f in dataclasses.fields(learner.config)}:
-        raise ConfigError(
-            f"--inner-lrs sets a test-time step-size schedule, which {learner.name} does not "
-            "have (MAML-RL runs do)"
-        )
     if any(not lr > 0 for lr in lrs):
         raise ConfigError(f"--inner-lrs must all be > 0, got {list(lrs)}")
-    learner.config = dataclasses.replace(learner.config, eval_inner_lrs=tuple(lrs))
+    return _with_test_option(learner, "--inner-lrs", "eval_inner_lrs", tuple(lrs))
+
+
+def with_test_batch(learner: MetaLearner, batch: str | None) -> MetaLearner:
+    """``learner`` drawing its test batches as ``batch`` says ("episodes" or "steps", see
+    ``MAMLRLConfig.eval_batch``); None leaves the learner as it is."""
+    if batch is None:
+        return learner
+    if batch not in ("episodes", "steps"):
+        raise ConfigError(f"--eval-batch must be 'episodes' or 'steps', got {batch!r}")
+    return _with_test_option(learner, "--eval-batch", "eval_batch", batch)
+
+
+def _with_test_option(learner: MetaLearner, flag: str, field: str, value: Any) -> MetaLearner:
+    if field not in {f.name for f in dataclasses.fields(learner.config)}:
+        raise ConfigError(
+            f"{flag} sets a test-time option ({field}) that {learner.name} does not have "
+            "(MAML-RL runs do)"
+        )
+    learner.config = dataclasses.replace(learner.config, **{field: value})
     return learner
 
 
@@ -87,7 +104,7 @@ def evaluate_learner(learner: MetaLearner, opts: EvalOptions, out_dir: str | Pat
     """Evaluate ``learner``; write results.json, report.md and curve.png into ``out_dir``."""
     if opts.num_tasks < 1 or opts.chunk_size < 1:
         raise ConfigError("num_tasks and chunk_size must be >= 1")
-    learner = with_test_step_sizes(learner, opts.inner_lrs)
+    learner = with_test_batch(with_test_step_sizes(learner, opts.inner_lrs), opts.eval_batch)
     if learner.supports("trial_agent"):
         return _evaluate_trials(learner, opts, Path(out_dir))
     if learner.supports("adaptation_curve"):

@@ -3,7 +3,13 @@
 from adaptrl.rl.baseline import baseline_features, fit_linear_baseline, linear_baseline_values
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, explained_variance, gae, masked_mean, normalize
-from adaptrl.rl.rollout import Rollout, collect, first_episode_mask, step_in_episode
+from adaptrl.rl.rollout import (
+    Rollout,
+    collect,
+    first_episode_mask,
+    step_budget_mask,
+    step_in_episode,
+)
 from adaptrl.rl.trpo import (
     conjugate_gradient,
     conjugate_gradient_with_product,
@@ -35,6 +41,7 @@ __all__ = [
     "max_kl_step",
     "normalize",
     "ppo_clip_loss",
+    "step_budget_mask",
     "step_in_episode",
     "trpo_step",
     "unflat",

@@ -113,3 +113,35 @@ def first_episode_mask(done: torch.Tensor) -> torch.Tensor:
     """
     d = done.long()
     return (d.cumsum(0) - d) == 0
+
+
+def step_budget_mask(done: torch.Tensor, groups: int, budget: int) -> torch.Tensor:
+    """Steps of the episodes a step-budgeted sampler keeps, ``[T, B]`` bool (rllab's batches).
+
+    Rows are group-major (``B = groups * rows_per_group``, e.g. the environments of one task) and
+    step together from a reset, auto-resetting at every episode end. A group stops at the first
+    step after which its completed episodes hold at least ``budget`` steps; every episode it
+    completed by then is kept (all of those ending at that step too) and the rest, including the
+    unfinished ones, are dropped. So a group whose episodes end early keeps more, shorter
+    episodes, as rllab's vectorized sampler (``batch_size`` steps) did. A group that never reaches
+    the budget keeps all its completed episodes.
+    """
+    if done.ndim != 2 or done.shape[1] % groups:
+        raise ValueError(f"done must be [T, groups * rows], got {tuple(done.shape)} for {groups}")
+    T, B = done.shape
+    length = step_in_episode(done) + 1
+    completed = (length * done).reshape(T, groups, B // groups).sum(2).cumsum(0)  # [T, groups]
+    reached = completed >= budget
+    stop = torch.where(
+        reached.any(0),
+        reached.long().argmax(0),
+        torch.full_like(reached[0], T - 1, dtype=torch.long),
+    )
+    # The step each step's episode ends at (T for an episode still running at the end).
+    end = torch.full_like(done[0], T, dtype=torch.long)
+    ends = []
+    for t in range(T - 1, -1, -1):
+        end = torch.where(done[t], torch.full_like(end, t), end)
+        ends.append(end)
+    episode_end = torch.stack(ends[::-1])
+    return episode_end <= stop.repeat_interleave(B // groups)[None, :]
