@@ -207,20 +207,21 @@ class MAMLRLConfig:
 
 @dataclasses.dataclass
 class Batch:
-    """Rollouts of G tasks x E episodes, task-major and contiguous ``[G, H, E, ...]``, detached."""
+    """Rollouts of G tasks on E environments each, task-major and contiguous ``[G, T, E, ...]``
+    (T = H steps, or 2H for a step-budget batch), detached."""
 
     obs: torch.Tensor
-    """Policy inputs [G, H, E, D] (with the task appended when ``observe_task``)."""
+    """Policy inputs [G, T, E, D] (with the task appended when ``observe_task``)."""
     actions: torch.Tensor
     mask: torch.Tensor
     """1.0 for the steps of the episodes the batch keeps (each row's first; with a step budget
     those completed within it), else 0.0 [G, T, E] (T = H, or 2H with a step budget)."""
     advantages: torch.Tensor
     dist: torch.Tensor
-    """Behaviour policy's distribution parameters [G, H, E, P]."""
+    """Behaviour policy's distribution parameters [G, T, E, P]."""
     logp: torch.Tensor
     returns: torch.Tensor
-    """Mean undiscounted episode return per task [G]."""
+    """Mean undiscounted return of the task's kept episodes [G]."""
 
     def first_rollouts(self, k: int) -> Batch:
         """The first ``k`` of each task's E rollouts (i.i.d. rollouts: a random subset)."""
