@@ -16,6 +16,7 @@ from adaptrl.bench import maml_speed
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs import make_family
+from adaptrl.eval.curves import load_curve_report
 
 
 def test_nav2d_reference_points_match_closed_forms():
@@ -235,3 +236,27 @@ def test_reference_implementation_computes_the_same_meta_update():
     for k in phi:
         torch.testing.assert_close(ours_phi[k][0], phi[k], rtol=1e-5, atol=1e-6)
     ref.close()
+
+
+def test_shipped_table4_models_load_with_their_reports_protocol():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "docs/results/maml-rl"
+    report = root / "maml-nav2d-100it-authors-box-evalsteps"
+    per_seed = json.loads((report / "bench.json").read_text())["per_seed"]["MAML"]
+    for seed in range(3):
+        learner = load_trained(report / "models" / f"MAML-s{seed}")
+        c = learner.config
+        assert learner.iteration == 100 and learner.seed == seed
+        assert (c.inner_lr, c.eval_inner_lrs, c.eval_rollouts_per_task) == (0.5, (0.5, 0.25), 40)
+        assert c.family.goal_region == "box" and c.eval_batch == "steps"
+        assert len(per_seed[seed]) == 4
+    # seed 0's model re-scores its report exactly: the bench's tasks and generator, first chunk
+    seed0 = load_trained(report / "models" / "MAML-s0")
+    chunk = seed0.config.eval_chunk
+    tasks = seed0.family.tasks(100, "test", bench.EVAL_SEED)[:chunk]
+    gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
+    curve = seed0.adaptation_curve(tasks, 3, gen).double()
+    reported = load_curve_report(report / "baselines-s0" / "results.json").curves[0]
+    assert reported.label == "MAML"
+    torch.testing.assert_close(curve, reported.values[:chunk], rtol=1e-5, atol=1e-4)
