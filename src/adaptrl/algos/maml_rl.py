@@ -356,7 +356,6 @@ class MAMLRL(MetaLearner):
             shape = (steps, num_tasks, per)
             env_obs = ro.obs.to(torch.float32).reshape(*shape, -1)
             timestep = timestep.reshape(shape)
-            episodes = (done & kept).reshape(shape).sum((0, 2))  # per task
             values = linear_baseline_values(
                 env_obs, timestep, rtg.reshape(shape), mask.reshape(shape)
             )
@@ -374,6 +373,11 @@ class MAMLRL(MetaLearner):
             dist = task_major(ro.extras["dist"].reshape(*shape, -1))
             policy_actions = ro.extras["action"]  # before rescaling to the environment's box
             actions = task_major(policy_actions.reshape(*shape, *policy_actions.shape[2:]))
+            row_returns = rewards.sum(0).reshape(num_tasks, per)
+            if step_budget:  # a mean over the task's kept episodes, several per row
+                returns = row_returns.sum(1) / (done & kept).reshape(shape).sum((0, 2))
+            else:
+                returns = row_returns.mean(1)
             return Batch(
                 obs=task_major(observe(ro.obs)),
                 actions=actions,
@@ -381,9 +385,7 @@ class MAMLRL(MetaLearner):
                 advantages=adv,
                 dist=dist,
                 logp=heads.log_prob(self.spec, dist, actions),
-                returns=rewards.sum(0).reshape(num_tasks, per).sum(1) / episodes
-                if step_budget
-                else rewards.sum(0).reshape(num_tasks, per).mean(1),
+                returns=returns,
             )
 
     # --- inner loop: VPG steps, vmapped over tasks ----------------------------------------------

@@ -82,11 +82,9 @@ def with_test_step_sizes(learner: MetaLearner, lrs: tuple[float, ...]) -> MetaLe
 
 def with_test_batch(learner: MetaLearner, batch: str | None) -> MetaLearner:
     """``learner`` drawing its test batches as ``batch`` says ("episodes" or "steps", see
-    ``MAMLRLConfig.eval_batch``); None leaves the learner as it is."""
+    ``MAMLRLConfig.eval_batch``, which checks the value); None leaves the learner as it is."""
     if batch is None:
         return learner
-    if batch not in ("episodes", "steps"):
-        raise ConfigError(f"--eval-batch must be 'episodes' or 'steps', got {batch!r}")
     return _with_test_option(learner, "--eval-batch", "eval_batch", batch)
 
 
