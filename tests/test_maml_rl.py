@@ -306,6 +306,8 @@ def test_baselines_are_configured_variants():
         derived = make_baseline_learner(name, two)
         assert derived.config.inner_lrs == () and derived.config.step_loss_weights == ()
         assert [derived._eval_lr(k) for k in range(3)] == [0.5, 0.25, 0.25]
+    curriculum = dataclasses.replace(two, single_step_iterations=2)
+    assert make_baseline_learner("pretrained", curriculum).config.single_step_iterations == 0
 
 
 def test_it_learns_on_nav2d():
@@ -450,9 +452,39 @@ def test_inner_lrs_set_the_default_test_schedule_and_bad_values_fail():
         {"step_loss_weights": (1.0, -1.0)},
         {"step_loss_weights": (0.0, 0.0)},
         {"fvp_subsample": 0.5},
+        {"single_step_iterations": -1},
     ):
         with pytest.raises(ConfigError):
             tiny_config(inner_steps=2, **bad)
+    with pytest.raises(ConfigError, match="inner_steps >= 2"):
+        tiny_config(single_step_iterations=2)
+
+
+def test_single_step_curriculum_trains_one_step_then_the_multi_step_schedule():
+    """Its first iterations equal a one-step model's (the schedule's first step size, the loss on
+    that policy alone); from then on it equals the S-step model resumed from those parameters."""
+    curriculum = tiny_config(
+        inner_steps=2, inner_lrs=(0.5, 0.25), step_loss_weights=(1.0, 1.0), single_step_iterations=2
+    )
+    assert [curriculum.steps_at(i) for i in range(4)] == [1, 1, 2, 2]
+    assert curriculum.train_lrs(1) == [0.5] and curriculum.loss_weights(1) == [1.0]
+    assert curriculum.loss_weights(2) == [0.5, 0.5]
+    learner = MAMLRL(curriculum, seed=3)
+    one_step = MAMLRL(tiny_config(inner_lr=0.5), seed=3)
+    for _ in range(2):
+        a, b = learner.meta_train_step(), one_step.meta_train_step()
+        assert float(a["return_post"]) == float(b["return_post"])
+    for k in learner.params:
+        torch.testing.assert_close(learner.params[k], one_step.params[k], rtol=0, atol=0)
+    two_step = MAMLRL(dataclasses.replace(curriculum, single_step_iterations=0), seed=3)
+    two_step.load_state_dict(learner.state_dict())
+    a, b = learner.meta_train_step(), two_step.meta_train_step()
+    assert float(a["return_post"]) == float(b["return_post"])
+    for k in learner.params:
+        torch.testing.assert_close(learner.params[k], two_step.params[k], rtol=0, atol=0)
+    # and the step-2 update differs from another one-step update from the same parameters
+    one_step.meta_train_step()
+    assert any(not torch.equal(learner.params[k], one_step.params[k]) for k in learner.params)
 
 
 @pytest.mark.parametrize("outer", ["trpo", "ppo"])

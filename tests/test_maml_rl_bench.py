@@ -51,6 +51,7 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
             inner_steps=2,
             inner_lrs=(0.5, 0.4),
             step_loss_weights=(1.0, 2.0),
+            single_step_iterations=2,
             batch="steps",
             eval_batch="steps",
         )
@@ -69,6 +70,7 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     again = load_trained(out / "models" / "MAML-s0")
     assert again.config.family.goal_region == "box" and again.config.inner_steps == 2
     assert again.config.inner_lrs == (0.5, 0.4) and again.config.step_loss_weights == (1.0, 2.0)
+    assert again.config.single_step_iterations == 2 and again.iteration == 3
     pretrained = load_trained(out / "models" / "pretrained-s0").config
     assert pretrained.inner_steps == 0 and pretrained.inner_lrs == ()
     assert pretrained.eval_inner_lrs == (0.5, 0.25)  # tested with MAML's schedule
@@ -87,11 +89,13 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
     assert "x 4 rollouts per inner step; tested with 5 rollouts per task and step, 3 steps" in text
     assert (
         "2 inner step(s) in meta-training with step sizes 0.5, 0.4 and outer-loss weights "
-        "1.0, 2.0; goal region `box`; batches of steps in training, of steps at test time" in text
+        "1.0, 2.0, the first 2 meta-iterations with one inner step; goal region `box`; "
+        "batches of steps in training, of steps at test time" in text
     )
     assert payload["batch"] == payload["eval_batch"] == "steps"
     assert payload["goal_region"] == "box" and payload["inner_steps"] == 2
     assert payload["inner_lrs"] == [0.5, 0.4] and payload["step_loss_weights"] == [1.0, 2.0]
+    assert payload["single_step_iterations"] == 2
     # a second run into the same folder replaces its models
     bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out, baselines=("oracle",)))
     assert (out / "models" / "oracle-s0" / "model.json").is_file()

@@ -85,6 +85,12 @@ class MAMLRLConfig:
     paper). Non-zero earlier weights add the surrogate (and the KL) of the policies after those
     steps on the rollouts they collected, MAML++'s multi-step loss, so a model meta-trained for S
     steps stays good after fewer."""
+    single_step_iterations: int = 0
+    """A step curriculum: the first meta-iterations train one inner step (the schedule's first
+    step size, the outer loss on its policy alone, as a one-step model), the rest the S-step
+    schedule with step_loss_weights. Needs inner_steps >= 2; 0 (default): S steps from the start.
+    A few multi-step iterations at the end of one-step training gain the later test steps while
+    the first keeps the one-step model's return (docs/results.md, MAML-RL)."""
     eval_inner_lrs: tuple[float, ...] = ()
     """Learning rate of each inner step at test time, the last one repeated (empty: the training
     schedule, inner_lrs or inner_lr). The paper used (0.1, 0.05) for 2D navigation."""
@@ -147,7 +153,14 @@ class MAMLRLConfig:
     """Tasks evaluated together in adaptation_curve / adapt (memory bound)."""
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "inner_steps", "cg_iters", "ls_max_steps", "ppo_epochs"):
+        for name in (
+            "iterations",
+            "inner_steps",
+            "single_step_iterations",
+            "cg_iters",
+            "ls_max_steps",
+            "ppo_epochs",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("meta_batch_size", "rollouts_per_task", "eval_chunk"):
@@ -192,13 +205,26 @@ class MAMLRLConfig:
             )
         if self.fvp == "structured" and self.fvp_subsample < 1 and self.inner_steps > 1:
             raise ConfigError("fvp_subsample < 1 needs the structured product: inner_steps <= 1")
+        if self.single_step_iterations > 0 and self.inner_steps < 2:
+            raise ConfigError(
+                "single_step_iterations needs inner_steps >= 2 (it trains one step before S), "
+                f"got inner_steps={self.inner_steps}"
+            )
 
-    def train_lrs(self) -> list[float]:
-        """The inner learning rate of each meta-training step."""
-        return list(self.inner_lrs) if self.inner_lrs else [self.inner_lr] * self.inner_steps
+    def steps_at(self, iteration: int) -> int:
+        """Inner steps meta-trained at ``iteration`` (one during the single-step curriculum)."""
+        return 1 if iteration < self.single_step_iterations else self.inner_steps
 
-    def loss_weights(self) -> list[float]:
-        """The outer-loss weight of the policy after each inner step 1..S, summing to 1."""
+    def train_lrs(self, steps: int | None = None) -> list[float]:
+        """The inner learning rate of each meta-training step (of the first ``steps``)."""
+        lrs = list(self.inner_lrs) if self.inner_lrs else [self.inner_lr] * self.inner_steps
+        return lrs if steps is None else lrs[:steps]
+
+    def loss_weights(self, steps: int | None = None) -> list[float]:
+        """The outer-loss weight of the policy after each inner step 1..S, summing to 1.
+        Trained for fewer ``steps`` (the curriculum's one), the last of them carries it all."""
+        if steps is not None and steps < self.inner_steps:
+            return [0.0] * (steps - 1) + [1.0]
         if not self.step_loss_weights:
             return [0.0] * (self.inner_steps - 1) + [1.0]
         total = sum(self.step_loss_weights)
@@ -447,15 +473,16 @@ class MAMLRL(MetaLearner):
         if not pre:
             phi = self.adapt_params(params, [], [], first_order=True, num_tasks=post.obs.shape[0])
             return [(1.0, batched_policy_dist(self.policy, phi, post.obs), post)]
-        if len(pre) != c.inner_steps:
+        if len(pre) not in (c.inner_steps, 1 if c.single_step_iterations else c.inner_steps):
             raise ConfigError(
                 f"need one pre-update batch per inner step ({c.inner_steps}), got {len(pre)}"
             )
         scored_on = [*pre[1:], post]
         out = []
         phi, shared = params, True
+        steps = len(pre)
         for batch, lr, weight, target in zip(
-            pre, c.train_lrs(), c.loss_weights(), scored_on, strict=True
+            pre, c.train_lrs(steps), c.loss_weights(steps), scored_on, strict=True
         ):
             phi = self.adapt_params(phi, [batch], [lr], first_order=c.first_order, shared=shared)
             shared = False
@@ -638,7 +665,7 @@ class MAMLRL(MetaLearner):
         theta = {k: v.detach() for k, v in self.params.items()}
         pre: list[Batch] = []
         phi, shared = theta, True
-        for k, lr in enumerate(c.train_lrs()):
+        for k, lr in enumerate(c.train_lrs(c.steps_at(it))):
             pre.append(
                 self.rollouts(
                     tasks,

@@ -47,6 +47,7 @@ def _without_inner_steps(config: MAMLRLConfig, **changes: object) -> MAMLRLConfi
         inner_steps=0,
         inner_lrs=(),
         step_loss_weights=(),
+        single_step_iterations=0,
         eval_inner_lrs=tuple(schedule),
         **changes,  # type: ignore[arg-type]
     )

@@ -229,6 +229,7 @@ def nav2d_config(
     step_loss_weights: tuple[float, ...] = (),
     batch: str = "episodes",
     eval_batch: str = "episodes",
+    single_step_iterations: int = 0,
 ) -> MAMLRLConfig:
     """The paper's 2D-navigation setting (Appendix C): 100-100 ReLU, alpha 0.1 (0.05 after step 1).
 
@@ -246,6 +247,7 @@ def nav2d_config(
         inner_lr=inner_lr,
         inner_lrs=inner_lrs,
         step_loss_weights=step_loss_weights,
+        single_step_iterations=single_step_iterations,
         eval_inner_lrs=eval_inner_lrs,
         eval_rollouts_per_task=eval_rollouts,
         batch=batch,  # type: ignore[arg-type]
@@ -297,6 +299,9 @@ class MAMLNav2DConfig:
     """Step size of each meta-training inner step (empty: inner_lr for every step)."""
     step_loss_weights: tuple[float, ...] = ()
     """Outer-loss weight of the policy after each training inner step (empty: the last only)."""
+    single_step_iterations: int = 0
+    """Step curriculum: the first meta-iterations train one inner step, the rest inner_steps
+    (0: inner_steps from the start)."""
     batch: Literal["episodes", "steps"] = "episodes"
     """What a meta-training batch of a task holds: the first episode of each of its 20
     environments, or (``steps``) every episode they complete within a budget of 20 x 100 steps,
@@ -329,6 +334,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         cfg.step_loss_weights,
         cfg.batch,
         cfg.eval_batch,
+        cfg.single_step_iterations,
     )
     report, extra = run_curves(
         "maml-nav2d",
@@ -359,6 +365,11 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
             if cfg.step_loss_weights
             else ""
         )
+        + (
+            f", the first {cfg.single_step_iterations} meta-iterations with one inner step"
+            if cfg.single_step_iterations
+            else ""
+        )
         + f"; goal region `{cfg.goal_region}`; batches of {cfg.batch} in training, of "
         f"{cfg.eval_batch} at test time.",
         "",
@@ -378,6 +389,7 @@ def run_maml_nav2d(cfg: MAMLNav2DConfig) -> dict[str, Any]:
         "inner_steps": cfg.inner_steps,
         "inner_lrs": list(cfg.inner_lrs),
         "step_loss_weights": list(cfg.step_loss_weights),
+        "single_step_iterations": cfg.single_step_iterations,
         "batch": cfg.batch,
         "eval_batch": cfg.eval_batch,
         "stand_still": still,
