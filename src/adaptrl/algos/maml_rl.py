@@ -473,7 +473,7 @@ class MAMLRL(MetaLearner):
         if not pre:
             phi = self.adapt_params(params, [], [], first_order=True, num_tasks=post.obs.shape[0])
             return [(1.0, batched_policy_dist(self.policy, phi, post.obs), post)]
-        if len(pre) not in (c.inner_steps, 1 if c.single_step_iterations else c.inner_steps):
+        if len(pre) not in {c.inner_steps, c.steps_at(0)}:  # S, or the curriculum's one
             raise ConfigError(
                 f"need one pre-update batch per inner step ({c.inner_steps}), got {len(pre)}"
             )
