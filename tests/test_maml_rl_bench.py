@@ -264,3 +264,26 @@ def test_shipped_table4_models_load_with_their_reports_protocol():
     reported = load_curve_report(report / "baselines-s0" / "results.json").curves[0]
     assert reported.label == "MAML"
     torch.testing.assert_close(curve, reported.values[:chunk], rtol=1e-5, atol=1e-4)
+
+
+def test_shipped_curriculum_models_load_and_rescore_their_report():
+    """The step-curriculum models (100 one-step + 10 two-step meta-iterations) load with their
+    schedule, and seed 0's re-scores its report's mean over the 100 test tasks exactly."""
+    from pathlib import Path
+
+    report = Path(__file__).resolve().parents[1] / "docs/results/maml-rl"
+    report = report / "maml-nav2d-110it-curriculum-evalsteps"
+    per_seed = json.loads((report / "bench.json").read_text())["per_seed"]["MAML"]
+    for seed in range(3):
+        c = load_trained(report / "models" / f"MAML-s{seed}").config
+        assert (c.iterations, c.single_step_iterations, c.inner_steps) == (110, 100, 2)
+        assert c.inner_lrs == (0.5, 0.25) and c.step_loss_weights == (1.0, 1.0)
+        assert c.eval_inner_lrs == (0.5, 0.25) and c.eval_batch == "steps"
+    seed0 = load_trained(report / "models" / "MAML-s0")
+    assert seed0.iteration == 110
+    tasks = seed0.family.tasks(100, "test", bench.EVAL_SEED)
+    gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
+    curve = seed0.adaptation_curve(tasks, 3, gen).double().mean(0)
+    torch.testing.assert_close(
+        curve, torch.tensor(per_seed[0], dtype=torch.float64), rtol=1e-5, atol=1e-4
+    )
