@@ -17,7 +17,7 @@ from adaptrl.eval.curves import load_curve_report
 from adaptrl.eval.learners import EvalOptions, evaluate_learner
 
 
-def _maml_run(path):
+def _maml_run(path, seed=0):
     config = MAMLRLConfig(
         family=Nav2DConfig(horizon=10),
         iterations=1,
@@ -26,9 +26,21 @@ def _maml_run(path):
         hidden=(8,),
         inner_lr=0.1,
     )
-    learner = MAMLRL(config, seed=0)
+    learner = MAMLRL(config, seed=seed)
     learner.meta_train_step()
-    save_trained(path, learner, config, seed=0)
+    save_trained(path, learner, config, seed=seed)
+
+
+def test_eval_report_names_the_training_seed_apart_from_the_sampling_seeds(tmp_path):
+    run = tmp_path / "run"
+    _maml_run(run, seed=3)
+    assert (
+        main(["eval", str(run), "--num-tasks", "2", "--steps", "1", "--out", str(tmp_path / "e")])
+        == 0
+    )
+    text = (tmp_path / "e" / "report.md").read_text()
+    assert "- seeds: [0]" in text and "- training seed: 3" in text
+    assert load_curve_report(tmp_path / "e" / "results.json").meta["training_seed"] == 3
 
 
 def test_eval_inner_lrs_equals_a_run_configured_with_that_schedule(tmp_path):
