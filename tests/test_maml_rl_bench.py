@@ -287,3 +287,24 @@ def test_shipped_curriculum_models_load_and_rescore_their_report():
     torch.testing.assert_close(
         curve, torch.tensor(per_seed[0], dtype=torch.float64), rtol=1e-5, atol=1e-4
     )
+
+
+def test_shipped_cheetah_model_loads_with_its_training_configuration():
+    """The second HalfCheetah forward/backward seed (Table 5) is shipped as a run directory."""
+    from pathlib import Path
+
+    pytest.importorskip("mujoco")
+    root = Path(__file__).resolve().parents[1] / "docs/results/maml-rl/maml-cheetah-paper-budget"
+    learner = load_trained(root / "seed1" / "model")
+    c = learner.config
+    assert (learner.iteration, learner.seed) == (160, 1)
+    assert c.family.family_id == "halfcheetah-dir-v0" and c.eval_inner_lrs == (0.1, 0.05)
+    assert (c.meta_batch_size, c.rollouts_per_task, c.hidden, c.inner_lr) == (
+        40,
+        20,
+        (100, 100),
+        0.1,
+    )
+    report = load_curve_report(root / "seed1" / "eval-160it-100tasks-lr005" / "results.json")
+    assert report.meta["training_seed"] == 1 and report.meta["num_tasks"] == 100
+    assert report.curves[0].values.mean(0)[1] > 0.8 * 293.19  # the issue's target after one step
