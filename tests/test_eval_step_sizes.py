@@ -118,3 +118,26 @@ def test_eval_batch_steps_equals_a_run_configured_with_step_budgets(tmp_path):
     adapt = ["adapt", str(run), "--num-tasks", "2", "--steps", "1", "--eval-batch", "steps"]
     assert main([*adapt, "--out", str(tmp_path / "adapted")]) == 0
     assert load_checkpoint(tmp_path / "adapted")[1]["eval_batch"] == "steps"
+
+
+def test_adapt_family_adapts_to_another_familys_tasks_and_refuses_other_spaces(tmp_path, capsys):
+    """`adaptrl adapt RUN --family ID [options]`: the run's policy adapted on tasks of that family
+    (here goals outside the training square), recorded in the output; other spaces are refused."""
+    run = tmp_path / "run"
+    _maml_run(run)
+    args = ["adapt", str(run), "--num-tasks", "3", "--steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    far = ["--family", "nav2d-goal-v0", "--goal-low", "0.6", "--goal-high", "0.9"]
+    assert main([*args, "--out", str(tmp_path / "b"), *far]) == 0
+    a, meta_a = load_checkpoint(tmp_path / "a")
+    b, meta_b = load_checkpoint(tmp_path / "b")
+    assert meta_a["family_config"] is None
+    assert (
+        meta_b["family_config"]["goal_low"] == 0.6 and meta_b["family_config"]["goal_high"] == 0.9
+    )
+    assert bool((a["task.goal"].abs() <= 0.5).all())
+    assert bool(((b["task.goal"] >= 0.6) & (b["task.goal"] <= 0.9)).all())
+    assert not torch.equal(a["params.trunk.0.0.weight"], b["params.trunk.0.0.weight"])
+    capsys.readouterr()
+    assert main([*args, "--family", "bandit-bernoulli-v0", "--out", str(tmp_path / "c")]) == 2
+    assert "the policy cannot act there" in capsys.readouterr().err

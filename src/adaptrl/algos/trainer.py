@@ -125,6 +125,24 @@ def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
     return run, record
 
 
+def with_family(config: Any, family: Any) -> Any:
+    """``config`` (an RL learner's) with its task family replaced by ``family``, whose observation
+    and action spaces must equal the trained family's (the policy's shapes come from them)."""
+    from adaptrl.envs import make_family
+
+    trained = getattr(config, "family", None)
+    if trained is None or not hasattr(trained, "family_id"):
+        raise ConfigError(f"{type(config).__name__} has no RL task family to replace")
+    old, new = make_family(trained), make_family(family)
+    for space in ("observation_space", "action_space"):
+        if getattr(old, space) != getattr(new, space):
+            raise ConfigError(
+                f"{new.family_id} has {space} {getattr(new, space)}, the run was trained on "
+                f"{old.family_id} with {getattr(old, space)}: the policy cannot act there"
+            )
+    return dataclasses.replace(config, family=family)
+
+
 def build_learner(record: RunRecord, device: str | torch.device | None = None) -> MetaLearner:
     from adaptrl.core.device import resolve_device
 
@@ -222,23 +240,34 @@ L = TypeVar("L", bound=MetaLearner)
 
 
 @overload
-def load_trained(path: str | Path, device: str | torch.device | None = None) -> MetaLearner: ...
+def load_trained(
+    path: str | Path, device: str | torch.device | None = None, *, family: Any = None
+) -> MetaLearner: ...
 @overload
 def load_trained(
-    path: str | Path, device: str | torch.device | None = None, *, expect: type[L]
+    path: str | Path,
+    device: str | torch.device | None = None,
+    *,
+    expect: type[L],
+    family: Any = None,
 ) -> L: ...
 def load_trained(
     path: str | Path,
     device: str | torch.device | None = None,
     *,
     expect: type[MetaLearner] | None = None,
+    family: Any = None,
 ) -> MetaLearner:
     """Rebuild a trained learner from a run directory (its final model, else newest checkpoint).
 
-    With ``expect`` a run of another algorithm is refused before its weights are read."""
+    With ``expect`` a run of another algorithm is refused before its weights are read. With
+    ``family`` (an RL family config) the learner acts on that family's tasks instead of its
+    training family's, e.g. goals outside the training range; its spaces must be the same."""
     run, record = read_run(path)
     if expect is not None and record.algo != expect.name:
         raise ConfigError(f"{run.path} is a {record.algo} run, not a {expect.name} one")
+    if family is not None:
+        record = dataclasses.replace(record, config=with_family(record.config, family))
     learner = build_learner(record, device)
     model = run.path / MODEL
     source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()

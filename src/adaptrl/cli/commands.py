@@ -6,6 +6,7 @@ The CLI is thin: it parses, builds objects from the library, and calls them.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -179,9 +180,24 @@ class AdaptCmd:
     eval_batch: Literal["episodes", "steps"] | None = None
     """What each adaptation batch holds (MAML-RL): "episodes" or "steps"; default: the run's own."""
     out: Path | None = None
-    """Checkpoint path (without suffix); default RUN_DIR/adapted."""
+    """Checkpoint path (without suffix); default RUN_DIR/adapted. Add ``--family ID [options]``
+    last to adapt to another family's tasks with the same spaces (e.g. other goal ranges); its
+    options start from that family's defaults, not from the run's."""
     device: str = "cpu"
     """cpu, cuda, cuda:N or auto."""
+
+
+def adapt_family_command() -> type:
+    """``adaptrl adapt RUN_DIR --family ID [family options]``: :class:`AdaptCmd` plus the family
+    whose tasks the run adapts to (its training family's by default)."""
+    hints = typing.get_type_hints(AdaptCmd, include_extras=True)
+    fields = [
+        ("family", Annotated[FamilyChoice, tyro.conf.arg(name="")]),  # type: ignore[valid-type]
+        *[(f.name, hints[f.name], f) for f in dataclasses.fields(AdaptCmd)],
+    ]
+    return dataclasses.make_dataclass(
+        "AdaptFamilyCmd", fields, frozen=True, namespace={"__doc__": AdaptCmd.__doc__}
+    )
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:

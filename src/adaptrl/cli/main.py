@@ -26,6 +26,7 @@ from adaptrl.cli.commands import (
     EvalRunCmd,
     ListCmd,
     PlotCmd,
+    adapt_family_command,
     train_command,
 )
 from adaptrl.core.config import parse_cli
@@ -147,7 +148,13 @@ def _adapt(args: list[str]) -> int:
         raise ConfigError(
             f"{args[0]} is not a run directory; use `adaptrl adapt RUN_DIR [options]`"
         )
-    cmd = tyro.cli(AdaptCmd, args=args[1:], prog=f"adaptrl adapt {args[0]}", config=MARKERS)
+    rest = args[1:]
+    if any(a == "--family" or a.startswith("--family=") for a in rest):
+        cls: type = adapt_family_command()
+        rest = _family_flag(rest)
+    else:
+        cls = AdaptCmd
+    cmd = tyro.cli(cls, args=rest, prog=f"adaptrl adapt {args[0]}", config=MARKERS)
     return run_cmds.run_adapt(Path(args[0]), cmd)
 
 

@@ -161,14 +161,17 @@ def run_eval_run(path: Path, cmd: Any) -> int:
 def run_adapt(path: Path, cmd: Any) -> int:
     """``adaptrl adapt RUN_DIR``: adapt to new tasks, save adapted parameters and the tasks."""
     from adaptrl.algos.trainer import load_trained
+    from adaptrl.core.config import config_to_dict
     from adaptrl.core.seeding import make_generator
     from adaptrl.eval.learners import task_source, with_test_batch, with_test_step_sizes
 
     if cmd.num_tasks < 1:
         raise ConfigError(f"--num-tasks must be >= 1, got {cmd.num_tasks}")
     device = resolve_device(cmd.device)
+    family = getattr(cmd, "family", None)  # --family: another family's tasks
     learner = with_test_batch(
-        with_test_step_sizes(load_trained(path, device=device), cmd.inner_lrs), cmd.eval_batch
+        with_test_step_sizes(load_trained(path, device=device, family=family), cmd.inner_lrs),
+        cmd.eval_batch,
     )
     if not learner.supports("adapt"):
         learner.adapt(None, 0, make_generator(0))  # raises the learner's explanation
@@ -201,6 +204,7 @@ def run_adapt(path: Path, cmd: Any) -> int:
         "inner_lrs": list(cmd.inner_lrs),
         "eval_batch": getattr(learner.config, "eval_batch", None),
         "family": source.family_id,
+        "family_config": config_to_dict(learner.config.family) if family is not None else None,
     }
     save_checkpoint(out, tensors, meta)
     console().print(
