@@ -141,3 +141,31 @@ def test_adapt_family_adapts_to_another_familys_tasks_and_refuses_other_spaces(t
     capsys.readouterr()
     assert main([*args, "--family", "bandit-bernoulli-v0", "--out", str(tmp_path / "c")]) == 2
     assert "the policy cannot act there" in capsys.readouterr().err
+
+
+def test_eval_family_scores_a_run_on_another_familys_tasks(tmp_path, capsys):
+    """`adaptrl eval RUN --family ID [options]` evaluates on that family's tasks and records it."""
+    run = tmp_path / "run"
+    _maml_run(run)
+    args = ["eval", str(run), "--num-tasks", "3", "--steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    far = [
+        "--family",
+        "nav2d-goal-v0",
+        "--horizon",
+        "10",
+        "--goal-low",
+        "0.6",
+        "--goal-high",
+        "0.9",
+    ]
+    assert main([*args, "--out", str(tmp_path / "b"), *far]) == 0
+    a = load_curve_report(tmp_path / "a" / "results.json")
+    b = load_curve_report(tmp_path / "b" / "results.json")
+    assert a.meta["config"]["family"]["goal_high"] == 0.5
+    assert b.meta["config"]["family"]["goal_low"] == 0.6
+    # farther goals, same policy: more distance to cover within the same horizon
+    assert float(b.curves[0].values[:, 0].mean()) < float(a.curves[0].values[:, 0].mean())
+    capsys.readouterr()
+    assert main([*args, "--family", "bandit-bernoulli-v0", "--out", str(tmp_path / "c")]) == 2
+    assert "the policy cannot act there" in capsys.readouterr().err

@@ -157,7 +157,9 @@ class EvalRunCmd:
 
     options: Annotated[EvalOptions, tyro.conf.arg(name="")] = EvalOptions()
     out: Path | None = None
-    """Where the report goes; default RUN_DIR/eval."""
+    """Where the report goes; default RUN_DIR/eval. Add ``--family ID [options]`` last to evaluate
+    on another family's tasks with the same spaces; its options start from that family's
+    defaults, not from the run's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,16 +189,16 @@ class AdaptCmd:
     """cpu, cuda, cuda:N or auto."""
 
 
-def adapt_family_command() -> type:
-    """``adaptrl adapt RUN_DIR --family ID [family options]``: :class:`AdaptCmd` plus the family
-    whose tasks the run adapts to (its training family's by default)."""
-    hints = typing.get_type_hints(AdaptCmd, include_extras=True)
+def family_command(cls: type) -> type:
+    """``cls`` (a command on a trained run) plus the family whose tasks it runs on, for
+    ``adaptrl adapt|eval RUN_DIR ... --family ID [family options]`` (default: the run's own)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = [
         ("family", Annotated[FamilyChoice, tyro.conf.arg(name="")]),  # type: ignore[valid-type]
-        *[(f.name, hints[f.name], f) for f in dataclasses.fields(AdaptCmd)],
+        *[(f.name, hints[f.name], f) for f in dataclasses.fields(cls)],
     ]
     return dataclasses.make_dataclass(
-        "AdaptFamilyCmd", fields, frozen=True, namespace={"__doc__": AdaptCmd.__doc__}
+        f"{cls.__name__}WithFamily", fields, frozen=True, namespace={"__doc__": cls.__doc__}
     )
 
 

@@ -26,7 +26,7 @@ from adaptrl.cli.commands import (
     EvalRunCmd,
     ListCmd,
     PlotCmd,
-    adapt_family_command,
+    family_command,
     train_command,
 )
 from adaptrl.core.config import parse_cli
@@ -134,8 +134,16 @@ def _is_run_dir(token: str) -> bool:
 def _eval_run(args: list[str]) -> int:
     from adaptrl.cli import run_cmds
 
-    cmd = tyro.cli(EvalRunCmd, args=args[1:], prog=f"adaptrl eval {args[0]}", config=MARKERS)
+    cls, rest = _with_family(EvalRunCmd, args[1:])
+    cmd = tyro.cli(cls, args=rest, prog=f"adaptrl eval {args[0]}", config=MARKERS)
     return run_cmds.run_eval_run(Path(args[0]), cmd)
+
+
+def _with_family(cls: type, args: list[str]) -> tuple[type, list[str]]:
+    """A run command and its arguments, with the ``--family ID [options]`` subcommand if given."""
+    if any(a == "--family" or a.startswith("--family=") for a in args):
+        return family_command(cls), _family_flag(args)
+    return cls, args
 
 
 def _adapt(args: list[str]) -> int:
@@ -148,12 +156,7 @@ def _adapt(args: list[str]) -> int:
         raise ConfigError(
             f"{args[0]} is not a run directory; use `adaptrl adapt RUN_DIR [options]`"
         )
-    rest = args[1:]
-    if any(a == "--family" or a.startswith("--family=") for a in rest):
-        cls: type = adapt_family_command()
-        rest = _family_flag(rest)
-    else:
-        cls = AdaptCmd
+    cls, rest = _with_family(AdaptCmd, args[1:])
     cmd = tyro.cli(cls, args=rest, prog=f"adaptrl adapt {args[0]}", config=MARKERS)
     return run_cmds.run_adapt(Path(args[0]), cmd)
 

@@ -149,7 +149,8 @@ def run_eval_run(path: Path, cmd: Any) -> int:
     from adaptrl.algos.trainer import load_trained
     from adaptrl.eval.learners import evaluate_learner
 
-    learner = load_trained(path, device=resolve_device(cmd.options.device))
+    family = getattr(cmd, "family", None)  # --family: another family's tasks
+    learner = load_trained(path, device=resolve_device(cmd.options.device), family=family)
     opts = cmd.options
     out = cmd.out if cmd.out is not None else Path(path) / "eval"
     md = evaluate_learner(learner, opts, out)
