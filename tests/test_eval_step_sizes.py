@@ -169,3 +169,12 @@ def test_eval_family_scores_a_run_on_another_familys_tasks(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--family", "bandit-bernoulli-v0", "--out", str(tmp_path / "c")]) == 2
     assert "the policy cannot act there" in capsys.readouterr().err
+
+
+def test_family_of_a_few_shot_run_is_refused(tmp_path, capsys):
+    run = tmp_path / "proto"
+    train = ["train", "protonet", "glyphs-v0", "--iterations", "1", "--out", str(run)]
+    assert main(train) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--num-tasks", "2", "--family", "nav2d-goal-v0"]) == 2
+    assert "protonet learns few-shot tasks" in capsys.readouterr().err

@@ -267,6 +267,8 @@ def load_trained(
     if expect is not None and record.algo != expect.name:
         raise ConfigError(f"{run.path} is a {record.algo} run, not a {expect.name} one")
     if family is not None:
+        if ALGOS.get(record.algo).kind != "rl":
+            raise ConfigError(f"{record.algo} learns few-shot tasks; a family replaces RL tasks")
         record = dataclasses.replace(record, config=with_family(record.config, family))
     learner = build_learner(record, device)
     model = run.path / MODEL
