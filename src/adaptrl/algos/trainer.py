@@ -125,15 +125,12 @@ def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
     return run, record
 
 
-def with_family(config: Any, family: Any) -> Any:
+def _with_family(config: Any, family: Any) -> Any:
     """``config`` (an RL learner's) with its task family replaced by ``family``, whose observation
     and action spaces must equal the trained family's (the policy's shapes come from them)."""
     from adaptrl.envs import make_family
 
-    trained = getattr(config, "family", None)
-    if trained is None or not hasattr(trained, "family_id"):
-        raise ConfigError(f"{type(config).__name__} has no RL task family to replace")
-    old, new = make_family(trained), make_family(family)
+    old, new = make_family(config.family), make_family(family)
     for space in ("observation_space", "action_space"):
         if getattr(old, space) != getattr(new, space):
             raise ConfigError(
@@ -269,7 +266,7 @@ def load_trained(
     if family is not None:
         if ALGOS.get(record.algo).kind != "rl":
             raise ConfigError(f"{record.algo} learns few-shot tasks; a family replaces RL tasks")
-        record = dataclasses.replace(record, config=with_family(record.config, family))
+        record = dataclasses.replace(record, config=_with_family(record.config, family))
     learner = build_learner(record, device)
     model = run.path / MODEL
     source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()

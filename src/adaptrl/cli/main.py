@@ -141,9 +141,8 @@ def _eval_run(args: list[str]) -> int:
 
 def _with_family(cls: type, args: list[str]) -> tuple[type, list[str]]:
     """A run command and its arguments, with the ``--family ID [options]`` subcommand if given."""
-    if any(a == "--family" or a.startswith("--family=") for a in args):
-        return family_command(cls), _family_flag(args)
-    return cls, args
+    rest = _family_flag(args)
+    return (cls, args) if rest == args else (family_command(cls), rest)
 
 
 def _adapt(args: list[str]) -> int:
