@@ -15,6 +15,7 @@ from adaptrl.algos.rl2 import (
     episode_index,
     episode_returns,
     linear_schedule,
+    next_episode_step,
     trial_advantages,
     trial_masks,
 )
@@ -328,6 +329,42 @@ def test_time_input_feeds_the_share_of_the_trial_spent():
     agent = learner.trial_agent()
     out = run_trials(agent, env, learner.family.tasks(16, "test", 0), 6, make_generator(1), 1)
     assert out.shape == (16, 6) and agent.t == 6
+
+
+def test_next_episode_step():
+    step = torch.tensor([0, 3, 9, 2])
+    done = torch.tensor([False, True, False, True])
+    assert next_episode_step(step, done).tolist() == [1, 0, 10, 0]
+
+
+def test_episode_time_input_feeds_the_share_of_the_episode_spent():
+    # nav2d with goals near the start: some episodes end early at the goal, so rows drift apart.
+    family = Nav2DConfig(
+        goal_low=-0.2, goal_high=0.2, max_action=0.2, goal_radius=0.15, horizon=4, n=3
+    )
+    cfg = dataclasses.replace(TINY, family=family, time_input=True, episode_time_input=True)
+    learner = RL2(cfg, seed=0)
+    net = learner.net
+    assert net.in_dim == 2 + 2 + 2 + 1 + 1  # obs, action, reward, done, trial and episode time
+    env = learner.env
+    env.set_tasks(learner.family.tasks(16, "train", 0))
+    batch = collect_trials(net, env, env.reset(seed=0), 12, make_generator(0))
+    expected = torch.zeros(12, 16, dtype=torch.long)
+    for t in range(1, 12):  # steps since the episode began, from the done flags alone
+        expected[t] = (expected[t - 1] + 1) * ~batch.done[t - 1]
+    assert (batch.done.sum(0) != 3).any()  # early ends happened
+    torch.testing.assert_close(batch.inputs[..., -1], expected / 4)
+    # the trial agent feeds the network exactly the inputs the collection loop does
+    tasks = learner.family.tasks(16, "test", 3)
+    env.set_tasks(tasks)
+    collected = collect_trials(net, env, env.reset(seed=4), 12, make_generator(4))
+    seen = []
+    build = net.inputs
+    net.inputs = lambda *a, **kw: seen.append(build(*a, **kw)) or seen[-1]
+    run_trials(learner.trial_agent(), env, tasks, 3, make_generator(4), env_seed=4)
+    torch.testing.assert_close(torch.stack(seen), collected.inputs, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="episode_step"):
+        build(env.reset(seed=0), *net.initial_prev(16))
 
 
 def test_untrained_critic_cannot_steer_the_policy_on_mdps():

@@ -72,6 +72,10 @@ class RL2Config:
     time_input: bool = False
     """Also feed the share of the trial already spent (helps the critic of long trials, whose
     value is mostly the number of steps left, which a GRU cannot count precisely)."""
+    episode_time_input: bool = False
+    """Also feed the share of the current episode already spent (steps since it began over the
+    family's ``max_episode_steps``): the best action of a finite-horizon episode depends on the
+    steps left in it, which the memory otherwise has to count from the done flags."""
     prev_obs_input: bool = False
     """Also feed the previous observation, so each input is a whole transition (s, a, r, s') as
     context encoders of later meta-RL methods read it, instead of leaving s to the memory."""
@@ -187,6 +191,11 @@ def trial_advantages(
     return adv, adv + values
 
 
+def next_episode_step(episode_step: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+    """Steps taken in the current episode after one more step ``[B]``: 0 where ``done``."""
+    return (episode_step + 1) * ~done
+
+
 def episode_returns(rewards: torch.Tensor, done: torch.Tensor, episodes: int) -> torch.Tensor:
     """Return of each of the first ``episodes`` episodes of every trial, ``[B, episodes]``."""
     ep = episode_index(done).clamp_max(episodes).T
@@ -222,8 +231,8 @@ def collect_trials(
     spec = net.spec
 
     def policy(obs: torch.Tensor, carry: tuple) -> tuple[torch.Tensor, dict, tuple]:
-        state, prev, t, _ = carry
-        x = net.inputs(obs, *prev, progress=t / steps)
+        state, prev, t, ep_step, _ = carry
+        x = net.inputs(obs, *prev, progress=t / steps, episode_step=ep_step)
         params, value, state = net.step(x, state)
         action = heads.sample(spec, params, generator)
         extras = {
@@ -232,16 +241,22 @@ def collect_trials(
             "logp": heads.log_prob(spec, params, action),
             "value": value,
         }
-        return to_box(action, action_map), extras, (state, prev, t, (action, obs))
+        return to_box(action, action_map), extras, (state, prev, t, ep_step, (action, obs))
 
     def on_step(carry: tuple, env_action: torch.Tensor, step: Step) -> tuple:
-        state, _, t, (action, obs) = carry
-        done = (step.terminated | step.truncated).float()
-        prev = (heads.encode_action(spec, action), step.reward, done, net.encode_prev_obs(obs))
-        return state, prev, t + 1, None
+        state, _, t, ep_step, (action, obs) = carry
+        done = step.terminated | step.truncated
+        prev = (
+            heads.encode_action(spec, action),
+            step.reward,
+            done.float(),
+            net.encode_prev_obs(obs),
+        )
+        return state, prev, t + 1, next_episode_step(ep_step, done), None
 
     B, dev = env.num_envs, env.device
-    carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0, None)
+    ep_step = torch.zeros(B, dtype=torch.long, device=dev)
+    carry = (net.initial_state(B, dev), net.initial_prev(B, dev), 0, ep_step, None)
     with torch.no_grad():
         ro, _, _ = collect(env, policy, obs, carry, steps, on_step=on_step)
     return TrialBatch(
@@ -287,6 +302,7 @@ class RL2(MetaLearner):
                 time_input=config.time_input,
                 prev_obs_input=config.prev_obs_input,
                 embed=config.embed,
+                episode_steps=self.family.max_episode_steps if config.episode_time_input else None,
                 **memory_kw,
             ).to(self.device)
         trained = self.net.parameters() if config.outer == "ppo" else self.net.value_parameters()
@@ -465,24 +481,28 @@ class RL2Agent:
         self.prev = self.net.initial_prev(env.num_envs, env.device)
         self.generator = generator
         self.t = 0
+        self.episode_step = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.net.inputs(obs, *self.prev, progress=self.t / self.trial_steps)
+        x = self.net.inputs(
+            obs, *self.prev, progress=self.t / self.trial_steps, episode_step=self.episode_step
+        )
         self.t += 1
         params, _, self.state = self.net.step(x, self.state, with_value=False)
         self.action = heads.sample(self.net.spec, params, self.generator)
         return to_box(self.action, self.action_map)
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
-        done = (step.terminated | step.truncated).float()
+        done = step.terminated | step.truncated
         # the memory reads the policy's action, not the rescaled one the environment received
         self.prev = (
             heads.encode_action(self.net.spec, self.action),
             step.reward,
-            done,
+            done.float(),
             self.net.encode_prev_obs(obs),
         )
+        self.episode_step = next_episode_step(self.episode_step, done)
 
 
 register_algo(

@@ -457,7 +457,8 @@ def measure_throughput(cfg: RL2Config, iterations: int, seed: int = 0) -> dict[s
 
     def policy_only() -> None:
         state = net.initial_state(cfg.trials)
-        x = net.inputs(obs, *net.initial_prev(cfg.trials))
+        first = torch.zeros(cfg.trials, dtype=torch.long)  # step within the episode
+        x = net.inputs(obs, *net.initial_prev(cfg.trials), episode_step=first)
         with torch.no_grad():
             for _ in range(learner.steps):
                 params, _, state = net.step(x, state)

@@ -72,6 +72,7 @@ class RecurrentActorCritic(nn.Module):
         time_input: bool = False,
         prev_obs_input: bool = False,
         embed: tuple[int, ...] = (),
+        episode_steps: int | None = None,
         **memory_kw: Any,
     ):
         super().__init__()
@@ -83,6 +84,10 @@ class RecurrentActorCritic(nn.Module):
         self.obs_dim = observation_dim(observation_space)
         self.in_dim = self.obs_dim + heads.action_input_dim(self.spec) + 2
         self.in_dim += int(time_input) + (self.obs_dim if prev_obs_input else 0)
+        if episode_steps is not None and episode_steps < 1:
+            raise ConfigError(f"episode_steps must be >= 1, got {episode_steps}")
+        self.episode_steps = episode_steps
+        self.in_dim += int(episode_steps is not None)
         self.shared = shared
         if any(width < 1 for width in embed):
             raise ConfigError(f"embedding widths must be >= 1, got {embed}")
@@ -111,12 +116,15 @@ class RecurrentActorCritic(nn.Module):
         prev_done: torch.Tensor,
         prev_obs: torch.Tensor | None = None,
         progress: float = 0.0,
+        episode_step: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The per-step input ``[..., in_dim]``: encoded obs, previous action (already encoded
         with ``heads.encode_action``; all zeros before the first step), reward and done flag;
         with ``prev_obs_input`` the previous observation (already encoded, zeros before the first
-        step), so that one input holds a whole transition (s, a, r, s'); and with ``time_input``
-        the share of the trial already spent (``progress`` in [0, 1))."""
+        step), so that one input holds a whole transition (s, a, r, s'); with ``time_input``
+        the share of the trial already spent (``progress`` in [0, 1)); and with ``episode_steps``
+        the share of the current episode already spent (``episode_step [B]``, steps taken since
+        the episode began, over ``episode_steps``)."""
         parts = [
             encode_observation(self.observation_space, obs),
             prev_action,
@@ -129,6 +137,12 @@ class RecurrentActorCritic(nn.Module):
             parts.append(prev_obs)
         if self.time_input:
             parts.append(torch.full_like(parts[-1][..., :1], progress))
+        if self.episode_steps is not None:
+            if episode_step is None:
+                raise ConfigError(
+                    "this network reads the step within the episode: pass episode_step"
+                )
+            parts.append(episode_step.float().unsqueeze(-1) / self.episode_steps)
         return torch.cat(parts, dim=-1)
 
     def encode_prev_obs(self, obs: torch.Tensor) -> torch.Tensor:
