@@ -284,6 +284,23 @@ def test_sigkill_and_resume_end_with_the_same_evaluation(tmp_path):
     assert scores[0] == scores[1]
 
 
+def assert_agent_reads_what_collection_stored(learner: RL2) -> None:
+    """The trial agent feeds the network exactly the inputs the collection loop does (one trial
+    of the family's episodes on 16 test tasks, the same env seed and sampling generator)."""
+    env, net = learner.env, learner.net
+    tasks = learner.family.tasks(16, "test", 3)
+    env.set_tasks(tasks)
+    collected = collect_trials(net, env, env.reset(seed=4), learner.steps, make_generator(4))
+    seen = []
+    build = net.inputs
+    net.inputs = lambda *a, **kw: seen.append(build(*a, **kw)) or seen[-1]
+    try:
+        run_trials(learner.trial_agent(), env, tasks, learner.episodes, make_generator(4), 4)
+    finally:
+        del net.inputs
+    torch.testing.assert_close(torch.stack(seen), collected.inputs, rtol=0, atol=0)
+
+
 def test_previous_observation_input_makes_each_input_a_transition():
     family = TabularMDPConfig(num_states=4, num_actions=3, horizon=3, n=2)
     cfg = dataclasses.replace(TINY, family=family, prev_obs_input=True, embed=(12, 8), hidden=8)
@@ -296,15 +313,7 @@ def test_previous_observation_input_makes_each_input_a_transition():
     prev_obs, obs = batch.inputs[..., -4:], batch.inputs[..., :4]
     assert torch.equal(prev_obs[0], torch.zeros(16, 4))  # nothing before the trial's first step
     torch.testing.assert_close(prev_obs[1:], obs[:-1])  # across episode boundaries too (t = 3)
-    # the trial agent feeds the network exactly the inputs the collection loop does
-    tasks = learner.family.tasks(16, "test", 3)
-    env.set_tasks(tasks)
-    collected = collect_trials(net, env, env.reset(seed=4), 6, make_generator(4))
-    seen = []
-    build = net.inputs
-    net.inputs = lambda *a, **kw: seen.append(build(*a, **kw)) or seen[-1]
-    run_trials(learner.trial_agent(), env, tasks, 2, make_generator(4), env_seed=4)
-    torch.testing.assert_close(torch.stack(seen), collected.inputs, rtol=0, atol=0)
+    assert_agent_reads_what_collection_stored(learner)
     # the embedding sits before each memory; the critic's own one belongs to the value parameters
     cfg = dataclasses.replace(cfg, separate_critic=True)
     net = RL2(cfg, seed=0).net
@@ -354,17 +363,9 @@ def test_episode_time_input_feeds_the_share_of_the_episode_spent():
         expected[t] = (expected[t - 1] + 1) * ~batch.done[t - 1]
     assert (batch.done.sum(0) != 3).any()  # early ends happened
     torch.testing.assert_close(batch.inputs[..., -1], expected / 4)
-    # the trial agent feeds the network exactly the inputs the collection loop does
-    tasks = learner.family.tasks(16, "test", 3)
-    env.set_tasks(tasks)
-    collected = collect_trials(net, env, env.reset(seed=4), 12, make_generator(4))
-    seen = []
-    build = net.inputs
-    net.inputs = lambda *a, **kw: seen.append(build(*a, **kw)) or seen[-1]
-    run_trials(learner.trial_agent(), env, tasks, 3, make_generator(4), env_seed=4)
-    torch.testing.assert_close(torch.stack(seen), collected.inputs, rtol=0, atol=0)
+    assert_agent_reads_what_collection_stored(learner)
     with pytest.raises(ConfigError, match="episode_step"):
-        build(env.reset(seed=0), *net.initial_prev(16))
+        net.inputs(env.reset(seed=0), *net.initial_prev(16))
 
 
 def test_untrained_critic_cannot_steer_the_policy_on_mdps():
