@@ -75,7 +75,8 @@ class RL2Config:
     episode_time_input: bool = False
     """Also feed the share of the current episode already spent (steps since it began over the
     family's ``max_episode_steps``): the best action of a finite-horizon episode depends on the
-    steps left in it, which the memory otherwise has to count from the done flags."""
+    steps left in it, which the memory otherwise has to count from the done flags. On n = 25
+    tabular MDPs it did not help (docs/results.md)."""
     prev_obs_input: bool = False
     """Also feed the previous observation, so each input is a whole transition (s, a, r, s') as
     context encoders of later meta-RL methods read it, instead of leaving s to the memory."""
