@@ -39,7 +39,8 @@ def test_eval_report_names_the_training_seed_apart_from_the_sampling_seeds(tmp_p
         == 0
     )
     text = (tmp_path / "e" / "report.md").read_text()
-    assert "- seeds: [0]" in text and "- training seed: 3" in text
+    assert "- seeds: [0]" in text
+    assert "- model: maml-rl, training seed 3, 1 iteration trained" in text
     assert load_curve_report(tmp_path / "e" / "results.json").meta["training_seed"] == 3
 
 

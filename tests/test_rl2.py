@@ -449,3 +449,21 @@ def test_gaussian_policy_acts_in_unit_coordinates_rescaled_to_the_box(normalize)
     torch.testing.assert_close(action, scale * agent.action)
     agent.observe(obs, action, env.step(action))
     torch.testing.assert_close(agent.prev[0], agent.action)
+
+
+def test_eval_report_says_which_model_it_scored(tmp_path):
+    """A run evaluated part-way (its newest checkpoint) says so: iterations trained of planned."""
+    import json
+
+    from adaptrl.algos.trainer import save_trained
+    from adaptrl.cli.main import main
+
+    config = dataclasses.replace(TINY, iterations=5)
+    learner = RL2(config, seed=2)
+    learner.meta_train_step()
+    save_trained(tmp_path / "run", learner, config, seed=2)
+    out = tmp_path / "eval"
+    assert main(["eval", str(tmp_path / "run"), "--num-tasks", "8", "--out", str(out)]) == 0
+    expected = "rl2, training seed 2, 1 of 5 iterations trained"
+    assert f"- model: {expected}\n" in (out / "report.md").read_text()
+    assert json.loads((out / "results.json").read_text())["model"] == expected

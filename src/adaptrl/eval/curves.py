@@ -74,7 +74,7 @@ def curve_markdown(report: CurveReport) -> str:
     """A markdown table: one row per curve, one column per x, mean ± 95% CI over tasks."""
     meta = report.meta
     lines = [f"# {report.title}", ""]
-    for key in ("family", "config", "num_tasks", "eval_seed", "seeds", "training_seed", "budget"):
+    for key in ("family", "config", "num_tasks", "eval_seed", "seeds", "model", "budget"):
         if key in meta:
             lines.append(f"- {key.replace('_', ' ')}: {meta[key]}")
     better = "higher" if report.higher_is_better else "lower"

@@ -67,6 +67,16 @@ def task_source(learner: MetaLearner) -> Any:
     return make_family(learner.config.family)
 
 
+def describe_model(learner: MetaLearner) -> str:
+    """Which model an evaluation scores: algorithm, training seed and iterations trained out of
+    those configured, so a score of a checkpoint taken mid-run cannot pass for the final model's."""
+    done = learner.iteration
+    planned = getattr(learner.config, "iterations", None)
+    of = f" of {planned}" if isinstance(planned, int) and planned != done else ""
+    noun = "iteration" if done == 1 and not of else "iterations"
+    return f"{learner.name}, training seed {learner.seed}, {done}{of} {noun} trained"
+
+
 def with_test_step_sizes(learner: MetaLearner, lrs: tuple[float, ...]) -> MetaLearner:
     """``learner`` adapting with step sizes ``lrs`` at test time (the last repeated).
 
@@ -130,6 +140,7 @@ def _evaluate_trials(learner: MetaLearner, opts: EvalOptions, out_dir: Path) -> 
         chunk_size=opts.chunk_size,
         show_progress=opts.show_progress,
     )
+    result = dataclasses.replace(result, model=describe_model(learner))
     save_report(result, out_dir)
     return to_markdown(result)
 
@@ -176,6 +187,7 @@ def _evaluate_curve(learner: MetaLearner, opts: EvalOptions, out_dir: Path) -> s
             "eval_seed": opts.eval_seed,
             "seeds": list(opts.seeds),
             "training_seed": learner.seed,
+            "model": describe_model(learner),
             "budget": f"{steps} inner gradient steps",
         },
     )

@@ -94,6 +94,8 @@ class EvalResult:
     eval_seed: int
     seeds: tuple[int, ...]
     agents: list[AgentResult]
+    model: str | None = None
+    """Which trained model was scored (``eval.learners.describe_model``), when one was."""
 
     def budget(self) -> str:
         return (

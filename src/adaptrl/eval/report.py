@@ -48,6 +48,7 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
         "eval_seed": result.eval_seed,
         "seeds": list(result.seeds),
         "ci": "95% Student-t over " + ("seed means" if len(result.seeds) > 1 else "tasks"),
+        **({"model": result.model} if result.model else {}),
         "provenance": provenance(seeds=list(result.seeds)),
         "agents": agents,
     }
@@ -68,6 +69,7 @@ def to_markdown(result: EvalResult) -> str:
         f"- budget: {result.budget()}",
         f"- seeds: {', '.join(map(str, result.seeds))}; "
         f"95% CI (Student t) over {'seed means' if len(result.seeds) > 1 else 'tasks'}",
+        *([f"- model: {result.model}"] if result.model else []),
         "",
         "| agent | trial return (95% CI) | first episode | last episode |",
         "|---|---|---|---|",
