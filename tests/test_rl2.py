@@ -366,6 +366,8 @@ def test_episode_time_input_feeds_the_share_of_the_episode_spent():
     assert_agent_reads_what_collection_stored(learner)
     with pytest.raises(ConfigError, match="episode_step"):
         net.inputs(env.reset(seed=0), *net.initial_prev(16))
+    with pytest.raises(ConfigError, match="episode_steps must be >= 1"):
+        RecurrentActorCritic(net.observation_space, net.action_space, episode_steps=0)
 
 
 def test_untrained_critic_cannot_steer_the_policy_on_mdps():
