@@ -73,8 +73,8 @@ def mdp_preset(n: int) -> RL2Config:
     (docs/results.md). Training at n = 10 took 42 minutes on one core before the embedding and 84
     with it on a core shared with other jobs. Longer trials (n > 10) train 3000 iterations, so the
     learning rate and entropy bonus anneal half as fast: at n = 25 the 1500-iteration run flattened
-    at 381.9 as its rate reached 0 (PSRL 404.1), while the 3000-iteration one scored 405.6 at its
-    iteration 1475 (~7 s per iteration, ~6 h in all; docs/results.md).
+    at 381.9 as its rate reached 0 (PSRL 404.1), while the 3000-iteration one scored 409.6 at its
+    iteration 1750, above PSRL (~7 s per iteration, ~6 h in all; docs/results.md).
     """
     return RL2Config(
         family=TabularMDPConfig(n=n),
