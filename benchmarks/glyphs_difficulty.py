@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from adaptrl.core.progress import print_table
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.seeding import make_generator
+from adaptrl.core.table import print_table
 from adaptrl.eval.stats import mean_ci
 from adaptrl.fewshot import make_fewshot_family
 

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 import tyro
 
-from adaptrl.core.progress import print_table, progress
+from adaptrl.core.progress import progress
 from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.table import print_table
 from adaptrl.envs import make_family
 from adaptrl.envs.mujoco import MujocoTaskFamily
 from adaptrl.eval.stats import mean_ci

@@ -33,7 +33,7 @@ def test_quick_bandit_bench(tmp_path):
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["provenance"]["commit"] and on_disk["provenance"]["machine"]["cores"]
     assert "200 held-out test tasks" in on_disk["tasks"]
-    assert "| 10x5 | gittins |" in (tmp_path / "results.md").read_text()
+    assert "| 10x5 | gittins |" in (tmp_path / "report.md").read_text()
     (gittins,) = rows_by(payload, "100x5", "gittins")
     (random,) = rows_by(payload, "100x5", "random")
     assert gittins["paper"] == RL2_TABLE1[(100, 5)]["gittins"]

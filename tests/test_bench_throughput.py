@@ -179,21 +179,21 @@ def _check_result(result, batch_sizes):
 
 
 def test_quick_run_reports_every_field_and_writes_json(tmp_path):
-    result = run_throughput(quick=True, out_dir=tmp_path)
+    result = run_throughput(ThroughputConfig(quick=True, out=tmp_path))
     _check_result(result, (20, 400))
-    on_disk = json.loads((tmp_path / "env-throughput.json").read_text())
+    on_disk = json.loads((tmp_path / "results.json").read_text())
     _check_result(on_disk, (20, 400))
     assert on_disk["machine"]["cores"] >= 1
-    md = (tmp_path / "env-throughput.md").read_text()
+    md = (tmp_path / "report.md").read_text()
     assert md == format_markdown(result) and "nav2d-goal-v0" in md and "SyncVectorEnv" in md
 
 
 def test_main_writes_results_and_restores_threads(tmp_path, capsys):
     before = torch.get_num_threads()
-    config = ThroughputConfig(batch_sizes=(8,), quick=True, out_dir=tmp_path, threads=1)
+    config = ThroughputConfig(batch_sizes=(8,), quick=True, out=tmp_path, threads=1)
     assert main(config) == 0
     assert torch.get_num_threads() == before
-    result = json.loads((tmp_path / "env-throughput.json").read_text())
+    result = json.loads((tmp_path / "results.json").read_text())
     assert result["settings"]["torch_threads"] == 1
     assert result["machine"]["torch_threads"] == 1
-    assert "tabular-mdp-v0" in capsys.readouterr().out
+    assert "env-throughput" in capsys.readouterr().out  # the table, printed

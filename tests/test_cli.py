@@ -97,7 +97,8 @@ def test_eval_writes_a_complete_run_directory(tmp_path, capsys):
     assert list((out / "checkpoints").glob("*.safetensors"))
     assert any(p.name.startswith("events.out.tfevents") for p in out.rglob("*"))
     data = json.loads((out / "results.json").read_text())
-    assert data["num_tasks"] == 20 and data["family_config"] == {"k": 3, "n": 5}
+    assert data["num_tasks"] == 20
+    assert data["family_config"] == {"family_id": "bandit-bernoulli-v0", "k": 3, "n": 5}
     assert "gittins" in stdout
     # plot redraws from the run directory
     (out / "curve.png").unlink()

@@ -22,13 +22,13 @@ from adaptrl.bench.fewshot import (
     Setting,
     build_config,
     classification_methods,
-    parse_overrides,
     parse_setting,
     run_glyphs,
     run_miniimagenet,
     run_omniglot,
 )
 from adaptrl.cli.main import main
+from adaptrl.core.config import parse_dotted
 from adaptrl.core.errors import ConfigError
 from adaptrl.fewshot.glyphs import GlyphsConfig
 
@@ -38,12 +38,12 @@ def test_settings_and_overrides_parse_or_fail_clearly():
     for bad in ("5x1", "w1s", "5w1"):
         with pytest.raises(ConfigError, match="5w1s"):
             parse_setting(bad)
-    assert parse_overrides(["protonet.train-ways=20", "matching.fce=true"]) == {
+    assert parse_dotted(["protonet.train-ways=20", "matching.fce=true"], "METHOD") == {
         "protonet": {"train_ways": 20},
         "matching": {"fce": True},
     }
     with pytest.raises(ConfigError, match=r"METHOD\.FIELD=VALUE"):
-        parse_overrides(["train_ways=20"])
+        parse_dotted(["train_ways=20"], "METHOD")
 
 
 def test_the_table_iterates_the_registry():

@@ -168,5 +168,5 @@ def test_metric_learners_refuse_regression_families():
         ProtoNetLearner(ProtoNetConfig(family=SinusoidConfig()), seed=0)
     with pytest.raises(ConfigError, match="classification family"):
         MatchingLearner(MatchingConfig(family=SinusoidConfig()), seed=0)
-    with pytest.raises(ConfigError, match="train-ways"):
+    with pytest.raises(ConfigError, match="train_ways must be >= 2"):
         ProtoNetConfig(train_ways=1)

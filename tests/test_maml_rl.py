@@ -80,6 +80,16 @@ def collected_data(
     return theta, pres, post
 
 
+def surrogate(learner: MAMLRL, params, pre, post) -> torch.Tensor:
+    """The outer loss of ``learner`` at ``params`` (the first half of ``loss_and_kl``)."""
+    return learner.loss_and_kl(params, pre, post)[0]
+
+
+def mean_kl(learner: MAMLRL, params, pre, post) -> torch.Tensor:
+    """The outer KL of ``learner`` at ``params`` (the second half of ``loss_and_kl``)."""
+    return learner.loss_and_kl(params, pre, post)[1]
+
+
 def fixed_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
     """Pre- and post-update rollouts of one inner step, in float64."""
     theta, pres, post = collected_data(learner)
@@ -88,7 +98,7 @@ def fixed_data(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Batch]:
 
 def flat_grad(learner, theta, pre, post) -> torch.Tensor:
     leaves = {k: v.clone().requires_grad_() for k, v in theta.items()}
-    loss = learner.surrogate_loss(leaves, [pre], post)
+    loss = surrogate(learner, leaves, [pre], post)
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(leaves.values()))])
 
 
@@ -109,7 +119,7 @@ def test_second_order_meta_gradient_matches_finite_differences():
                 k: theta[k] + sign * eps * d.view_as(theta[k])
                 for k, d in zip(names, parts, strict=True)
             }
-            return float(learner.surrogate_loss(p, [pre], post))
+            return float(surrogate(learner, p, [pre], post))
 
         numeric = (at(1.0) - at(-1.0)) / (2 * eps)
         assert analytic.dot(direction).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
@@ -162,7 +172,7 @@ def test_structured_fisher_product_equals_double_backward(first_order, inner_ste
         post.dist = batched_policy_dist(learner.policy, shared, post.obs).detach()
     names = list(theta)
     reference = fisher_vector_product(
-        lambda v: learner.mean_kl(dict(zip(names, v, strict=True)), pres, post),
+        lambda v: mean_kl(learner, dict(zip(names, v, strict=True)), pres, post),
         [theta[k] for k in names],
         0.1,
     )
@@ -178,14 +188,14 @@ def test_structured_fisher_product_equals_double_backward(first_order, inner_ste
 def test_trpo_line_search_respects_the_kl_bound(max_kl, fvp):
     learner = MAMLRL(tiny_config(max_kl=max_kl, rollouts_per_task=8, fvp=fvp), seed=2)
     theta, pre, post = fresh_rollouts(learner)
-    info = learner._trpo_update([pre], post)
+    info = learner.update([pre], post)
     new = {k: v.detach() for k, v in learner.params.items()}
-    kl = float(learner.mean_kl(new, [pre], post))
+    kl = float(mean_kl(learner, new, [pre], post))
     assert info["accepted"]
     assert 0 < kl <= max_kl * (1 + 1e-4)
     assert kl == pytest.approx(info["kl"], rel=1e-4)
-    assert float(learner.surrogate_loss(new, [pre], post)) < float(
-        learner.surrogate_loss(theta, [pre], post)
+    assert float(surrogate(learner, new, [pre], post)) < float(
+        surrogate(learner, theta, [pre], post)
     )
 
 
@@ -213,10 +223,10 @@ def test_fisher_products_use_the_subsampled_rollouts(subsample, expected, monkey
 
     monkeypatch.setattr(learner, "structured_fvp", spy)
     _, pre, post = fresh_rollouts(learner)
-    learner._trpo_update([pre], post)
+    learner.update([pre], post)
     assert seen == [(expected, [expected])]
     new = {k: v.detach() for k, v in learner.params.items()}
-    assert float(learner.mean_kl(new, [pre], post)) <= learner.config.max_kl * (1 + 1e-4)
+    assert float(mean_kl(learner, new, [pre], post)) <= learner.config.max_kl * (1 + 1e-4)
 
 
 def test_fvp_subsample_errors():
@@ -305,7 +315,7 @@ def test_baselines_are_configured_variants():
     for name in ("pretrained", "oracle"):
         derived = make_baseline_learner(name, two)
         assert derived.config.inner_lrs == () and derived.config.step_loss_weights == ()
-        assert [derived._eval_lr(k) for k in range(3)] == [0.5, 0.25, 0.25]
+        assert [derived.config.test_lr(k) for k in range(3)] == [0.5, 0.25, 0.25]
     curriculum = dataclasses.replace(two, single_step_iterations=2)
     assert make_baseline_learner("pretrained", curriculum).config.single_step_iterations == 0
 
@@ -349,7 +359,7 @@ def test_policy_acts_in_unit_coordinates_rescaled_to_the_box(normalize, monkeypa
     own samples (what log-probabilities are taken of) and the environment gets 0.1 x them."""
     learner = MAMLRL(tiny_config(normalize_actions=normalize), seed=0)
     sent = []
-    env = learner._env(learner.config.meta_batch_size * learner.config.rollouts_per_task)
+    env = learner.env(learner.config.meta_batch_size * learner.config.rollouts_per_task)
     real_step = env.step
 
     def spy(action):
@@ -384,7 +394,7 @@ def test_two_inner_steps_meta_gradient_matches_finite_differences():
     learner = MAMLRL(tiny_config(inner_steps=2), seed=4)
     theta, pres, post = collected_data(learner, steps=2, seed=4)
     leaves = {k: v.clone().requires_grad_() for k, v in theta.items()}
-    loss = learner.surrogate_loss(leaves, pres, post)
+    loss = surrogate(learner, leaves, pres, post)
     analytic = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(leaves.values()))])
     names = list(theta)
     sizes = [theta[k].numel() for k in names]
@@ -398,15 +408,13 @@ def test_two_inner_steps_meta_gradient_matches_finite_differences():
                 k: theta[k] + sign * eps * d.view_as(theta[k])
                 for k, d in zip(names, parts, strict=True)
             }
-            return float(learner.surrogate_loss(p, pres, post))
+            return float(surrogate(learner, p, pres, post))
 
         numeric = (at(1.0) - at(-1.0)) / (2 * eps)
         assert torch.cat(parts).dot(analytic).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
     # one step only gives a different loss on the same data: the second step is not a no-op
     one_step = MAMLRL(tiny_config(inner_steps=1), seed=4)
-    assert float(one_step.surrogate_loss(theta, pres[:1], post)) != pytest.approx(
-        float(loss.detach())
-    )
+    assert float(surrogate(one_step, theta, pres[:1], post)) != pytest.approx(float(loss.detach()))
 
 
 def test_step_loss_weights_score_each_adapted_policy_on_its_own_rollouts():
@@ -424,27 +432,27 @@ def test_step_loss_weights_score_each_adapted_policy_on_its_own_rollouts():
     moved = {
         k: v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in theta.items()
     }
-    for fn in ("surrogate_loss", "mean_kl"):
-        got = getattr(learner, fn)(moved, pres, post)
-        first = getattr(one_step, fn)(moved, pres[:1], pres[1])
-        last = getattr(last_only, fn)(moved, pres, post)
+    for part in (0, 1):  # the loss, then the KL
+        got = learner.loss_and_kl(moved, pres, post)[part]
+        first = one_step.loss_and_kl(moved, pres[:1], pres[1])[part]
+        last = last_only.loss_and_kl(moved, pres, post)[part]
         torch.testing.assert_close(got, 0.25 * first + 0.75 * last)
         assert float(first) != pytest.approx(float(last))  # the two terms differ: a real mix
     # every adapted policy collected its own rollouts, so the weighted KL vanishes at theta
-    assert float(learner.mean_kl(theta, pres, post)) == pytest.approx(0.0, abs=1e-12)
+    assert float(mean_kl(learner, theta, pres, post)) == pytest.approx(0.0, abs=1e-12)
     # the second step used its own rate: 0.3 for both would give another loss
     both_03 = MAMLRL(dataclasses.replace(config, inner_lrs=(), step_loss_weights=()), seed=4)
     both_03.policy.double()
-    assert float(both_03.surrogate_loss(moved, pres, post)) != pytest.approx(
-        float(last_only.surrogate_loss(moved, pres, post))
+    assert float(surrogate(both_03, moved, pres, post)) != pytest.approx(
+        float(surrogate(last_only, moved, pres, post))
     )
 
 
 def test_inner_lrs_set_the_default_test_schedule_and_bad_values_fail():
     learner = MAMLRL(tiny_config(inner_steps=2, inner_lrs=(0.5, 0.25)), seed=0)
-    assert [learner._eval_lr(k) for k in range(4)] == [0.5, 0.25, 0.25, 0.25]
+    assert [learner.config.test_lr(k) for k in range(4)] == [0.5, 0.25, 0.25, 0.25]
     given = MAMLRL(tiny_config(inner_steps=2, inner_lrs=(0.5, 0.25), eval_inner_lrs=(0.1,)), seed=0)
-    assert given._eval_lr(0) == 0.1
+    assert given.config.test_lr(0) == 0.1
     for bad in (
         {"inner_lrs": (0.1,)},
         {"inner_lrs": (0.1, -0.1)},
@@ -498,15 +506,13 @@ def test_multi_step_loss_updates(outer: str):
     learner.params = {k: v.clone().requires_grad_() for k, v in theta.items()}
     if outer == "ppo":
         learner.optimizer = torch.optim.Adam(learner.params.values(), lr=1e-3)
-        learner._ppo_update(pres, post)
+        learner.update(pres, post)
     else:
-        assert learner._trpo_update(pres, post)["accepted"]
+        assert learner.update(pres, post)["accepted"]
         new = {k: v.detach() for k, v in learner.params.items()}
-        assert 0 < float(learner.mean_kl(new, pres, post)) <= 1e-3 * (1 + 1e-4)
+        assert 0 < float(mean_kl(learner, new, pres, post)) <= 1e-3 * (1 + 1e-4)
     new = {k: v.detach() for k, v in learner.params.items()}
-    assert float(learner.surrogate_loss(new, pres, post)) < float(
-        learner.surrogate_loss(theta, pres, post)
-    )
+    assert float(surrogate(learner, new, pres, post)) < float(surrogate(learner, theta, pres, post))
     metrics = MAMLRL(dataclasses.replace(config, iterations=1), seed=5).meta_train_step()
     assert torch.isfinite(torch.as_tensor(metrics["return_post"]))
 
@@ -516,14 +522,12 @@ def test_two_inner_steps_trpo_update_respects_the_kl_bound():
     learner = MAMLRL(tiny_config(inner_steps=2, rollouts_per_task=8, max_kl=1e-3), seed=5)
     theta, pres, post = collected_data(learner, steps=2, seed=4)
     learner.params = {k: v.clone() for k, v in theta.items()}
-    info = learner._trpo_update(pres, post)
+    info = learner.update(pres, post)
     new = {k: v.detach() for k, v in learner.params.items()}
-    kl = float(learner.mean_kl(new, pres, post))
+    kl = float(mean_kl(learner, new, pres, post))
     assert info["accepted"]
     assert 0 < kl <= 1e-3 * (1 + 1e-4)
-    assert float(learner.surrogate_loss(new, pres, post)) < float(
-        learner.surrogate_loss(theta, pres, post)
-    )
+    assert float(surrogate(learner, new, pres, post)) < float(surrogate(learner, theta, pres, post))
     metrics = MAMLRL(tiny_config(inner_steps=2), seed=5).meta_train_step()
     assert torch.isfinite(torch.as_tensor(metrics["return_post"]))
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from adaptrl.algos.maml_rl import MAMLRL
+from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.rl2 import RL2
 from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.bench import maml_rl as bench
@@ -31,31 +31,20 @@ def test_nav2d_reference_points_match_closed_forms():
     assert (oracle > -2.0).all() and (oracle <= 0).all()
 
 
-def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
-    real = bench.nav2d_config
-
-    def smaller(*args):
-        cfg = real(*args)
-        return dataclasses.replace(cfg, family=dataclasses.replace(cfg.family, horizon=20))
-
-    monkeypatch.setattr(bench, "nav2d_config", smaller)
-    out = tmp_path / "nav"
-    result = bench.run_maml_nav2d(
-        bench.MAMLNav2DConfig(
-            quick=True,
-            out=out,
-            inner_lr=0.5,
-            eval_inner_lrs=(0.5, 0.25),
-            eval_rollouts=5,
-            goal_region="box",
-            inner_steps=2,
-            inner_lrs=(0.5, 0.4),
-            step_loss_weights=(1.0, 2.0),
-            single_step_iterations=2,
-            batch="steps",
-            eval_batch="steps",
-        )
+def test_maml_nav2d_quick_writes_a_curve_report(tmp_path):
+    authors = bench.maml_preset("nav2d-authors")
+    maml = dataclasses.replace(
+        authors,
+        family=dataclasses.replace(authors.family, horizon=20),
+        eval_rollouts_per_task=5,
+        inner_steps=2,
+        inner_lrs=(0.5, 0.4),
+        step_loss_weights=(1.0, 2.0),
+        single_step_iterations=2,
+        batch="steps",
     )
+    out = tmp_path / "nav"
+    result = bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out, maml=maml))
     labels = [c.label for c in result["report"].curves]
     assert labels == ["MAML", "scratch", "pretrained", "oracle"]
     assert all(c.values.shape == (8, 4) for c in result["report"].curves)
@@ -68,9 +57,8 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
         "pretrained-s0",
     ]
     again = load_trained(out / "models" / "MAML-s0")
-    assert again.config.family.goal_region == "box" and again.config.inner_steps == 2
-    assert again.config.inner_lrs == (0.5, 0.4) and again.config.step_loss_weights == (1.0, 2.0)
-    assert again.config.single_step_iterations == 2 and again.iteration == 3
+    assert again.config == dataclasses.replace(maml, **bench.NAV2D_QUICK)  # --quick's sizes
+    assert again.iteration == 3
     pretrained = load_trained(out / "models" / "pretrained-s0").config
     assert pretrained.inner_steps == 0 and pretrained.inner_lrs == ()
     assert pretrained.eval_inner_lrs == (0.5, 0.25)  # tested with MAML's schedule
@@ -82,25 +70,25 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path, monkeypatch):
         again.adaptation_curve(tasks, 3, gen).double(), result["report"].curves[0].values
     )
     payload = json.loads((out / "bench.json").read_text())
-    assert payload["reward"] == "distance"
-    assert payload["inner_lr"] == 0.5 and payload["eval_inner_lrs"] == [0.5, 0.25]
-    assert payload["eval_rollouts"] == 5
-    assert "training 0.5; at test time 0.5, 0.25 (the last repeated), 5 rollouts" in text
+    assert payload["config"]["inner_lr"] == 0.5 and payload["config"]["eval_inner_lrs"] == [
+        0.5,
+        0.25,
+    ]
+    assert payload["config"]["family"]["goal_region"] == "box"
     assert "x 4 rollouts per inner step; tested with 5 rollouts per task and step, 3 steps" in text
     assert (
-        "2 inner step(s) in meta-training with step sizes 0.5, 0.4 and outer-loss weights "
-        "1.0, 2.0, the first 2 meta-iterations with one inner step; goal region `box`; "
-        "batches of steps in training, of steps at test time" in text
+        "Reward `distance`, goal region `box`. Inner step size in training 0.5; at test time 0.5, "
+        "0.25 (the last repeated), 5 rollouts per task and step; 2 inner step(s) in meta-training "
+        "with step sizes 0.5, 0.4 and outer-loss weights 1.0, 2.0, the first 2 meta-iterations "
+        "with one inner step; batches of steps in training, of steps at test time." in text
     )
-    assert payload["batch"] == payload["eval_batch"] == "steps"
-    assert payload["goal_region"] == "box" and payload["inner_steps"] == 2
-    assert payload["inner_lrs"] == [0.5, 0.4] and payload["step_loss_weights"] == [1.0, 2.0]
-    assert payload["single_step_iterations"] == 2
     # a second run into the same folder replaces its models
     bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out, baselines=("oracle",)))
     assert (out / "models" / "oracle-s0" / "model.json").is_file()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown baselines"):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, baselines=("nope",), out=out))
+    with pytest.raises(ConfigError, match="runs on nav2d-goal-v0"):
+        bench.run_maml_nav2d(bench.MAMLNav2DConfig(maml=bench.maml_preset("cheetah-dir")))
 
 
 def test_direction_breakdown_weighs_the_two_directions_equally():
@@ -138,7 +126,9 @@ def _one_iteration_run(path, config, seed):
 
 def test_maml_cheetah_scores_a_trained_run_instead_of_training(tmp_path):
     pytest.importorskip("mujoco")
-    config = bench.cheetah_config(bench.MAMLCheetahConfig(quick=True, iterations=7))
+    config = dataclasses.replace(
+        bench.maml_preset("cheetah-dir"), **bench.CHEETAH_QUICK | {"iterations": 7}
+    )
     _one_iteration_run(tmp_path / "run", config, seed=3)
     payload = bench.run_maml_cheetah(
         bench.MAMLCheetahConfig(quick=True, maml_run=tmp_path / "run", out=tmp_path / "b")
@@ -159,7 +149,9 @@ def test_maml_cheetah_scores_a_trained_run_instead_of_training(tmp_path):
 
 
 def test_load_maml_run_refuses_another_family(tmp_path):
-    config = bench.nav2d_config("distance", 1, quick=True)
+    config = dataclasses.replace(
+        bench.maml_preset("nav2d"), **bench.NAV2D_QUICK | {"iterations": 1}
+    )
     _one_iteration_run(tmp_path / "nav", config, seed=0)
     with pytest.raises(ConfigError, match="trained on nav2d-goal-v0, not halfcheetah-dir-v0"):
         bench.load_maml_run(tmp_path / "nav", "halfcheetah-dir-v0")
@@ -169,23 +161,28 @@ def test_load_maml_run_refuses_another_family(tmp_path):
         load_trained(tmp_path / "nav", expect=RL2)
 
 
-def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
-    real = maml_speed.speed_config
+def tiny_speed_config(iterations: int) -> MAMLRLConfig:
+    """The maml-speed preset on 2 tasks x 3 rollouts of 10 steps, an 8-unit policy."""
+    cfg = maml_speed.MAMLSpeedConfig().maml
+    family = dataclasses.replace(cfg.family, horizon=10)
+    return dataclasses.replace(
+        cfg,
+        iterations=iterations,
+        meta_batch_size=2,
+        rollouts_per_task=3,
+        hidden=(8,),
+        family=family,
+    )
 
-    def tiny(iterations=200):
-        cfg = real(iterations)
-        return dataclasses.replace(
-            cfg,
-            meta_batch_size=2,
-            rollouts_per_task=3,
-            hidden=(8,),
-            family=dataclasses.replace(cfg.family, horizon=10),
-        )
 
-    monkeypatch.setattr(maml_speed, "speed_config", tiny)
+def test_maml_speed_runs_ours_reference_and_floor(tmp_path):
     result = maml_speed.run_maml_speed(
         maml_speed.MAMLSpeedConfig(
-            quick=True, iterations=3, traced_iterations=2, variant_iterations=1, out=tmp_path
+            maml=tiny_speed_config(3),
+            quick=True,
+            traced_iterations=2,
+            variant_iterations=1,
+            out=tmp_path,
         )
     )
     assert result["ours_seconds_per_iteration"]["iterations"] == 3
@@ -204,13 +201,7 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path, monkeypatch):
 def test_reference_implementation_computes_the_same_meta_update():
     """The per-task-loop reference and ours are the same algorithm: on identical rollouts their
     surrogate losses agree (ours batched with vmap, the reference looping over tasks)."""
-    cfg = dataclasses.replace(
-        maml_speed.speed_config(1),
-        meta_batch_size=2,
-        rollouts_per_task=3,
-        hidden=(8,),
-        family=dataclasses.replace(maml_speed.speed_config(1).family, horizon=10),
-    )
+    cfg = tiny_speed_config(1)
     ref = maml_speed.ReferenceMAMLTRPO(cfg, seed=0)
     ours = MAMLRL(cfg, seed=0)
     goal = torch.tensor([0.3, -0.2])

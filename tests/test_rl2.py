@@ -146,7 +146,7 @@ def test_ppo_update_lowers_the_clipped_loss_on_a_fixed_batch():
             return ppo_clip_loss(logp, batch.logp, adv, 0.2, valid)[0]
 
     before = clipped_loss()
-    learner._ppo_update(batch, adv, ret, valid)
+    learner.update(batch, adv, ret, valid)
     assert clipped_loss() < before - 1e-3
 
 
@@ -321,8 +321,8 @@ def test_previous_observation_input_makes_each_input_a_transition():
     assert not any(n.startswith("value_embed") for n in net.policy_parameters())
     value_ids = {id(p) for p in net.value_parameters()}
     assert id(net.value_embed[0].weight) in value_ids
-    with pytest.raises(ConfigError, match="embedding widths"):
-        RL2(dataclasses.replace(cfg, embed=(0,)), seed=0)
+    with pytest.raises(ConfigError, match=r"embed\[0\] must be >= 1"):
+        dataclasses.replace(cfg, embed=(0,))
 
 
 def test_time_input_feeds_the_share_of_the_trial_spent():
@@ -409,7 +409,7 @@ def test_separate_critic_keeps_the_value_loss_out_of_the_policy():
     policy_before = {k: v.detach().clone() for k, v in net.policy_parameters().items()}
     value_before = [p.detach().clone() for p in net.value_parameters()]
     # zero advantages: only the value loss moves anything, and only the critic's parameters
-    learner._ppo_update(batch, torch.zeros_like(batch.rewards), batch.rewards + 1.0, valid)
+    learner.update(batch, torch.zeros_like(batch.rewards), batch.rewards + 1.0, valid)
     for k, v in net.policy_parameters().items():
         assert torch.equal(v, policy_before[k]), k
     assert any(

@@ -10,14 +10,16 @@ import pytest
 from adaptrl.algos.rl2 import RL2
 from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.bench.rl2 import (
+    BANDITS,
+    MDPS,
     RL2BanditBenchConfig,
     RL2MDPBenchConfig,
     RL2SpeedBenchConfig,
-    bandit_preset,
     load_rl2_runs,
-    run_rl2_bandits,
-    run_rl2_mdps,
+    rl2_preset,
     run_rl2_speed,
+    run_table,
+    setting_configs,
     time_to_target,
 )
 from adaptrl.core.errors import ConfigError
@@ -27,25 +29,31 @@ from adaptrl.eval.protocol import evaluate
 
 def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
     out = tmp_path / "b"
-    payload = run_rl2_bandits(RL2BanditBenchConfig(quick=True, iterations=3, num_tasks=40, out=out))
+    rl2 = dataclasses.replace(rl2_preset("bandits-10"), iterations=3)
+    payload = run_table(RL2BanditBenchConfig(rl2=rl2, quick=True, num_tasks=40, out=out), BANDITS)
     agents = [r["agent"] for r in payload["rows"]]
     assert agents == ["rl2 (ours)", "gittins", "ucb1", "thompson", "random"]
     assert payload["rows"][0]["paper"] == 6.7 and payload["rows"][1]["paper"] == 6.6
     data = json.loads((out / "results.json").read_text())
     assert data["provenance"]["seeds"] == [0] and data["settings"][0]["config"]["iterations"] == 3
-    assert "ratio to gittins" in (out / "results.md").read_text()
+    assert "ratio to gittins" in (out / "report.md").read_text()
     assert data["settings"][0]["config"]["outer"] == "ppo"
+    # --quick caps a preset's budget; --settings moves it to other families
+    capped = RL2BanditBenchConfig(quick=True, settings=("10x10",), num_tasks=20, out=out)
+    assert [c.iterations for c in setting_configs(capped, BANDITS)] == [100]
+    assert setting_configs(capped, BANDITS)[0].family.k == 10
+    with pytest.raises(ConfigError, match="this table runs on bandit-bernoulli-v0"):
+        setting_configs(RL2BanditBenchConfig(rl2=rl2_preset("mdps-10")), BANDITS)
     out = tmp_path / "m"
-    bench = RL2MDPBenchConfig(
-        quick=True, iterations=1, num_tasks=20, out=out, outer="trpo", memory="transformer"
-    )
-    payload = run_rl2_mdps(bench)
+    rl2 = dataclasses.replace(rl2_preset("mdps-10"), outer="trpo", memory="transformer")
+    bench = RL2MDPBenchConfig(rl2=dataclasses.replace(rl2, iterations=1), num_tasks=20, out=out)
+    payload = run_table(bench, MDPS)
     assert [r["agent"] for r in payload["rows"]] == ["rl2 (ours)", "psrl", "random"]
     assert payload["rows"][0]["paper"] == 156.2
     assert len(payload["settings"][0]["rl2_episode_curve"]) == 10
     config = payload["settings"][0]["config"]
     assert (config["outer"], config["memory"], config["iterations"]) == ("trpo", "transformer", 1)
-    assert "transformer / trpo" in (out / "results.md").read_text()
+    assert "transformer / trpo" in (out / "report.md").read_text()
 
 
 def test_rl2_speed_bench_reports_ratios_and_time_to_target(tmp_path):
@@ -63,7 +71,7 @@ def test_rl2_speed_bench_reports_ratios_and_time_to_target(tmp_path):
     assert not target["reached"]  # 100 is impossible in 10 pulls
     assert [h["iteration"] for h in target["history"]] == [10, 20, 30, 40]
     assert target["test_score"] is None
-    assert (tmp_path / "results.md").exists()
+    assert (tmp_path / "report.md").exists()
 
 
 def test_time_to_target_stops_on_validation_tasks_and_scores_the_test_tasks():
@@ -85,12 +93,12 @@ def _saved_rl2_run(path, config, seed):
 
 
 def test_rl2_bandit_bench_scores_trained_runs_instead_of_training(tmp_path):
-    config = dataclasses.replace(bandit_preset(10, 5), iterations=2, trials=16)
+    config = dataclasses.replace(rl2_preset("bandits-10"), iterations=2, trials=16)
     runs = (tmp_path / "a", tmp_path / "b")
     for path, seed in zip(runs, (4, 5), strict=True):
         _saved_rl2_run(path, config, seed)
     bench = RL2BanditBenchConfig(quick=True, num_tasks=40, runs=runs, out=tmp_path / "out")
-    payload = run_rl2_bandits(bench)
+    payload = run_table(bench, BANDITS)
     assert payload["provenance"]["seeds"] == [4, 5]  # the runs' seeds, not the bench's
     setting = payload["settings"][0]
     assert setting["train_seconds"] == [None, None] and setting["config"]["trials"] == 16
@@ -100,18 +108,18 @@ def test_rl2_bandit_bench_scores_trained_runs_instead_of_training(tmp_path):
         spec = (f"rl2-seed{seed}", lambda f, lr=learner: lr.trial_agent())  # the bench's label
         res = evaluate(family, [spec], num_tasks=40)
         assert score == pytest.approx(res.agents[0].returns.sum(-1).double().mean().item())
-    assert "| run / run |" in (tmp_path / "out" / "results.md").read_text()
+    assert "| run / run |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_rl2_bench_runs_must_match_the_setting(tmp_path):
-    config = dataclasses.replace(bandit_preset(10, 5), iterations=1, trials=8)
+    config = dataclasses.replace(rl2_preset("bandits-10"), iterations=1, trials=8)
     _saved_rl2_run(tmp_path / "a", config, 0)
     other = RL2BanditBenchConfig(settings=("10x10",), num_tasks=10, runs=(tmp_path / "a",))
     with pytest.raises(ConfigError, match="was trained on"):
-        run_rl2_bandits(dataclasses.replace(other, out=tmp_path / "o1"))
+        run_table(dataclasses.replace(other, out=tmp_path / "o1"), BANDITS)
     two = dataclasses.replace(other, settings=("10x5", "10x10"), out=tmp_path / "o2")
     with pytest.raises(ConfigError, match="--runs scores one setting"):
-        run_rl2_bandits(two)
+        run_table(two, BANDITS)
     _saved_rl2_run(tmp_path / "b", dataclasses.replace(config, hidden=32), 1)
     with pytest.raises(ConfigError, match=r"differs from .* score them separately"):
         load_rl2_runs((tmp_path / "a", tmp_path / "b"), config.family)

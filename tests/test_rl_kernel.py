@@ -439,7 +439,12 @@ def test_trpo_step_is_the_scaled_natural_gradient(make):
     loss_fn, kl_fn = surrogate(policy), kl_to_start(policy)
     n = flat(params).numel()
     new, info = trpo_step(
-        params, loss_fn, kl_fn, max_kl=0.01, damping=0.1, cg_iters=n, cg_residual_tol=1e-30
+        params,
+        lambda p: (loss_fn(p), kl_fn(p)),
+        max_kl=0.01,
+        damping=0.1,
+        cg_iters=n,
+        cg_residual_tol=1e-30,
     )
     assert [t.shape for t in new] == [t.shape for t in params]
     assert not any(t.requires_grad for t in new)
@@ -472,14 +477,17 @@ def test_trpo_step_through_an_inner_adaptation_step(make):
     policy = make()
     params = policy[0]
     loss_fn, kl_fn = surrogate(policy, seed=41), kl_to_start(policy)
-    new, info = trpo_step(params, loss_fn, kl_fn, max_kl=0.005)
+    new, info = trpo_step(
+        params, lambda p: (loss_fn(p), kl_fn(p)), max_kl=0.005, autograd_line_search=True
+    )
     assert info["accepted"] and info["loss_after"] < info["loss_before"] and info["kl"] <= 0.005
     assert not torch.equal(flat(new), flat(params))
 
 
-def test_trpo_step_takes_a_given_fisher_product_and_line_search_evaluation():
-    """A dense damped Fisher passed as ``fvp`` and a fused ``loss_and_kl`` reproduce the default
-    step; a different metric (2F) gives a different direction, so ``fvp`` is really used."""
+def test_trpo_step_takes_a_given_fisher_product_and_searches_without_autograd():
+    """A dense damped Fisher passed as ``fvp`` reproduces the default step; a different metric
+    (2F) gives a different direction, so ``fvp`` is really used; the line search evaluates the
+    objective without autograd, unless told otherwise (same step either way)."""
     policy = gaussian_policy()
     params = policy[0]
     loss_fn, kl_fn = surrogate(policy), kl_to_start(policy)
@@ -489,26 +497,27 @@ def test_trpo_step_takes_a_given_fisher_product_and_line_search_evaluation():
     ) + 0.1 * torch.eye(n, dtype=torch.float64)
     calls = []
 
-    def fused(p):
+    def objective(p):
         calls.append(torch.is_grad_enabled())
         return loss_fn(p), kl_fn(p)
 
     kw = dict(max_kl=0.01, damping=0.1, cg_iters=n, cg_residual_tol=1e-30)
-    default, info = trpo_step(params, loss_fn, kl_fn, **kw)
-    given, info_given = trpo_step(
-        params, loss_fn, kl_fn, fvp=lambda v: fisher @ v, loss_and_kl=fused, **kw
-    )
+    default, info = trpo_step(params, objective, **kw)
+    calls.clear()
+    given, info_given = trpo_step(params, objective, fvp=lambda v: fisher @ v, **kw)
     torch.testing.assert_close(flat(given), flat(default))
     assert info_given["backtracks"] == info["backtracks"]
-    assert calls and not any(calls)  # the line search evaluates without autograd
-    other, _ = trpo_step(params, loss_fn, kl_fn, fvp=lambda v: 2 * fisher @ v, **kw)
+    assert calls[0] and calls[1:] and not any(calls[1:])  # the gradient, then the line search
+    with_grad, _ = trpo_step(params, objective, autograd_line_search=True, **kw)
+    torch.testing.assert_close(flat(with_grad), flat(default))
+    other, _ = trpo_step(params, objective, fvp=lambda v: 2 * fisher @ v, **kw)
     assert not torch.allclose(flat(other) - flat(params), flat(default) - flat(params))
 
 
 def test_trpo_step_at_a_stationary_point_changes_nothing():
     params, dist, spec = categorical_policy()
     kl_fn = kl_to_start((params, dist, spec))
-    new, info = trpo_step(params, kl_fn, kl_fn)  # KL to itself: zero gradient at params
+    new, info = trpo_step(params, lambda p: (kl_fn(p), kl_fn(p)))  # zero gradient at params
     assert not info["accepted"]
     assert torch.equal(flat(new), flat(params))
 

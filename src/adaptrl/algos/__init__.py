@@ -13,6 +13,6 @@ from adaptrl.algos import (
     rl2,  # noqa: F401
 )
 from adaptrl.algos.base import MetaLearner
-from adaptrl.algos.registry import ALGOS, AlgoSpec, make_learner, register_algo
+from adaptrl.algos.registry import ALGOS, AlgoSpec, load_config, make_learner, register_algo
 
-__all__ = ["ALGOS", "AlgoSpec", "MetaLearner", "make_learner", "register_algo"]
+__all__ = ["ALGOS", "AlgoSpec", "MetaLearner", "load_config", "make_learner", "register_algo"]

@@ -9,7 +9,7 @@ registers nothing); each algorithm file keeps its own kernels and training step.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -66,23 +66,6 @@ def chunked(fn: Callable[[FewShotBatch], torch.Tensor], tasks: FewShotBatch, siz
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-task accuracy ``[T]`` of ``[T, Q, N]`` logits against ``[T, Q]`` labels."""
     return (logits.argmax(-1) == labels).float().mean(-1)
-
-
-def check_counts(algo: str, config: Any, names: Iterable[str]) -> None:
-    """Raise a :class:`ConfigError` naming the first field in ``names`` that is below 1."""
-    for name in names:
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{algo}: {name} must be >= 1, got {getattr(config, name)}")
-
-
-def check_episode_config(algo: str, config: Any, counts: Iterable[str]) -> None:
-    """The checks every support-set classifier's config shares: ``counts`` >= 1, ``train_ways``
-    None or >= 2, ``lr`` > 0."""
-    check_counts(algo, config, counts)
-    if config.train_ways is not None and config.train_ways < 2:
-        raise ConfigError(f"{algo}: --train-ways must be >= 2, got {config.train_ways}")
-    if config.lr <= 0:
-        raise ConfigError(f"{algo}: --lr must be > 0, got {config.lr}")
 
 
 # --- learners --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from adaptrl.algos.base import MetaLearner
+from adaptrl.core.config import Config, Count, Positive, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig, make_fewshot_family
@@ -244,26 +245,26 @@ FamilyField = Annotated[FewShotConfigUnion, tyro.conf.arg(name="")]
 
 
 @dataclasses.dataclass(frozen=True)
-class GradientConfig:
+class GradientConfig(Config):
     """Options shared by the gradient-based few-shot learners. ``None`` means the family's default
     (MAML's settings: sinusoid regression, or Omniglot-like N-way classification)."""
 
     family: FamilyField = SinusoidConfig()
     """Task family (ways/shots/queries are the family's options)."""
-    iterations: int = 10000
+    iterations: Size = 10000
     """Outer iterations (meta-batches)."""
-    meta_batch: int | None = None
+    meta_batch: Size | None = None
     """Tasks per outer iteration (default: 25 regression, 32 classification, 16 for 20+ ways)."""
-    inner_steps: int | None = None
+    inner_steps: Size | None = None
     """Inner gradient steps during meta-training (default 1; 5 for 20+ ways)."""
-    inner_lr: float | None = None
+    inner_lr: Positive | None = None
     """Inner SGD step size (default: 0.01 regression, 0.4 classification, 0.1 for 20+ ways)."""
-    outer_lr: float = 1e-3
+    outer_lr: Positive = 1e-3
     """Adam step size of the outer loop."""
-    eval_steps: int | None = None
+    eval_steps: Count | None = None
     """Inner steps reported by `adaptrl eval` (default: 10 regression, 3 classification, 5 for
     20+ ways)."""
-    filters: int | None = None
+    filters: Size | None = None
     """Conv filters (default 64 for images up to 32 px, 32 above); ignored for vectors."""
     pool: Pool = "max"
     """Conv blocks end in 2x2 max-pooling ("max") or use stride-2 convs ("stride", as MAML's
@@ -273,23 +274,8 @@ class GradientConfig:
     matmuls, grouped convs), a vmapped graph ("vmap"), a Python loop ("loop"), or "auto" (the
     fastest measured: batched for the MLP, vmap for the conv net); same numbers. ANIL, Reptile
     and evaluation always vmap unless "loop"."""
-    eval_chunk: int = 50
+    eval_chunk: Size = 50
     """Tasks per evaluation chunk (bounds memory)."""
-
-    def validate(self) -> None:
-        for name in ("iterations", "meta_batch", "inner_steps", "eval_chunk"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if self.eval_steps is not None and self.eval_steps < 0:
-            raise ConfigError(f"eval_steps must be >= 0, got {self.eval_steps}")
-        for name in ("inner_lr", "outer_lr"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be > 0, got {value}")
-
-    def __post_init__(self) -> None:
-        self.validate()
 
 
 def family_default(kind: str, ways: int, regression: Any, classification: Any, many: Any) -> Any:

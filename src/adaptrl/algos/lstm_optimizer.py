@@ -31,8 +31,9 @@ import tyro
 from torch import nn
 from torch.func import functional_call
 
-from adaptrl.algos.episodic import EpisodicLearner, check_counts
+from adaptrl.algos.episodic import EpisodicLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.config import Config, Positive, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig
 from adaptrl.nn.backbones import make_backbone
@@ -225,40 +226,34 @@ def tune_learning_rate(
 
 # --- learner ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class LSTMOptimizerConfig:
+class LSTMOptimizerConfig(Config):
     """A coordinatewise LSTM optimizer meta-trained to train a small MLP on few-shot tasks."""
 
     family: Annotated[FewShotConfigUnion, tyro.conf.arg(name="")] = SinusoidConfig()
     """Task family whose support sets the optimizee is trained on (sinusoid-v0 or glyphs-v0)."""
-    iterations: int = 300
+    iterations: Size = 300
     """Outer iterations; each is one optimisation run of ``inner_steps`` on a fresh task batch."""
-    tasks_per_batch: int = 16
+    tasks_per_batch: Size = 16
     """Tasks per outer iteration (each trains its own optimizee)."""
-    inner_steps: int = 100
+    inner_steps: Size = 100
     """Optimisation steps per run (the paper: 100); also the default evaluation budget."""
-    unroll: int = 20
+    unroll: Size = 20
     """Truncation length of backpropagation through time (the paper: 20)."""
-    hidden: int = 20
+    hidden: Size = 20
     """Hidden units of each of the two LSTM layers (the paper: 20)."""
-    preprocess_p: float = 10.0
+    preprocess_p: Positive = 10.0
     """``p`` of the gradient preprocessing (the paper: 10)."""
-    output_scale: float = 0.1
+    output_scale: Positive = 0.1
     """Scale of the LSTM's output update (the paper: 0.1)."""
-    optimizee_hidden: tuple[int, ...] = (40, 40)
+    optimizee_hidden: tuple[Size, ...] = (40, 40)
     """Hidden layers of the optimizee MLP (40-40 for sinusoid); for images the first entry is the
     filter count of the conv net optimizee."""
-    lr: float = 1e-3
+    lr: Positive = 1e-3
     """Adam learning rate of the LSTM's parameters."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: Positive = 1.0
     """Clip the meta-gradient's norm (the unrolled loss has occasional spikes)."""
     second_order: bool = False
     """Backpropagate through the gradients the LSTM reads (exact; the paper drops this term)."""
-
-    def __post_init__(self) -> None:
-        counts = ("iterations", "tasks_per_batch", "inner_steps", "unroll", "hidden")
-        check_counts("lstm-optimizer", self, counts)
-        if self.lr <= 0 or self.preprocess_p <= 0 or self.output_scale <= 0:
-            raise ConfigError("lstm-optimizer: --lr, --preprocess-p and --output-scale must be > 0")
 
 
 class LSTMOptimizerLearner(EpisodicLearner):

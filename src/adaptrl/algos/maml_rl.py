@@ -1,7 +1,8 @@
 """MAML for reinforcement learning (Finn, Abbeel & Levine 2017), read top to bottom.
 
 The policy's initial parameters ``theta`` are meta-trained so that a few vanilla policy-gradient
-(VPG) steps on a new task's own rollouts give a good policy for that task. One meta-iteration:
+(VPG) steps on a new task's own rollouts give a good policy for that task. One meta-iteration
+(:meth:`MAMLRL.meta_train_step`):
 
 1. draw ``G`` meta-train tasks; run ``E`` rollouts per task with ``theta`` in one batched
    environment of ``G * E`` rows (task ``g`` repeated ``E`` times), stored task-major
@@ -11,11 +12,12 @@ The policy's initial parameters ``theta`` are meta-trained so that a few vanilla
    (each further inner step runs fresh rollouts with the current adapted parameters);
 3. run ``E`` rollouts per task with the adapted parameters ``phi_g`` (per-task parameters applied
    with ``vmap(functional_call)``, one batched forward per environment step);
-4. update ``theta`` on the adapted policies' rollouts: TRPO (the paper's method: the loss re-runs
-   the differentiable adaptation on the pre-update rollouts and evaluates the importance-weighted
-   surrogate on the post-update ones; the KL constraint is on the adapted policies) or a PPO-style
-   clipped objective (several epochs, re-adapting each epoch). Second-order gradients flow through
-   the inner step; ``first_order=True`` (FOMAML) detaches the inner gradient.
+4. update ``theta`` on the adapted policies' rollouts (:meth:`MAMLRL.update`): TRPO (the paper's
+   method: the objective re-runs the differentiable adaptation on the pre-update rollouts and
+   evaluates the importance-weighted surrogate on the post-update ones; the KL constraint is on
+   the adapted policies) or a PPO-style clipped objective (several epochs, re-adapting each
+   epoch). Second-order gradients flow through the inner step; ``first_order=True`` (FOMAML)
+   detaches the inner gradient.
 
 With ``inner_steps=0`` the same code is multi-task TRPO/PPO (the "pretrained" transfer baseline);
 ``observe_task=True`` appends the task parameters to the observation (the "oracle" baseline).
@@ -34,6 +36,7 @@ from torch.func import grad, jvp, vmap
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.config import Config, Count, Ge, Gt, Interval, Positive, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
 from adaptrl.envs import FamilyConfigUnion, make_family
@@ -48,53 +51,60 @@ from adaptrl.nn.policies import (
     to_box,
     unit_box_rescale,
 )
-from adaptrl.rl.baseline import linear_baseline_values
+from adaptrl.rl.baseline import baseline_advantages
 from adaptrl.rl.losses import ppo_clip_loss, vpg_loss
-from adaptrl.rl.returns import discounted_returns, gae, normalize
-from adaptrl.rl.rollout import collect, first_episode_mask, step_budget_mask, step_in_episode
+from adaptrl.rl.returns import normalize
+from adaptrl.rl.rollout import (
+    Rollout,
+    collect,
+    first_episode_mask,
+    step_budget_mask,
+    step_in_episode,
+)
 from adaptrl.rl.trpo import flat, trpo_step, unflat
+
+StepSize = Annotated[float, Ge(0)]
 
 
 @dataclasses.dataclass(frozen=True)
-class MAMLRLConfig:
+class MAMLRLConfig(Config):
     """MAML-RL hyperparameters; the defaults are the paper's 2D-navigation setting (Appendix C)."""
 
     family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = Nav2DConfig()
     """Task family to meta-train on."""
-    iterations: int = 500
+    iterations: Count = 500
     """Outer (meta) iterations."""
-    meta_batch_size: int = 20
+    meta_batch_size: Size = 20
     """Tasks per meta-batch, G."""
-    rollouts_per_task: int = 20
+    rollouts_per_task: Size = 20
     """Rollouts per task for each inner step and for the post-update evaluation, E."""
-    hidden: tuple[int, ...] = (100, 100)
+    hidden: tuple[Size, ...] = (100, 100)
     """Hidden layer widths of the policy MLP."""
     activation: Literal["tanh", "relu"] = "relu"
     """Hidden activation."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy."""
-    inner_steps: int = 1
+    inner_steps: Count = 1
     """Inner VPG steps during meta-training, S (0 = multi-task training without adaptation)."""
-    inner_lr: float = 0.1
+    inner_lr: StepSize = 0.1
     """Inner learning rate alpha."""
-    inner_lrs: tuple[float, ...] = ()
+    inner_lrs: tuple[StepSize, ...] = ()
     """Learning rate of each inner step in meta-training, one per step (empty: inner_lr for all).
     Lets a multi-step model train with the schedule it will be tested with."""
-    step_loss_weights: tuple[float, ...] = ()
+    step_loss_weights: tuple[Annotated[float, Ge(0)], ...] = ()
     """Outer-loss weight of the policy after each inner step 1..S (empty: the last step only, the
     paper). Non-zero earlier weights add the surrogate (and the KL) of the policies after those
     steps on the rollouts they collected, MAML++'s multi-step loss, so a model meta-trained for S
     steps stays good after fewer."""
-    single_step_iterations: int = 0
+    single_step_iterations: Count = 0
     """A step curriculum: the first meta-iterations train one inner step (the schedule's first
     step size, the outer loss on its policy alone, as a one-step model), the rest the S-step
-    schedule with step_loss_weights. Needs inner_steps >= 2; 0 (default): S steps from the start.
-    A few multi-step iterations at the end of one-step training gain the later test steps while
-    the first keeps the one-step model's return (docs/results.md, MAML-RL)."""
-    eval_inner_lrs: tuple[float, ...] = ()
+    schedule with step_loss_weights. Needs inner_steps >= 2; 0 (default): S steps from the start
+    (the maml-rl/nav2d-curriculum preset uses it)."""
+    eval_inner_lrs: tuple[Annotated[float, Gt(0)], ...] = ()
     """Learning rate of each inner step at test time, the last one repeated (empty: the training
     schedule, inner_lrs or inner_lr). The paper used (0.1, 0.05) for 2D navigation."""
-    eval_rollouts_per_task: int | None = None
+    eval_rollouts_per_task: Size | None = None
     """Rollouts per task for each step at test time (None: rollouts_per_task). The authors'
     2D-navigation test script sampled 40 (4000 steps), twice the training batch."""
     batch: Literal["episodes", "steps"] = "episodes"
@@ -112,33 +122,33 @@ class MAMLRLConfig:
     """FOMAML: detach the inner gradient (no second-order terms)."""
     outer: Literal["trpo", "ppo"] = "trpo"
     """Outer optimiser: TRPO (the paper) or a PPO-style clipped objective."""
-    max_kl: float = 0.01
+    max_kl: Positive = 0.01
     """TRPO: bound on the mean KL between the adapted policies before and after the update."""
-    cg_iters: int = 10
+    cg_iters: Count = 10
     """TRPO: conjugate-gradient iterations."""
     fvp: Literal["structured", "autograd"] = "structured"
     """TRPO Fisher-vector product: "structured" (exact J^T F J form; with more than one inner step
     the update uses "autograd" instead) or "autograd" (double backward through the adaptation,
     rl.trpo.fisher_vector_product)."""
-    fvp_subsample: float = 1.0
+    fvp_subsample: Annotated[float, Interval(gt=0, le=1)] = 1.0
     """TRPO, structured product only: share of each task's rollouts the Fisher-vector products use
     (the gradient, the KL and the line search always use all). 1.0 is exact; Schulman et al. (2015)
     compute them on 10% of the data, since the Fisher only sets the step's metric."""
-    cg_damping: float = 1e-5
+    cg_damping: Annotated[float, Ge(0)] = 1e-5
     """TRPO: damping added to the Fisher-vector product."""
-    ls_max_steps: int = 15
+    ls_max_steps: Count = 15
     """TRPO: backtracking line-search steps."""
-    ls_backtrack_ratio: float = 0.8
+    ls_backtrack_ratio: Annotated[float, Interval(gt=0, lt=1)] = 0.8
     """TRPO: step shrink factor per backtrack."""
-    ppo_epochs: int = 5
+    ppo_epochs: Count = 5
     """PPO: epochs over the meta-batch, re-adapting each epoch."""
-    ppo_clip: float = 0.2
+    ppo_clip: Positive = 0.2
     """PPO: ratio clip range."""
-    ppo_lr: float = 3e-3
+    ppo_lr: Positive = 3e-3
     """PPO: Adam learning rate for theta."""
-    gamma: float = 0.99
+    gamma: Annotated[float, Interval(gt=0, le=1)] = 0.99
     """Discount factor."""
-    gae_lambda: float | None = None
+    gae_lambda: Annotated[float, Interval(ge=0, le=1)] | None = None
     """GAE lambda; None uses plain discounted returns minus the baseline, as in the paper."""
     normalize_advantages: bool = True
     """Standardise advantages per task (over its valid steps)."""
@@ -146,65 +156,29 @@ class MAMLRLConfig:
     """Bounded Box actions: the policy acts in [-1, 1]^d, mapped affinely onto the box (rllab's
     ``normalize`` wrapper, which the paper's experiments used). nav2d's velocities are in
     [-0.1, 0.1]: acting in them directly, the policy must shrink its std ~10x, which makes the
-    inner VPG step (scaled by 1/std^2) ~100x larger, and long training degraded."""
+    inner VPG step (scaled by 1/std^2) ~100x larger."""
     observe_task: bool = False
     """Append the task parameters to the observation (the oracle baseline)."""
-    eval_chunk: int = 50
+    eval_chunk: Size = 50
     """Tasks evaluated together in adaptation_curve / adapt (memory bound)."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "iterations",
-            "inner_steps",
-            "single_step_iterations",
-            "cg_iters",
-            "ls_max_steps",
-            "ppo_epochs",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("meta_batch_size", "rollouts_per_task", "eval_chunk"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_rollouts_per_task is not None and self.eval_rollouts_per_task < 1:
-            raise ConfigError(
-                f"eval_rollouts_per_task must be >= 1, got {self.eval_rollouts_per_task}"
-            )
-        for name in ("batch", "eval_batch"):
-            if getattr(self, name) not in ("episodes", "steps"):
-                raise ConfigError(
-                    f"{name} must be 'episodes' or 'steps', got {getattr(self, name)!r}"
-                )
-        if self.max_kl <= 0 or self.inner_lr < 0 or not 0 < self.gamma <= 1:
-            raise ConfigError("need max_kl > 0, inner_lr >= 0 and 0 < gamma <= 1")
-        if not 0 < self.ls_backtrack_ratio < 1:
-            raise ConfigError(
-                f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio}"
-            )
-        if self.fvp not in ("structured", "autograd"):
-            raise ConfigError(f"fvp must be 'structured' or 'autograd', got {self.fvp!r}")
-        if not 0 < self.fvp_subsample <= 1:
-            raise ConfigError(f"fvp_subsample must be in (0, 1], got {self.fvp_subsample}")
-        if self.fvp_subsample < 1 and self.fvp == "autograd":
-            raise ConfigError("fvp_subsample < 1 needs fvp='structured'")
-        if self.outer not in ("trpo", "ppo"):
-            raise ConfigError(f"outer must be 'trpo' or 'ppo', got {self.outer!r}")
+        super().__post_init__()
         for name in ("inner_lrs", "step_loss_weights"):
             value = getattr(self, name)
             if value and len(value) != self.inner_steps:
                 raise ConfigError(
                     f"{name} needs one value per inner step ({self.inner_steps}), got {len(value)}"
                 )
-        if any(lr < 0 for lr in self.inner_lrs):
-            raise ConfigError(f"inner_lrs must be >= 0, got {self.inner_lrs}")
-        if any(w < 0 for w in self.step_loss_weights) or (
-            self.step_loss_weights and sum(self.step_loss_weights) <= 0
-        ):
+        if self.step_loss_weights and sum(self.step_loss_weights) <= 0:
             raise ConfigError(
-                f"step_loss_weights must be >= 0 with a positive sum, got {self.step_loss_weights}"
+                f"step_loss_weights must have a positive sum, got {self.step_loss_weights}"
             )
-        if self.fvp == "structured" and self.fvp_subsample < 1 and self.inner_steps > 1:
-            raise ConfigError("fvp_subsample < 1 needs the structured product: inner_steps <= 1")
+        if self.fvp_subsample < 1 and (self.fvp == "autograd" or self.inner_steps > 1):
+            raise ConfigError(
+                "fvp_subsample < 1 needs the structured Fisher product: fvp='structured' and "
+                "inner_steps <= 1"
+            )
         if self.single_step_iterations > 0 and self.inner_steps < 2:
             raise ConfigError(
                 "single_step_iterations needs inner_steps >= 2 (it trains one step before S), "
@@ -219,6 +193,12 @@ class MAMLRLConfig:
         """The inner learning rate of each meta-training step (of the first ``steps``)."""
         lrs = list(self.inner_lrs) if self.inner_lrs else [self.inner_lr] * self.inner_steps
         return lrs if steps is None else lrs[:steps]
+
+    def test_lr(self, step: int) -> float:
+        """The inner learning rate of test-time step ``step`` (0-based; the schedule's last
+        repeated): ``eval_inner_lrs``, else the training schedule."""
+        lrs = self.eval_inner_lrs or self.inner_lrs or (self.inner_lr,)
+        return float(lrs[min(step, len(lrs) - 1)])
 
     def loss_weights(self, steps: int | None = None) -> list[float]:
         """The outer-loss weight of the policy after each inner step 1..S, summing to 1.
@@ -241,7 +221,7 @@ class Batch:
     actions: torch.Tensor
     mask: torch.Tensor
     """1.0 for the steps of the episodes the batch keeps (each row's first; with a step budget
-    those completed within it), else 0.0 [G, T, E] (T = H, or 2H with a step budget)."""
+    those completed within it), else 0.0 [G, T, E]."""
     advantages: torch.Tensor
     dist: torch.Tensor
     """Behaviour policy's distribution parameters [G, T, E, P]."""
@@ -268,6 +248,30 @@ def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked mean over each task's steps and episodes (dims 1 and 2), then mean over tasks."""
     per_task = (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1.0)
     return per_task.mean()
+
+
+def kept_steps(
+    done: torch.Tensor, groups: int, budget: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kept, timestep)`` ``[T, B]``: the steps a batch keeps and each one's index in its
+    episode. ``budget=None`` keeps each row's first episode (the rows start together, so the
+    index is the time step); a budget keeps what :func:`step_budget_mask` keeps for ``groups``."""
+    if budget is None:
+        timestep = torch.arange(done.shape[0], device=done.device)[:, None].expand(done.shape)
+        return first_episode_mask(done), timestep
+    return step_budget_mask(done, groups, budget), step_in_episode(done)
+
+
+def mean_episode_return(
+    rewards: torch.Tensor, done: torch.Tensor, kept: torch.Tensor, groups: int, per_episode: bool
+) -> torch.Tensor:
+    """Each group's mean return ``[groups]`` from kept rewards ``[T, groups * E]``: over its rows
+    (one episode each), or with ``per_episode`` over all the episodes it kept."""
+    per_row = rewards.sum(0).reshape(groups, -1)
+    if not per_episode:
+        return per_row.mean(1)
+    episodes = (done & kept).reshape(done.shape[0], groups, -1).sum((0, 2))
+    return per_row.sum(1) / episodes
 
 
 class MAMLRL(MetaLearner):
@@ -314,160 +318,55 @@ class MAMLRL(MetaLearner):
         self.generator = make_generator(self.seed, self.name, "actions", device=self.device)
         self._envs: dict[int, BatchedEnv] = {}
 
-    # --- rollouts --------------------------------------------------------------------------
-    def _env(self, num_envs: int) -> BatchedEnv:
-        if num_envs not in self._envs:
-            self._envs[num_envs] = self.family.make_env(num_envs, self.device)
-        return self._envs[num_envs]
-
-    def rollouts(
-        self,
-        tasks: TaskBatch,
-        params: Params,
-        *,
-        per_task: bool,
-        env_seed: int,
-        generator: torch.Generator | None = None,
-        rollouts: int | None = None,
-        step_budget: bool = False,
-    ) -> Batch:
-        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``).
-
-        With ``step_budget`` the task's E environments run 2H steps and the batch keeps the
-        episodes :func:`~adaptrl.rl.rollout.step_budget_mask` keeps for a budget of E x H steps
-        (``eval_batch="steps"``); otherwise each environment's first episode.
-        """
+    # --- one meta-iteration ---------------------------------------------------------------------
+    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
         c = self.config
-        gen = self.generator if generator is None else generator
-        num_tasks, per = len(tasks), rollouts or c.rollouts_per_task
-        horizon = self.family.max_episode_steps
-        steps = 2 * horizon if step_budget else horizon
-        env = self._env(num_tasks * per)
-        env.set_tasks(tasks[torch.arange(num_tasks).repeat_interleave(per)])
-        obs0 = env.reset(seed=env_seed)
-        task_obs = (
-            self.family.task_keys(tasks).to(self.device, torch.float32)[:, None, :]
-            if c.observe_task
-            else None
+        it = self.iteration
+        tasks = self.family.tasks(
+            c.meta_batch_size,
+            "train",
+            seed=derive_seed(self.seed, self.name, "tasks", it),
+            device=self.device,
         )
-
-        def observe(obs: torch.Tensor) -> torch.Tensor:  # [..., G*E, D] -> [..., G, E, D']
-            x = obs.to(torch.float32).reshape(*obs.shape[:-2], num_tasks, per, obs.shape[-1])
-            if task_obs is None:
-                return x
-            return torch.cat([x, task_obs.expand(*x.shape[:-1], self.task_dim)], dim=-1)
-
-        def act(obs: torch.Tensor, carry: None) -> tuple[torch.Tensor, dict[str, Any], None]:
-            x = observe(obs)
-            if per_task:
-                dist = batched_policy_dist(self.policy, params, x)
-            else:
-                dist = policy_dist(self.policy, params, x)
-            dist = dist.reshape(num_tasks * per, -1)
-            action = heads.sample(self.spec, dist, gen)
-            return to_box(action, self.rescale), {"dist": dist, "action": action}, carry
-
-        with torch.no_grad():
-            ro, _, _ = collect(env, act, obs0, None, steps)
-            done = ro.done
-            if step_budget:
-                kept = step_budget_mask(done, num_tasks, per * horizon)
-                timestep = step_in_episode(done)
-            else:
-                kept = first_episode_mask(done)
-                timestep = torch.arange(horizon, device=self.device)[:, None].expand(done.shape)
-            mask = kept.to(torch.float32)
-            rewards = ro.rewards.to(torch.float32) * mask
-            rtg = discounted_returns(rewards, done, c.gamma)
-            shape = (steps, num_tasks, per)
-            env_obs = ro.obs.to(torch.float32).reshape(*shape, -1)
-            timestep = timestep.reshape(shape)
-            values = linear_baseline_values(
-                env_obs, timestep, rtg.reshape(shape), mask.reshape(shape)
+        theta = {k: v.detach() for k, v in self.params.items()}
+        pre: list[Batch] = []
+        phi, shared = theta, True
+        budget = c.batch == "steps"
+        for k, lr in enumerate(c.train_lrs(c.steps_at(it))):
+            env_seed = derive_seed(self.seed, self.name, "env", it, k)
+            pre.append(
+                self.rollouts(
+                    tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget
+                )
             )
-            if c.gae_lambda is None:
-                adv = rtg.reshape(shape) - values
-            else:
-                values_flat = values.reshape(steps, -1)
-                next_values = torch.cat([values_flat[1:], torch.zeros_like(values_flat[:1])])
-                adv = gae(rewards, values_flat, next_values, done, done, c.gamma, c.gae_lambda)
-                adv = adv.reshape(shape)
-            mask = task_major(mask.reshape(shape))
-            adv = task_major(adv)
-            if c.normalize_advantages:
-                adv = vmap(normalize)(adv, mask) * mask
-            dist = task_major(ro.extras["dist"].reshape(*shape, -1))
-            policy_actions = ro.extras["action"]  # before rescaling to the environment's box
-            actions = task_major(policy_actions.reshape(*shape, *policy_actions.shape[2:]))
-            row_returns = rewards.sum(0).reshape(num_tasks, per)
-            if step_budget:  # a mean over the task's kept episodes, several per row
-                returns = row_returns.sum(1) / (done & kept).reshape(shape).sum((0, 2))
-            else:
-                returns = row_returns.mean(1)
-            return Batch(
-                obs=task_major(observe(ro.obs)),
-                actions=actions,
-                mask=mask,
-                advantages=adv,
-                dist=dist,
-                logp=heads.log_prob(self.spec, dist, actions),
-                returns=returns,
-            )
+            with torch.no_grad():
+                phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=shared)
+            shared = False
+        env_seed = derive_seed(self.seed, self.name, "env", it, "post")
+        post = self.rollouts(tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget)
+        info = self.update(pre, post)
+        self.iteration += 1
+        metrics: dict[str, float | torch.Tensor] = {
+            "return_pre": (pre[0] if pre else post).returns.mean(),
+            "return_post": post.returns.mean(),
+        }
+        metrics.update({k: v for k, v in info.items() if isinstance(v, float | int | torch.Tensor)})
+        return metrics
 
-    # --- inner loop: VPG steps, vmapped over tasks ----------------------------------------------
-    def task_loss(
-        self,
-        params: Params,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        advantages: torch.Tensor,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """One task's VPG loss ``-mean(log pi(a|s) * A)`` over its valid steps ``[H, E]``."""
-        logp = heads.log_prob(self.spec, policy_dist(self.policy, params, obs), actions)
-        return vpg_loss(logp, advantages, mask)
+    # --- the outer update -----------------------------------------------------------------------
+    def update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+        """Update ``theta`` from one pre-update batch per inner step and the post-update batch,
+        with the configured outer optimiser; returns its diagnostics."""
+        return self._trpo(pre, post) if self.config.outer == "trpo" else self._ppo(pre, post)
 
-    def adapt_params(
-        self,
-        params: Params,
-        batches: list[Batch],
-        lrs: list[float],
-        *,
-        first_order: bool,
-        shared: bool = True,
-        num_tasks: int | None = None,
-    ) -> Params:
-        """``phi_g`` after one VPG step per batch: ``phi <- phi - lr * grad L_g(phi)``, all tasks at once.
-
-        ``params`` are shared by all tasks (``shared``) or already per task ``[G, ...]``. The result
-        is differentiable with respect to ``params`` (second order) unless ``first_order``, which
-        detaches the inner gradient. With no batches the shared parameters are expanded to ``[G, ...]``.
-        """
-        if not batches:
-            if not shared:
-                return params
-            g = num_tasks if num_tasks is not None else 1
-            return {k: v.expand(g, *v.shape) for k, v in params.items()}
-        grad_fn = grad(self.task_loss)
-        in_dim: int | None = None if shared else 0
-        for batch, lr in zip(batches, lrs, strict=True):
-            grads = vmap(grad_fn, in_dims=(in_dim, 0, 0, 0, 0))(
-                params, batch.obs, batch.actions, batch.advantages, batch.mask
-            )
-            params = {
-                k: params[k] - lr * (grads[k].detach() if first_order else grads[k]) for k in params
-            }
-            in_dim = 0
-        return params
-
-    # --- outer objectives -----------------------------------------------------------------------
-    def _adapted_dists(
+    def outer_terms(
         self, params: Params, pre: list[Batch], post: Batch
     ) -> list[tuple[float, torch.Tensor, Batch]]:
-        """(weight, distribution, rollouts) of every adapted policy in the outer loss.
+        """(weight, distribution, rollouts) of every adapted policy in the outer objective.
 
-        The policy after inner step ``k`` is scored on the rollouts it collected: ``pre[k]`` for
-        the earlier steps (the batch of the next inner step), ``post`` for the last. With the
+        The adaptation is re-run from ``params`` on the pre-update batches (differentiably). The
+        policy after inner step ``k`` is scored on the rollouts it collected: ``pre[k]`` for the
+        earlier steps (the batch of the next inner step), ``post`` for the last. With the
         default weights only the last step counts."""
         c = self.config
         if not pre:
@@ -490,50 +389,87 @@ class MAMLRL(MetaLearner):
                 out.append((weight, batched_policy_dist(self.policy, phi, target.obs), target))
         return out
 
-    def _surrogate_of(self, dist: torch.Tensor, post: Batch) -> torch.Tensor:
-        logp = heads.log_prob(self.spec, dist, post.actions)
-        return -task_mean(torch.exp(logp - post.logp) * post.advantages, post.mask)
-
-    def _kl_of(self, dist: torch.Tensor, post: Batch) -> torch.Tensor:
-        return task_mean(heads.kl(self.spec, post.dist, dist), post.mask)
-
-    def _loss_and_kl(
+    def loss_and_kl(
         self, params: Params, pre: list[Batch], post: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weighted surrogate and KL from one re-adaptation."""
-        terms = self._adapted_dists(params, pre, post)
-        loss = sum(w * self._surrogate_of(d, b) for w, d, b in terms)
-        kl = sum(w * self._kl_of(d, b) for w, d, b in terms)
-        return loss, kl  # type: ignore[return-value]
+        """The outer objective at ``params``: minus the importance-weighted return of the
+        re-adapted policies on the data each collected, and the mean KL(adapted before the update
+        || re-adapted) on the states each visited, both weighted over inner steps by
+        ``step_loss_weights``, from one re-adaptation."""
+        loss = kl = torch.zeros((), device=self.device)
+        for weight, dist, batch in self.outer_terms(params, pre, post):
+            ratio = torch.exp(heads.log_prob(self.spec, dist, batch.actions) - batch.logp)
+            loss = loss - weight * task_mean(ratio * batch.advantages, batch.mask)
+            kl = kl + weight * task_mean(heads.kl(self.spec, batch.dist, dist), batch.mask)
+        return loss, kl
 
-    def surrogate_loss(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
-        """Minus the importance-weighted return of the re-adapted policies on the data each
-        collected (weighted over inner steps by ``step_loss_weights``)."""
-        terms = self._adapted_dists(params, pre, post)
-        return sum(w * self._surrogate_of(d, b) for w, d, b in terms)  # type: ignore[return-value]
+    def _trpo(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+        c = self.config
+        names = list(self.params)
 
-    def mean_kl(self, params: Params, pre: list[Batch], post: Batch) -> torch.Tensor:
-        """Mean KL(adapted before the update || re-adapted with ``params``) on the states each
-        adapted policy visited (weighted as the surrogate)."""
-        terms = self._adapted_dists(params, pre, post)
-        return sum(w * self._kl_of(d, b) for w, d, b in terms)  # type: ignore[return-value]
+        def objective(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.loss_and_kl(dict(zip(names, values, strict=True)), pre, post)
+
+        fvp = None
+        if c.fvp == "structured" and len(pre) <= 1:
+            k = self.fvp_rollouts(post)
+            theta = {n: v.detach() for n, v in self.params.items()}
+            fvp = self.structured_fvp(
+                theta, [b.first_rollouts(k) for b in pre], post.first_rollouts(k), c.cg_damping
+            )
+        new, info = trpo_step(
+            [self.params[k].detach() for k in names],
+            objective,
+            max_kl=c.max_kl,
+            damping=c.cg_damping,
+            cg_iters=c.cg_iters,
+            max_backtracks=c.ls_max_steps,
+            backtrack_ratio=c.ls_backtrack_ratio,
+            fvp=fvp,
+        )
+        with torch.no_grad():
+            for k, v in zip(names, new, strict=True):
+                self.params[k].copy_(v)
+        return info
+
+    def _ppo(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+        c = self.config
+        assert self.optimizer is not None
+        info: dict[str, Any] = {}
+        for _ in range(c.ppo_epochs):
+            loss = torch.zeros((), device=self.device)
+            for weight, dist, batch in self.outer_terms(self.params, pre, post):
+                logp = heads.log_prob(self.spec, dist, batch.actions)
+                term, info = ppo_clip_loss(
+                    logp, batch.logp, batch.advantages, c.ppo_clip, batch.mask
+                )
+                loss = loss + weight * term
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return {"loss_after": loss.detach(), **info}
+
+    def fvp_rollouts(self, post: Batch) -> int:
+        """Rollouts per task the Fisher-vector products use (``fvp_subsample`` of E, at least 1)."""
+        return max(1, round(self.config.fvp_subsample * post.mask.shape[2]))
 
     def structured_fvp(
         self, theta: Params, pre: list[Batch], post: Batch, damping: float
     ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``v -> H v + damping * v``, ``H`` the Hessian at ``theta`` of :meth:`mean_kl`, exactly.
+        """``v -> H v + damping * v``, ``H`` the Hessian at ``theta`` of the KL of
+        :meth:`loss_and_kl`, exactly.
 
-        ``mean_kl(theta') = mean_g KL_g(phi_g(theta'))`` and the gradient of ``KL_g`` vanishes at
-        the data-collecting ``phi_g``, so its Hessian is ``mean_g J_g^T F_g J_g`` with ``F_g`` the
+        ``KL(theta') = mean_g KL_g(phi_g(theta'))`` and the gradient of ``KL_g`` vanishes at the
+        data-collecting ``phi_g``, so its Hessian is ``mean_g J_g^T F_g J_g`` with ``F_g`` the
         Fisher of task g's adapted policy on its post-update states and ``J_g = I - alpha H^in_g``
         the Jacobian of one inner step (``H^in_g`` the inner loss' Hessian; ``J_g = I`` for
         first-order MAML or no inner step). Each product costs two inner Hessian-vector products
         and one Fisher-vector product, all second-order; differentiating the KL's gradient through
         the inner step (``rl.trpo.fisher_vector_product``) also computes third-order terms that
-        multiply the vanishing gradient (tested equal, ~1.5-2.5x slower here). ``F_g`` is applied
-        as ``J_dist^T M J_dist`` (a forward-mode ``jvp``, the distribution's closed-form Fisher
-        ``M`` from :func:`heads.fisher_product`, one retained-graph ``vjp``), cheaper than the
-        double backward of the KL. One inner step only.
+        multiply the vanishing gradient. ``F_g`` is applied as ``J_dist^T M J_dist`` (a
+        forward-mode ``jvp``, the distribution's closed-form Fisher ``M`` from
+        :func:`heads.fisher_product`, one retained-graph ``vjp``), cheaper than the double
+        backward of the KL. One inner step only.
         """
         c = self.config
         names = list(theta)
@@ -595,114 +531,174 @@ class MAMLRL(MetaLearner):
 
         return fvp
 
-    def fvp_rollouts(self, post: Batch) -> int:
-        """Rollouts per task the Fisher-vector products use (``fvp_subsample`` of E, at least 1)."""
-        return max(1, round(self.config.fvp_subsample * post.mask.shape[2]))
+    # --- inner loop: VPG steps, vmapped over tasks ----------------------------------------------
+    def task_loss(
+        self,
+        params: Params,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """One task's VPG loss ``-mean(log pi(a|s) * A)`` over its valid steps ``[H, E]``."""
+        logp = heads.log_prob(self.spec, policy_dist(self.policy, params, obs), actions)
+        return vpg_loss(logp, advantages, mask)
 
-    def _trpo_update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
-        c = self.config
-        names = list(self.params)
+    def adapt_params(
+        self,
+        params: Params,
+        batches: list[Batch],
+        lrs: list[float],
+        *,
+        first_order: bool,
+        shared: bool = True,
+        num_tasks: int | None = None,
+    ) -> Params:
+        """``phi_g`` after one VPG step per batch: ``phi <- phi - lr * grad L_g(phi)``, all tasks at once.
 
-        def as_dict(values: list[torch.Tensor]) -> Params:
-            return dict(zip(names, values, strict=True))
-
-        fvp = loss_and_kl = None
-        if c.fvp == "structured" and len(pre) <= 1:
-            k = self.fvp_rollouts(post)
-            theta = {n: v.detach() for n, v in self.params.items()}
-            fvp = self.structured_fvp(
-                theta, [b.first_rollouts(k) for b in pre], post.first_rollouts(k), c.cg_damping
+        ``params`` are shared by all tasks (``shared``) or already per task ``[G, ...]``. The result
+        is differentiable with respect to ``params`` (second order) unless ``first_order``, which
+        detaches the inner gradient. With no batches the shared parameters are expanded to ``[G, ...]``.
+        """
+        if not batches:
+            if not shared:
+                return params
+            g = num_tasks if num_tasks is not None else 1
+            return {k: v.expand(g, *v.shape) for k, v in params.items()}
+        grad_fn = grad(self.task_loss)
+        in_dim: int | None = None if shared else 0
+        for batch, lr in zip(batches, lrs, strict=True):
+            grads = vmap(grad_fn, in_dims=(in_dim, 0, 0, 0, 0))(
+                params, batch.obs, batch.actions, batch.advantages, batch.mask
             )
+            params = {
+                k: params[k] - lr * (grads[k].detach() if first_order else grads[k]) for k in params
+            }
+            in_dim = 0
+        return params
 
-            def loss_and_kl(v: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-                # one re-adaptation per line-search trial gives both the loss and the KL
-                return self._loss_and_kl(as_dict(v), pre, post)
+    # --- rollouts: collecting, then processing into a Batch --------------------------------------
+    def rollouts(
+        self,
+        tasks: TaskBatch,
+        params: Params,
+        *,
+        per_task: bool,
+        env_seed: int,
+        generator: torch.Generator | None = None,
+        rollouts: int | None = None,
+        step_budget: bool = False,
+    ) -> Batch:
+        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``).
 
-        new, info = trpo_step(
-            [self.params[k].detach() for k in names],
-            lambda v: self.surrogate_loss(as_dict(v), pre, post),
-            lambda v: self.mean_kl(as_dict(v), pre, post),
-            max_kl=c.max_kl,
-            damping=c.cg_damping,
-            cg_iters=c.cg_iters,
-            max_backtracks=c.ls_max_steps,
-            backtrack_ratio=c.ls_backtrack_ratio,
-            fvp=fvp,
-            loss_and_kl=loss_and_kl,
-        )
+        With ``step_budget`` the task's E environments run 2H steps and the batch keeps the
+        episodes :func:`~adaptrl.rl.rollout.step_budget_mask` keeps for a budget of E x H steps;
+        otherwise each environment's first episode.
+        """
+        per = rollouts or self.config.rollouts_per_task
+        horizon = self.family.max_episode_steps
+        steps = 2 * horizon if step_budget else horizon
+        ro = self.collect(tasks, params, per, steps, per_task, env_seed, generator)
+        return self.process(ro, tasks, per, per * horizon if step_budget else None)
+
+    def env(self, num_envs: int) -> BatchedEnv:
+        """The batched environment of ``num_envs`` rows (built once per size)."""
+        if num_envs not in self._envs:
+            self._envs[num_envs] = self.family.make_env(num_envs, self.device)
+        return self._envs[num_envs]
+
+    def task_features(self, tasks: TaskBatch) -> torch.Tensor | None:
+        """What ``observe_task`` appends to each observation, ``[G, 1, K]`` (else None)."""
+        if not self.config.observe_task:
+            return None
+        return self.family.task_keys(tasks).to(self.device, torch.float32)[:, None, :]
+
+    def policy_inputs(
+        self, obs: torch.Tensor, task: torch.Tensor | None, num_tasks: int, per: int
+    ) -> torch.Tensor:
+        """``[..., G*E, D] -> [..., G, E, D']``: float observations grouped by task, with the task
+        features (:meth:`task_features`) appended."""
+        x = obs.to(torch.float32).reshape(*obs.shape[:-2], num_tasks, per, obs.shape[-1])
+        if task is None:
+            return x
+        return torch.cat([x, task.expand(*x.shape[:-1], self.task_dim)], dim=-1)
+
+    def collect(
+        self,
+        tasks: TaskBatch,
+        params: Params,
+        per: int,
+        steps: int,
+        per_task: bool,
+        env_seed: int,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """``steps`` steps of ``per`` environments per task (task-major rows) from a reset, the
+        policy's own samples and distributions in ``extras`` (the environment gets them mapped
+        onto its action box)."""
+        gen = self.generator if generator is None else generator
+        num_tasks = len(tasks)
+        env = self.env(num_tasks * per)
+        env.set_tasks(tasks[torch.arange(num_tasks).repeat_interleave(per)])
+        obs0 = env.reset(seed=env_seed)
+        dist_fn = batched_policy_dist if per_task else policy_dist
+        task = self.task_features(tasks)
+
+        def act(obs: torch.Tensor, carry: None) -> tuple[torch.Tensor, dict[str, Any], None]:
+            dist = dist_fn(self.policy, params, self.policy_inputs(obs, task, num_tasks, per))
+            dist = dist.reshape(num_tasks * per, -1)
+            action = heads.sample(self.spec, dist, gen)
+            return to_box(action, self.rescale), {"dist": dist, "action": action}, carry
+
         with torch.no_grad():
-            for k, v in zip(names, new, strict=True):
-                self.params[k].copy_(v)
-        return info
+            return collect(env, act, obs0, None, steps)[0]
 
-    def _ppo_update(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+    def process(self, ro: Rollout, tasks: TaskBatch, per: int, budget: int | None = None) -> Batch:
+        """The rollouts as a task-major :class:`Batch`: the kept episodes' mask (each row's first,
+        or those within a step ``budget`` per task), advantages against the per-task linear
+        baseline (standardised per task), behaviour distributions and mean returns."""
         c = self.config
-        assert self.optimizer is not None
-        info: dict[str, Any] = {}
-        for _ in range(c.ppo_epochs):
-            loss = torch.zeros((), device=self.device)
-            for weight, dist, batch in self._adapted_dists(self.params, pre, post):
-                logp = heads.log_prob(self.spec, dist, batch.actions)
-                term, info = ppo_clip_loss(
-                    logp, batch.logp, batch.advantages, c.ppo_clip, batch.mask
-                )
-                loss = loss + weight * term
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        return {"loss_after": loss.detach(), **info}
-
-    # --- one meta-iteration -------------------------------------------------------------------
-    def meta_train_step(self) -> dict[str, float | torch.Tensor]:
-        c = self.config
-        it = self.iteration
-        tasks = self.family.tasks(
-            c.meta_batch_size,
-            "train",
-            seed=derive_seed(self.seed, self.name, "tasks", it),
-            device=self.device,
-        )
-        theta = {k: v.detach() for k, v in self.params.items()}
-        pre: list[Batch] = []
-        phi, shared = theta, True
-        for k, lr in enumerate(c.train_lrs(c.steps_at(it))):
-            pre.append(
-                self.rollouts(
-                    tasks,
-                    phi,
-                    per_task=not shared,
-                    env_seed=derive_seed(self.seed, self.name, "env", it, k),
-                    step_budget=c.batch == "steps",
-                )
+        num_tasks = len(tasks)
+        steps = ro.rewards.shape[0]
+        shape = (steps, num_tasks, per)
+        with torch.no_grad():
+            done = ro.done
+            kept, timestep = kept_steps(done, num_tasks, budget)
+            mask = kept.to(torch.float32)
+            rewards = ro.rewards.to(torch.float32) * mask
+            adv = baseline_advantages(
+                rewards.reshape(shape),
+                done.reshape(shape),
+                ro.obs.to(torch.float32).reshape(*shape, -1),
+                timestep.reshape(shape),
+                mask.reshape(shape),
+                c.gamma,
+                c.gae_lambda,
             )
-            with torch.no_grad():
-                phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=shared)
-            shared = False
-        post = self.rollouts(
-            tasks,
-            phi,
-            per_task=not shared,
-            env_seed=derive_seed(self.seed, self.name, "env", it, "post"),
-            step_budget=c.batch == "steps",
-        )
-        info = self._trpo_update(pre, post) if c.outer == "trpo" else self._ppo_update(pre, post)
-        self.iteration += 1
-        metrics: dict[str, float | torch.Tensor] = {
-            "return_pre": (pre[0] if pre else post).returns.mean(),
-            "return_post": post.returns.mean(),
-        }
-        metrics.update({k: v for k, v in info.items() if isinstance(v, float | int | torch.Tensor)})
-        return metrics
+            mask, adv = task_major(mask.reshape(shape)), task_major(adv)
+            if c.normalize_advantages:
+                adv = vmap(normalize)(adv, mask) * mask
+            dist = task_major(ro.extras["dist"].reshape(*shape, -1))
+            policy_actions = ro.extras["action"]  # before rescaling to the environment's box
+            actions = task_major(policy_actions.reshape(*shape, *policy_actions.shape[2:]))
+            return Batch(
+                obs=task_major(
+                    self.policy_inputs(ro.obs, self.task_features(tasks), num_tasks, per)
+                ),
+                actions=actions,
+                mask=mask,
+                advantages=adv,
+                dist=dist,
+                logp=heads.log_prob(self.spec, dist, actions),
+                returns=mean_episode_return(rewards, done, kept, num_tasks, budget is not None),
+            )
 
     # --- evaluation hooks -----------------------------------------------------------------------
-    def _eval_lr(self, step: int) -> float:
-        lrs = self.config.eval_inner_lrs or self.config.inner_lrs or (self.config.inner_lr,)
-        return float(lrs[min(step, len(lrs) - 1)])
-
     def _adapt_chunk(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
     ) -> tuple[Params, torch.Tensor]:
         """Adapt ``steps`` times on fresh rollouts; returns (params [G, ...], returns [G, steps+1])."""
+        c = self.config
         theta = {k: v.detach() for k, v in self.params.items()}
         phi, shared = theta, True
         returns = []
@@ -714,14 +710,14 @@ class MAMLRL(MetaLearner):
                 per_task=not shared,
                 env_seed=env_seed,
                 generator=generator,
-                rollouts=self.config.eval_rollouts_per_task,
-                step_budget=self.config.eval_batch == "steps",
+                rollouts=c.eval_rollouts_per_task,
+                step_budget=c.eval_batch == "steps",
             )
             returns.append(batch.returns)
             if k < steps:
                 with torch.no_grad():
                     phi = self.adapt_params(
-                        phi, [batch], [self._eval_lr(k)], first_order=True, shared=shared
+                        phi, [batch], [c.test_lr(k)], first_order=True, shared=shared
                     )
                 shared = False
         if shared:

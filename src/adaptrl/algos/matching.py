@@ -22,12 +22,11 @@ from torch import nn
 
 from adaptrl.algos.episodic import (
     SupportSetClassifier,
-    check_episode_config,
     embed_episodes,
     embedding_net,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
-from adaptrl.core.errors import ConfigError
+from adaptrl.core.config import Config, Ge, Positive, Size
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, FewShotFamily
 from adaptrl.fewshot.glyphs import GlyphsConfig
 
@@ -117,36 +116,29 @@ def matching_loss(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 # --- learner ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class MatchingConfig:
+class MatchingConfig(Config):
     """Matching Networks on a few-shot classification family."""
 
     family: Annotated[FewShotConfigUnion, tyro.conf.arg(name="")] = GlyphsConfig()
     """Few-shot classification family; its ways / shots / queries are the test episode shape."""
-    iterations: int = 2000
+    iterations: Size = 2000
     """Outer iterations (each one Adam step on ``tasks_per_batch`` episodes)."""
-    tasks_per_batch: int = 1
+    tasks_per_batch: Size = 1
     """Episodes per outer step (1, as ProtoNets: the same number of episodes per step)."""
-    train_ways: int | None = None
+    train_ways: Annotated[int, Ge(2)] | None = None
     """Ways of the training episodes; None = the family's ways."""
     fce: bool = False
     """Full context embeddings (bidirectional LSTM over the support set, attention LSTM queries)."""
-    fce_steps: int = 5
+    fce_steps: Size = 5
     """Processing steps ``K`` of the attention LSTM when --fce is on."""
-    cosine_scale: float = 1.0
+    cosine_scale: Positive = 1.0
     """Multiply the cosine similarities by this before the softmax. 1 is the paper; with it the
     attention can never be sharp (cosines lie in [-1, 1]), so the loss stays high and learning is
     slow; later reimplementations use about 10."""
-    filters: int = 64
+    filters: Size = 64
     """Filters of each of the 4 conv blocks."""
-    lr: float = 1e-3
+    lr: Positive = 1e-3
     """Adam learning rate."""
-
-    def __post_init__(self) -> None:
-        if self.cosine_scale <= 0:
-            raise ConfigError(f"matching: --cosine-scale must be > 0, got {self.cosine_scale}")
-        check_episode_config(
-            "matching", self, ("iterations", "tasks_per_batch", "filters", "fce_steps")
-        )
 
 
 class MatchingLearner(SupportSetClassifier):

@@ -20,11 +20,11 @@ import tyro
 
 from adaptrl.algos.episodic import (
     SupportSetClassifier,
-    check_episode_config,
     embed_episodes,
     embedding_net,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.config import Config, Ge, Positive, Size
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion
 from adaptrl.fewshot.glyphs import GlyphsConfig
 
@@ -63,31 +63,27 @@ def episode_logits(net: torch.nn.Module, batch: FewShotBatch) -> torch.Tensor:
 
 # --- learner ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class ProtoNetConfig:
+class ProtoNetConfig(Config):
     """Prototypical Networks on a few-shot classification family."""
 
     family: Annotated[FewShotConfigUnion, tyro.conf.arg(name="")] = GlyphsConfig()
     """Few-shot classification family; its ways / shots / queries are the test episode shape."""
-    iterations: int = 2000
+    iterations: Size = 2000
     """Outer iterations (each one Adam step on ``tasks_per_batch`` episodes)."""
-    tasks_per_batch: int = 1
+    tasks_per_batch: Size = 1
     """Episodes per outer step (the paper: 1)."""
-    train_ways: int | None = None
+    train_ways: Annotated[int, Ge(2)] | None = None
     """Ways of the training episodes (the paper used 60 on Omniglot); None = the family's ways."""
-    train_shots: int | None = None
+    train_shots: Size | None = None
     """Shots of the training episodes; None = the family's shots (the paper matches test shots)."""
-    train_queries: int | None = None
+    train_queries: Size | None = None
     """Queries per class in training episodes; None = the family's."""
-    filters: int = 64
+    filters: Size = 64
     """Filters of each of the 4 conv blocks (64 in the paper)."""
-    lr: float = 1e-3
+    lr: Positive = 1e-3
     """Adam learning rate."""
-    lr_halve_every: int = 2000
+    lr_halve_every: Size = 2000
     """Halve the learning rate every this many outer iterations (the paper: 2000 episodes)."""
-
-    def __post_init__(self) -> None:
-        counts = ("iterations", "tasks_per_batch", "filters", "lr_halve_every")
-        check_episode_config("protonet", self, counts)
 
 
 class ProtoNetLearner(SupportSetClassifier):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from adaptrl.algos.base import MetaLearner
+from adaptrl.core.config import config_from_dict, merge
 from adaptrl.core.errors import ConfigError
+from adaptrl.core.presets import preset_data
 from adaptrl.core.registry import Registry
 
 
@@ -48,6 +52,24 @@ def algo_of_config(config: Any) -> AlgoSpec:
         if type(config) is spec.config_cls:
             return spec
     raise ConfigError(f"{type(config).__name__} is not the config of a registered algorithm")
+
+
+def load_config(algo: str, name_or_path: str | Path, overrides: Mapping[str, Any] | None = None):
+    """``algo``'s config from a shipped preset (``configs/ALGO/NAME.yaml``), a YAML file of its
+    fields, or a training run's ``config.yaml`` (or its directory), to repeat that run;
+    ``overrides`` (nested or ``"a.b"`` keys) on top."""
+    spec = ALGOS.get(algo)
+    data = preset_data(algo, name_or_path)
+    if "algo" in data and "config" in data:  # a training run's record
+        if data["algo"] != algo:
+            raise ConfigError(
+                f"{name_or_path} is a {data['algo']} run's configuration, not {algo}'s"
+            )
+        data = data["config"] or {}
+    try:
+        return config_from_dict(spec.config_cls, merge(data, overrides or {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{name_or_path}: {exc}") from None
 
 
 def make_learner(

@@ -24,13 +24,14 @@ from adaptrl.algos.gradient import (
     sgd_adapt,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.config import Positive
 
 
 @dataclasses.dataclass(frozen=True)
 class ReptileConfig(GradientConfig):
     """Reptile (Nichol et al. 2018), serial or batched."""
 
-    outer_lr: float | None = None
+    outer_lr: Positive | None = None  # type: ignore[assignment]
     """Outer step size ε at the start, annealed linearly to 0 (default 0.1 regression, 1.0
     classification)."""
     serial: bool = False

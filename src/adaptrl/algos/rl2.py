@@ -30,6 +30,7 @@ from torch.func import functional_call
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core.config import Config, Ge, Positive, Size, Unit
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import (
     derive_seed,
@@ -50,24 +51,24 @@ from adaptrl.rl.trpo import trpo_step
 
 
 @dataclasses.dataclass(frozen=True)
-class RL2Config:
+class RL2Config(Config):
     """RL² with a GRU (or causal transformer) policy trained by PPO (or TRPO)."""
 
     family: Annotated[FamilyConfigUnion, tyro.conf.arg(name="")] = BanditConfig()  # type: ignore[valid-type]
     """The task family (and its options) to meta-train on."""
-    iterations: int = 500
+    iterations: Size = 500
     """Outer iterations (one batch of trials and one update each)."""
-    trials: int = 256
+    trials: Size = 256
     """Trials per iteration: tasks run at once, one per row of the batched environment."""
-    episodes: int | None = None
+    episodes: Size | None = None
     """Episodes per trial; default: the family's episodes_per_trial."""
     memory: Literal["gru", "transformer"] = "gru"
     """The policy's memory: a GRU, or a causal transformer over the trial so far."""
-    hidden: int = 64
+    hidden: Size = 64
     """Width of the memory (GRU units; transformer model width)."""
-    transformer_layers: int = 2
+    transformer_layers: Size = 2
     """Transformer blocks (memory=transformer only)."""
-    transformer_heads: int = 4
+    transformer_heads: Size = 4
     """Attention heads (memory=transformer only)."""
     time_input: bool = False
     """Also feed the share of the trial already spent (helps the critic of long trials, whose
@@ -75,42 +76,38 @@ class RL2Config:
     episode_time_input: bool = False
     """Also feed the share of the current episode already spent (steps since it began over the
     family's ``max_episode_steps``): the best action of a finite-horizon episode depends on the
-    steps left in it, which the memory otherwise has to count from the done flags. On n = 25
-    tabular MDPs it did not help (docs/results.md)."""
+    steps left in it, which the memory otherwise has to count from the done flags."""
     prev_obs_input: bool = False
     """Also feed the previous observation, so each input is a whole transition (s, a, r, s') as
     context encoders of later meta-RL methods read it, instead of leaving s to the memory."""
-    embed: tuple[int, ...] = ()
+    embed: tuple[Size, ...] = ()
     """ReLU layers embedding each input before the memory (empty: the memory reads the inputs)."""
     init_log_std: float = 0.0
     """Initial log standard deviation of a Gaussian policy (continuous actions only)."""
     normalize_actions: bool = False
     """Bounded Box actions: the policy acts in [-1, 1]^d, mapped affinely onto the box (as
     MAML-RL does; ``nn.policies.unit_box_rescale``), and its memory reads the previous action in
-    the same unit coordinates. Off by default: on nav2d it trained worse than raw actions
-    (docs/results.md)."""
+    the same unit coordinates. Off by default (docs/results.md compares both on nav2d)."""
     outer: Literal["ppo", "trpo"] = "ppo"
     """Outer-loop optimiser: PPO or TRPO (TRPO always fits a separate critic)."""
     separate_critic: bool = False
     """PPO only: give the value function a memory of its own instead of sharing the policy's, so
     the value loss cannot reshape the policy's features (gradients clipped per network)."""
-    gamma: float = 0.99
+    gamma: Unit = 0.99
     """Discount within a trial (across its episodes)."""
-    gae_lambda: float = 0.3
+    gae_lambda: Unit = 0.3
     """GAE lambda."""
-    reward_scale: float = 1.0
+    reward_scale: Positive = 1.0
     """Rewards are multiplied by this for the update only (keeps value targets near 1)."""
-    lr: float = 3e-3
+    lr: Positive = 3e-3
     """Adam learning rate (PPO: the whole network; TRPO: the value function)."""
-    lr_final: float | None = None
-    """Learning rate at the last iteration, linear from ``lr`` in between (None: constant). On
-    tabular MDPs annealing to 0 alone did not change the result (docs/results.md); the MDP
-    preset uses it with the transition input."""
-    epochs: int = 4
+    lr_final: Annotated[float, Ge(0)] | None = None
+    """Learning rate at the last iteration, linear from ``lr`` in between (None: constant)."""
+    epochs: Size = 4
     """PPO epochs over each batch (TRPO: value-function epochs)."""
-    minibatches: int = 4
+    minibatches: Size = 4
     """Minibatches of whole trials per epoch."""
-    clip: float = 0.2
+    clip: Positive = 0.2
     """PPO clipping range of the probability ratio."""
     value_coef: float = 0.5
     """Weight of the value loss (PPO)."""
@@ -118,33 +115,23 @@ class RL2Config:
     """Entropy bonus at the first iteration."""
     entropy_final: float = 0.0
     """Entropy bonus at the last iteration (linear schedule in between)."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: Positive = 0.5
     """Gradient-norm clipping (PPO and the TRPO critic)."""
     normalize_advantages: bool = True
     """Standardise advantages over each batch."""
-    max_kl: float = 0.01
+    max_kl: Positive = 0.01
     """TRPO trust region (mean KL)."""
-    damping: float = 0.1
+    damping: Annotated[float, Ge(0)] = 0.1
     """TRPO Fisher damping."""
-    cg_iters: int = 10
+    cg_iters: Size = 10
     """TRPO conjugate-gradient iterations."""
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "trials", "hidden", "epochs", "minibatches", "cg_iters"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"rl2 {name} must be >= 1, got {getattr(self, name)}")
-        if self.episodes is not None and self.episodes < 1:
-            raise ConfigError(f"rl2 episodes must be >= 1, got {self.episodes}")
+        super().__post_init__()
         if self.minibatches > self.trials:
             raise ConfigError(
                 f"rl2 minibatches ({self.minibatches}) cannot exceed trials ({self.trials})"
             )
-        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
-            raise ConfigError("rl2 gamma and gae_lambda must lie in [0, 1]")
-        if self.lr <= 0 or self.clip <= 0 or self.max_kl <= 0 or self.reward_scale <= 0:
-            raise ConfigError("rl2 lr, clip, max_kl and reward_scale must be > 0")
-        if self.lr_final is not None and self.lr_final < 0:
-            raise ConfigError(f"rl2 lr_final must be >= 0, got {self.lr_final}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -335,10 +322,7 @@ class RL2(MetaLearner):
             lr = linear_schedule(cfg.lr, cfg.lr_final, self.iteration, cfg.iterations)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-        if cfg.outer == "ppo":
-            update = self._ppo_update(batch, adv, returns, valid)
-        else:
-            update = self._trpo_update(batch, adv, returns, valid)
+        update = self.update(batch, adv, returns, valid)
         per_episode = episode_returns(batch.rewards * valid, batch.done, self.episodes).mean(0)
         metrics = {  # trial returns first: the trainer's progress bar shows the first metrics
             "trial_return": (batch.rewards * valid).sum(0).mean(),
@@ -350,11 +334,20 @@ class RL2(MetaLearner):
         self.iteration += 1
         return metrics
 
+    def update(
+        self, batch: TrialBatch, adv: torch.Tensor, returns: torch.Tensor, valid: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Update the network from a batch of trials, its advantages, value targets and valid
+        steps (all ``[T, B]``) with the configured outer optimiser; returns its diagnostics."""
+        if self.config.outer == "ppo":
+            return self._ppo(batch, adv, returns, valid)
+        return self._trpo(batch, adv, returns, valid)
+
     def _entropy_coef(self) -> float:
         cfg = self.config
         return linear_schedule(cfg.entropy_coef, cfg.entropy_final, self.iteration, cfg.iterations)
 
-    def _ppo_update(self, batch, adv, returns, valid) -> dict[str, torch.Tensor]:
+    def _ppo(self, batch, adv, returns, valid) -> dict[str, torch.Tensor]:
         cfg, spec = self.config, self.net.spec
         ent_coef = self._entropy_coef()
         sums: dict[str, torch.Tensor] = {}
@@ -388,7 +381,7 @@ class RL2(MetaLearner):
         n = cfg.epochs * cfg.minibatches
         return {k: v / n for k, v in sums.items()}
 
-    def _trpo_update(self, batch, adv, returns, valid) -> dict[str, Any]:
+    def _trpo(self, batch, adv, returns, valid) -> dict[str, Any]:
         cfg, spec, net = self.config, self.net.spec, self.net
         named = net.policy_parameters()
         names, params = list(named), list(named.values())
@@ -400,15 +393,14 @@ class RL2(MetaLearner):
             p = dict(zip(names, flat_params, strict=True))
             return functional_call(net, p, (batch.inputs,), {"with_value": False})[0]
 
-        def loss_fn(ps: list[torch.Tensor]) -> torch.Tensor:
-            logp = heads.log_prob(spec, dist(ps), batch.actions)
-            return -masked_mean(torch.exp(logp - old_logp) * adv, valid)
-
-        def kl_fn(ps: list[torch.Tensor]) -> torch.Tensor:
-            return masked_mean(heads.kl(spec, old_params, dist(ps)), valid)
+        def objective(ps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            new = dist(ps)
+            logp = heads.log_prob(spec, new, batch.actions)
+            loss = -masked_mean(torch.exp(logp - old_logp) * adv, valid)
+            return loss, masked_mean(heads.kl(spec, old_params, new), valid)
 
         new_params, info = trpo_step(
-            params, loss_fn, kl_fn, max_kl=cfg.max_kl, damping=cfg.damping, cg_iters=cfg.cg_iters
+            params, objective, max_kl=cfg.max_kl, damping=cfg.damping, cg_iters=cfg.cg_iters
         )
         with torch.no_grad():
             for p, new in zip(params, new_params, strict=True):

@@ -1,4 +1,4 @@
-"""The outer training loop shared by every meta-learner, and the run directory it writes.
+"""The one training loop every meta-learner and benchmark uses, and the run directory it writes.
 
 ::
 
@@ -15,6 +15,7 @@ uninterrupted one, and metrics rows written after that checkpoint are dropped be
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -163,52 +164,73 @@ def to_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def train(
     learner: MetaLearner,
-    run: RunDir,
+    run: RunDir | None = None,
     *,
     iterations: int,
     checkpoint_every: int = 50,
     keep: int = 2,
     show_progress: bool = True,
     resume: bool = False,
-    on_iteration: Callable[[MetaLearner, dict[str, float]], None] | None = None,
+    description: str | None = None,
+    on_iteration: Callable[[MetaLearner, dict[str, float]], bool | None] | None = None,
 ) -> MetaLearner:
-    """Run ``learner.meta_train_step`` until ``iterations``, logging and checkpointing."""
+    """Run ``learner.meta_train_step`` until it has done ``iterations``: the one training loop.
+
+    In a run directory (``run``) every iteration's metrics go to ``metrics.csv`` and TensorBoard,
+    a checkpoint is written every ``checkpoint_every`` iterations and at the end (the newest
+    ``keep`` kept), and the final state as ``model``; ``resume`` first loads the newest
+    checkpoint. Without one (benchmarks, examples) the learner trains in memory. Either way a NaN
+    or infinite metric stops training with a :class:`TrainingError` naming the iteration and the
+    metric, and ``on_iteration(learner, metrics)`` runs after every iteration; returning True
+    ends training there (a run then saves its state as if it had finished).
+    """
     if iterations < 0:
         raise ConfigError(f"iterations must be >= 0, got {iterations}")
-    if resume:
+    if checkpoint_every < 1 or keep < 1:
+        raise ConfigError("checkpoint_every and keep must be >= 1")
+    if resume and run is not None:
         ckpt = run.latest_checkpoint()
         if ckpt is not None:
             state, _ = load_state(ckpt, map_location=learner.device)
             learner.load_state_dict(state)
-    with MetricLogger(run) as logger:
-        if resume:
+    with contextlib.ExitStack() as stack:
+        logger = stack.enter_context(MetricLogger(run)) if run is not None else None
+        if logger is not None and resume:
             logger.truncate_after(learner.iteration)
-        start = learner.iteration
-        t0 = time.perf_counter()
-        with progress(
-            total=iterations, description=f"train {learner.name}", disable=not show_progress
-        ) as bar:
-            bar.update(completed=start)
-            while learner.iteration < iterations:
-                metrics = to_numbers(learner.meta_train_step())
-                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingError(
-                        f"{', '.join(bad)} became {metrics[bad[0]]} at iteration "
-                        f"{learner.iteration}; lower the learning rate or check the inputs "
-                        f"(checkpoints up to the last finite iteration are in {run.checkpoint_dir})"
-                    )
+        start, t0 = learner.iteration, time.perf_counter()
+        label = description or f"train {learner.name}"
+        bar = stack.enter_context(
+            progress(total=iterations, description=label, disable=not show_progress)
+        )
+        bar.update(completed=start)
+        while learner.iteration < iterations:
+            metrics = to_numbers(learner.meta_train_step())
+            _check_finite(metrics, learner.iteration, run)
+            if logger is not None:
                 logger.log(learner.iteration, metrics)
-                if on_iteration is not None:
-                    on_iteration(learner, metrics)
-                if learner.iteration % checkpoint_every == 0 or learner.iteration == iterations:
-                    save_state(run.checkpoint_path(learner.iteration), learner.state_dict())
-                    run.prune_checkpoints(keep)
-                rate = (learner.iteration - start) / max(time.perf_counter() - t0, 1e-9)
-                shown = {k: metrics[k] for k in list(metrics)[:2]}
-                bar.update(completed=learner.iteration, **shown, it_s=rate)
-    save_state(run.path / MODEL, learner.state_dict(), {"algo": learner.name})
+            stop = bool(on_iteration(learner, metrics)) if on_iteration is not None else False
+            end = stop or learner.iteration == iterations
+            if run is not None and (learner.iteration % checkpoint_every == 0 or end):
+                save_state(run.checkpoint_path(learner.iteration), learner.state_dict())
+                run.prune_checkpoints(keep)
+            rate = (learner.iteration - start) / max(time.perf_counter() - t0, 1e-9)
+            shown = {k: metrics[k] for k in list(metrics)[:2]}
+            bar.update(completed=learner.iteration, **shown, it_s=rate)
+            if stop:
+                break
+    if run is not None:
+        save_state(run.path / MODEL, learner.state_dict(), {"algo": learner.name})
     return learner
+
+
+def _check_finite(metrics: Mapping[str, float], iteration: int, run: RunDir | None) -> None:
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        kept = f" (checkpoints up to the last finite iteration are in {run.checkpoint_dir})"
+        raise TrainingError(
+            f"{', '.join(bad)} became {metrics[bad[0]]} at iteration {iteration}; lower the "
+            "learning rate or check the inputs" + (kept if run is not None else "")
+        )
 
 
 def train_run(

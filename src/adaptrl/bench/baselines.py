@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from adaptrl.bench.common import table_markdown, write_bench
 from adaptrl.bench.reference import (
     BANDIT_TARGETS,
     MDP_TARGETS,
@@ -21,12 +22,13 @@ from adaptrl.bench.reference import (
     RL2_TABLE2_SOURCE,
 )
 from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.config import Config, Size
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.progress import print_table, progress
-from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.progress import progress
+from adaptrl.core.table import print_table
 from adaptrl.envs import make_family
 from adaptrl.envs.base import TaskFamily
-from adaptrl.eval.protocol import EVAL_SEED, evaluate
+from adaptrl.eval.protocol import EVAL_SEED, evaluate, tune_agent
 from adaptrl.eval.stats import within
 
 
@@ -73,16 +75,16 @@ ALL_MDP_SETTINGS = (10, 25, 50, 75, 100)
 
 
 @dataclasses.dataclass(frozen=True)
-class BanditBenchConfig:
+class BanditBenchConfig(Config):
     """RL² Table 1 (Bernoulli bandits): classic agents on held-out tasks beside the paper."""
 
     quick: bool = False
     """Fewer tasks (200) and, unless --settings is given, only 10x5 and 100x5: for tests and CI."""
     settings: tuple[str, ...] = ALL_BANDIT_SETTINGS
     """Settings as 'n x k' strings, e.g. 10x5 = 10 pulls, 5 arms."""
-    num_tasks: int = 1000
+    num_tasks: Size = 1000
     """Held-out test tasks per setting (the paper used 1000)."""
-    tune_tasks: int = 500
+    tune_tasks: Size = 500
     """Meta-train tasks used to pick UCB1's c and epsilon-greedy's eps per setting."""
     eval_seed: int = EVAL_SEED
     """Seed of the held-out tasks."""
@@ -91,20 +93,20 @@ class BanditBenchConfig:
     device: str = "cpu"
     """Device for tasks, environments and agents."""
     out: Path = Path("results/baselines-bandits")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
 @dataclasses.dataclass(frozen=True)
-class MDPBenchConfig:
+class MDPBenchConfig(Config):
     """RL² Table 2 (random tabular MDPs): classic agents on held-out tasks beside the paper."""
 
     quick: bool = False
     """Fewer tasks (200) and, unless --settings is given, only n = 10 and 25: for tests and CI."""
     settings: tuple[int, ...] = ALL_MDP_SETTINGS
     """Episodes per trial n."""
-    num_tasks: int = 1000
+    num_tasks: Size = 1000
     """Held-out test tasks per setting."""
-    tune_tasks: int = 300
+    tune_tasks: Size = 300
     """Meta-train tasks used to pick epsilon-greedy's eps per setting."""
     eval_seed: int = EVAL_SEED
     """Seed of the held-out tasks."""
@@ -113,7 +115,7 @@ class MDPBenchConfig:
     device: str = "cpu"
     """Device for tasks, environments and agents."""
     out: Path = Path("results/baselines-mdps")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
 def parse_bandit_setting(text: str) -> tuple[int, int]:
@@ -127,23 +129,10 @@ def parse_bandit_setting(text: str) -> tuple[int, int]:
 
 
 def tune(family: TaskFamily, entry: Entry, tasks: int, seed: int, device: str) -> dict[str, Any]:
-    """The entry's parameters, with its tuned parameter set to the value that gives the best mean
-    trial return on meta-train tasks."""
-    if not entry.grid:
-        return dict(entry.fixed)
-    ((param, values),) = entry.grid.items()
-    res = evaluate(
-        family,
-        [(entry.agent, {**entry.fixed, param: v}) for v in values],
-        num_tasks=tasks,
-        split="train",
-        eval_seed=seed,
-        seeds=(seed,),
-        device=device,
-        show_progress=False,
+    """The entry's parameters, its tuned one chosen on meta-train tasks."""
+    return tune_agent(
+        family, entry.agent, entry.fixed, entry.grid, num_tasks=tasks, seed=seed, device=device
     )
-    best = max(res.agents, key=lambda a: a.trial_return()[0])
-    return dict(best.params)
 
 
 def run_setting(
@@ -182,46 +171,6 @@ def run_setting(
     return rows
 
 
-def _report(
-    title: str, source: str, header: dict[str, Any], table: list[dict[str, Any]], out: Path
-) -> dict[str, Any]:
-    def mark(r: dict[str, Any]) -> str:
-        if r["match"] is None:
-            return "—"
-        return ("yes" if r["match"] else "NO") + (" (target)" if r["target"] else "")
-
-    rows = [
-        [
-            r["setting"],
-            r["agent"] + ("".join(f" {k}={v}" for k, v in r["params"].items())),
-            f"{r['mean']:.2f} ± {r['ci95']:.2f}",
-            "—" if r["paper"] is None else f"{r['paper']}",
-            mark(r),
-        ]
-        for r in table
-    ]
-    cols = ["setting", "agent", "ours (95% CI)", source, "match (CI or 1%)"]
-    print_table(title, cols, rows)
-    payload = {
-        **header,
-        "reference": source,
-        "rows": table,
-        "provenance": provenance(seeds=[header["seed"]]),
-    }
-    write_json(out / "results.json", payload)
-    md = [
-        f"# {title}",
-        "",
-        *(f"- {k}: {v}" for k, v in header.items()),
-        "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
-    ]
-    md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    return payload
-
-
 def _run(
     title: str,
     source: str,
@@ -232,6 +181,7 @@ def _run(
     paper: Callable[[Any], dict[str, float]],
     targets: Callable[[Any], Sequence[str]],
 ) -> dict[str, Any]:
+    """Every setting's rows, then the printed and written table."""
     table = []
     with progress(total=len(settings), description=title.split(":")[0]) as bar:
         for setting in settings:
@@ -246,8 +196,28 @@ def _run(
         "seed": cfg.seed,
         "ci": "95% Student-t over tasks",
     }
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    return _report(title, source, header, table, cfg.out)
+    cols = ["setting", "agent", "ours (95% CI)", source, "match (CI or 1%)"]
+    rows = [
+        [
+            r["setting"],
+            r["agent"] + "".join(f" {k}={v}" for k, v in r["params"].items()),
+            f"{r['mean']:.2f} ± {r['ci95']:.2f}",
+            "—" if r["paper"] is None else f"{r['paper']}",
+            _mark(r),
+        ]
+        for r in table
+    ]
+    print_table(title, cols, rows)
+    payload = {**header, "reference": source, "rows": table}
+    return write_bench(
+        cfg.out, payload, table_markdown(title, header, cols, rows), seeds=[cfg.seed]
+    )
+
+
+def _mark(r: dict[str, Any]) -> str:
+    if r["match"] is None:
+        return "—"
+    return ("yes" if r["match"] else "NO") + (" (target)" if r["target"] else "")
 
 
 def run_bandits(cfg: BanditBenchConfig) -> dict[str, Any]:

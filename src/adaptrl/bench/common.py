@@ -1,15 +1,80 @@
-"""Benchmark helpers; provenance lives in ``adaptrl.core.provenance`` so every layer can record it."""
+"""What every benchmark shares: training a learner with the one training loop and timing it,
+writing its results (``results.json`` with provenance, ``report.md``), memory readings."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from adaptrl.core.provenance import git_commit, machine_info, provenance, write_json
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.trainer import train
+from adaptrl.core.progress import console
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.table import markdown_table
 from adaptrl.eval.curves import CurveReport, save_curve_report
+
+
+def train_timed(
+    learner: MetaLearner,
+    iterations: int,
+    description: str,
+    on_iteration: Callable[[MetaLearner, dict[str, float]], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Train ``learner`` in memory to ``iterations`` with :func:`adaptrl.algos.trainer.train`;
+    returns the iterations done, the wall-clock seconds and the last iteration's metrics."""
+    last: dict[str, float] = {}
+
+    def record(lr: MetaLearner, metrics: dict[str, float]) -> bool | None:
+        last.clear()
+        last.update(metrics)
+        return on_iteration(lr, metrics) if on_iteration is not None else None
+
+    start, t0 = learner.iteration, time.perf_counter()
+    train(learner, iterations=iterations, description=description, on_iteration=record)
+    seconds = time.perf_counter() - t0
+    done = learner.iteration - start
+    return {
+        "iterations": done,
+        "seconds": seconds,
+        "seconds_per_iteration": seconds / max(done, 1),
+        "last_metrics": last,
+    }
+
+
+def table_markdown(title: str, header: dict[str, Any], columns: Sequence[str], rows: list) -> str:
+    """A report's markdown: ``# title``, one ``- key: value`` line per header entry, the table."""
+    lines = [f"# {title}", "", *(f"- {k}: {v}" for k, v in header.items())]
+    return "\n".join([*lines, "", markdown_table(columns, rows)]) + "\n"
+
+
+def write_bench(
+    out: Path, payload: dict[str, Any], markdown: str, *, seeds: Any = None
+) -> dict[str, Any]:
+    """Write ``out/results.json`` (``payload`` with provenance) and ``out/report.md``; returns
+    the payload as written."""
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {**payload, "provenance": provenance(seeds=seeds)}
+    write_json(out / "results.json", payload)
+    (out / "report.md").write_text(markdown)
+    console().print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+    return payload
+
+
+def write_curve_bench(
+    out: Path, report: CurveReport, markdown: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """Write a curve bench's outputs to ``out``: the curve report's files (results.json,
+    curve.png), ``report.md`` (``markdown``) and ``bench.json`` (``payload``); print
+    ``markdown``. Returns the report's paths, and ``payload`` under ``report`` / ``paths``."""
+    paths = save_curve_report(report, out)
+    (out / "report.md").write_text(markdown + "\n")
+    write_json(out / "bench.json", payload)
+    console().print(markdown)
+    return {"report": report, "paths": paths, **payload}
 
 
 def resident_mb() -> float:
@@ -26,17 +91,11 @@ def peak_per_tenth(values: Sequence[float]) -> list[float]:
     return [float(max(part)) for part in np.array_split(np.asarray(values), 10) if len(part)]
 
 
-def write_curve_bench(
-    out: Path, report: CurveReport, markdown: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """Write a curve bench's outputs to ``out``: the curve report's files, ``report.md``
-    (``markdown``) and ``bench.json`` (``payload``); print ``markdown``. Returns the report's paths,
-    and ``payload`` under ``report`` / ``paths`` for callers and tests."""
-    paths = save_curve_report(report, out)
-    (out / "report.md").write_text(markdown + "\n")
-    write_json(out / "bench.json", payload)
-    print(markdown)
-    return {"report": report, "paths": paths, **payload}
-
-
-__all__ = ["git_commit", "machine_info", "provenance", "write_curve_bench", "write_json"]
+__all__ = [
+    "peak_per_tenth",
+    "resident_mb",
+    "table_markdown",
+    "train_timed",
+    "write_bench",
+    "write_curve_bench",
+]

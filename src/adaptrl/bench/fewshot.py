@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
-import yaml
 
 from adaptrl.algos.lstm_optimizer import (
     LSTMOptimizerConfig,
@@ -27,11 +25,20 @@ from adaptrl.algos.lstm_optimizer import (
     tune_learning_rate,
 )
 from adaptrl.algos.registry import ALGOS, AlgoSpec, make_learner
+from adaptrl.bench.common import table_markdown, train_timed
+from adaptrl.bench.reference import (
+    MINIIMAGENET_PAPER,
+    MINIIMAGENET_SOURCES,
+    OMNIGLOT_PAPER,
+    OMNIGLOT_SOURCES,
+)
 from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.config import Config, Ge, Positive, Size, config_to_dict, parse_dotted
 from adaptrl.core.errors import AdaptrlError, ConfigError
-from adaptrl.core.progress import print_table, progress
+from adaptrl.core.presets import load_preset
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.seeding import make_generator
+from adaptrl.core.table import markdown_table, print_table
 from adaptrl.eval.curves import AdaptationCurve, CurveReport, curve_markdown, save_curve_report
 from adaptrl.eval.stats import mean_ci
 from adaptrl.fewshot import FewShotConfig, make_fewshot_family
@@ -41,44 +48,6 @@ from adaptrl.fewshot.imagefolder import LAYOUT_HELP, ImageFolderConfig
 EVAL_SEED = 20170309
 """Seed of the held-out test tasks (the ProtoNets/MAML arXiv month), fixed across methods."""
 
-# --- published numbers (/work/shared/REFERENCE_NUMBERS.md), accuracy in % --------------------
-#: Omniglot, 5w1s / 5w5s / 20w1s / 20w5s. Sources per row in OMNIGLOT_SOURCES.
-OMNIGLOT_PAPER: dict[str, dict[str, float]] = {
-    "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
-    "fomaml": {"5w1s": 98.3, "5w5s": 99.2, "20w1s": 89.4, "20w5s": 97.9},
-    "reptile": {"5w1s": 97.68, "5w5s": 99.48, "20w1s": 89.43, "20w5s": 97.12},
-    "protonet": {"5w1s": 98.8, "5w5s": 99.7, "20w1s": 96.0, "20w5s": 98.9},
-    "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
-    "metasgd": {"5w1s": 99.53, "5w5s": 99.93, "20w1s": 95.9, "20w5s": 99.0},
-}
-OMNIGLOT_SOURCES = {
-    "maml": "MAML Table 1 (± 0.4 / 0.1 / 0.3 / 0.2)",
-    "fomaml": "Reptile Table 2, first-order MAML + transduction",
-    "reptile": "Reptile Table 2 (later arXiv version), + transduction; without: "
-    "95.39 / 98.90 / 88.14 / 96.65",
-    "protonet": "ProtoNets Table 1",
-    "matching": "as quoted by ProtoNets and MAML",
-    "metasgd": "as quoted by later papers; 20-way cells approximate (unsure)",
-}
-#: mini-ImageNet 5-way, 1-shot / 5-shot.
-MINIIMAGENET_PAPER: dict[str, dict[str, float]] = {
-    "maml": {"5w1s": 48.70, "5w5s": 63.11},
-    "fomaml": {"5w1s": 48.07, "5w5s": 63.15},
-    "reptile": {"5w1s": 47.07, "5w5s": 62.74},
-    "protonet": {"5w1s": 49.42, "5w5s": 68.20},
-    "matching": {"5w1s": 43.56, "5w5s": 55.31},
-    "lstm-meta-learner": {"5w1s": 43.44, "5w5s": 60.60},
-    "metasgd": {"5w1s": 50.47, "5w5s": 64.03},
-}
-MINIIMAGENET_SOURCES = {
-    "maml": "MAML (± 1.84 / 0.92)",
-    "fomaml": "MAML, first-order (± 1.75 / 0.91)",
-    "reptile": "Reptile (± 0.26 / 0.37); + transduction 49.97 / 65.99",
-    "protonet": "ProtoNets (± 0.78 / 0.66)",
-    "matching": "Matching Networks FCE, as quoted by Ravi & Larochelle (± 0.84 / 0.73)",
-    "lstm-meta-learner": "Ravi & Larochelle meta-learner LSTM (± 0.77 / 0.71): not implemented",
-    "metasgd": "Meta-SGD (± 1.87 / 0.94)",
-}
 PAPER_ALIASES = {"meta-sgd": "metasgd", "fo-maml": "fomaml", "first-order-maml": "fomaml"}
 
 
@@ -101,18 +70,6 @@ def parse_setting(text: str) -> Setting:
         return Setting(int(head), int(tail[:-1]))
     except ValueError:
         raise ConfigError(f"settings look like '5w1s' (5-way 1-shot), got {text!r}") from None
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``("protonet.train_ways=20",)`` -> ``{"protonet": {"train_ways": 20}}`` (YAML scalars)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        method, dot, field = head.rpartition(".")
-        if not sep or not dot or not method or not field:
-            raise ConfigError(f"--params look like METHOD.FIELD=VALUE, got {item!r}")
-        out.setdefault(method, {})[field.replace("-", "_")] = yaml.safe_load(value)
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,19 +169,6 @@ def evaluate_accuracy(
     return torch.cat(out), steps
 
 
-def train_learner(learner: Any, iterations: int, description: str) -> float:
-    """Run ``iterations`` outer steps with a progress bar; returns the wall time in seconds."""
-    start = time.perf_counter()
-    bar = progress(total=iterations, description=description)
-    with bar:
-        for _ in range(iterations):
-            metrics = learner.meta_train_step()
-            loss = metrics.get("loss")
-            bar.update(loss=float(loss)) if loss is not None else None
-            bar.advance()
-    return time.perf_counter() - start
-
-
 @dataclasses.dataclass(frozen=True)
 class Cell:
     method: str
@@ -268,7 +212,8 @@ def run_cells(
                 options = overrides.get(m.label, {})
                 cfg = build_config(m, family_cfg, iterations, options, defaults)
                 learner = make_learner(m.spec.name, cfg, seed=seed, device=device)
-                secs = train_learner(learner, cfg.iterations, f"{m.label} {setting.label}")
+                label = f"{m.label} {setting.label}"
+                secs = train_timed(learner, cfg.iterations, label)["seconds"]
                 curve, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
             except AdaptrlError as exc:
                 nan = math.nan
@@ -305,18 +250,17 @@ def report(
     *,
     complete: bool = True,
 ) -> str:
-    """Write (results.json, results.md) one table: a row per method, a column per setting, ours
+    """Write (results.json, report.md) one table: a row per method, a column per setting, ours
     ± 95% CI and, where there is one, the paper's value beside it; then each cell's training
     budget and time. ``complete=False`` marks a partial table saved while the run goes on (cells
     not run yet show "—") and prints nothing."""
-    methods = list(dict.fromkeys(c.method for c in cells))
     by_key = {(c.method, c.setting): c for c in cells}
     with_paper = any(c.paper is not None for c in cells)
     cols = ["method"]
     for s in settings:
         cols += [f"{s.label} ours (%)"] + ([f"{s.label} paper"] if with_paper else [])
     rows = []
-    for m in methods:
+    for m in dict.fromkeys(c.method for c in cells):
         row = [m]
         for s in settings:
             c = by_key.get((m, s.label))
@@ -329,57 +273,50 @@ def report(
         for c in cells:
             if c.error:
                 print(f"{c.method} {c.setting}: {c.error}")
-    out.mkdir(parents=True, exist_ok=True)
+    budget_cols = ["method", "setting", "outer iterations", "training (s)"]
+    budget_cols.append("accuracy after 0, 1, ... steps (%)")
+    curve = lambda c: " / ".join(f"{v:.1f}" for v in c.curve)  # noqa: E731
+    budget = [
+        [c.method, c.setting, c.iterations, f"{c.train_seconds:.0f}", curve(c)]
+        for c in cells
+        if not c.error
+    ]
+    text = table_markdown(title, header, cols, rows)
+    if not complete:
+        notice = "**Partial: the run is still going (or was stopped); — = not run yet.**"
+        text = f"# {title}\n\n{notice}\n\n" + text.split("\n", 2)[2]
+    text += "\n" + markdown_table(budget_cols, budget) + "\n"
+    if sources:
+        text += "\nPaper values:\n" + "".join(f"- {k}: {v}\n" for k, v in sources.items())
     payload = {
         "title": title,
         "complete": complete,
         **header,
-        "cells": [dataclasses.asdict(c) for c in cells],
+        "cells": [config_to_dict(c) for c in cells],
         "paper_sources": sources,
-        "provenance": provenance(seeds=[seed]),
     }
-    write_json(out / "results.json", payload)
-    md = [f"# {title}", ""]
-    if not complete:
-        md += ["**Partial: the run is still going (or was stopped); — = not run yet.**", ""]
-    md += [*(f"- {k}: {v}" for k, v in header.items()), ""]
-    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    md += [
-        "",
-        "| method | setting | outer iterations | training (s) | accuracy after 0, 1, ... steps (%) |",
-    ]
-    md += ["|---|---|---|---|---|"]
-    md += [
-        f"| {c.method} | {c.setting} | {c.iterations} | {c.train_seconds:.0f} | "
-        + " / ".join(f"{v:.1f}" for v in c.curve)
-        + " |"
-        for c in cells
-        if not c.error
-    ]
-    if sources:
-        md += ["", "Paper values:", *(f"- {k}: {v}" for k, v in sources.items())]
-    text = "\n".join(md) + "\n"
-    (out / "results.md").write_text(text)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", {**payload, "provenance": provenance(seeds=[seed])})
+    (out / "report.md").write_text(text)
     return text
 
 
 # --- the benches -----------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class GlyphsBenchConfig:
-    """Every few-shot classification method on glyphs-v0 (procedural Omniglot-like characters)."""
+class ClassificationBench(Config):
+    """What the few-shot classification benches share (each sets its own defaults)."""
 
     quick: bool = False
     """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks, meta-batches of 4 tasks."""
     methods: tuple[str, ...] = ()
-    """Methods to run (registry names); empty = every few-shot classification method."""
+    """Methods to run (registry names, plus fomaml); empty = every classification method."""
     settings: tuple[str, ...] = ("5w1s", "5w5s", "20w1s")
     """N-way K-shot settings."""
-    iterations: int = 1000
+    iterations: Size = 1000
     """Outer iterations per method and setting."""
-    num_tasks: int = 600
+    num_tasks: Size = 600
     """Held-out test tasks (meta-test classes) per setting."""
-    queries: int = 15
+    queries: Size = 15
     """Query examples per class in training and test tasks."""
     params: tuple[str, ...] = ()
     """Method options as METHOD.FIELD=VALUE, e.g. protonet.train_ways=20 matching.fce=true."""
@@ -390,22 +327,12 @@ class GlyphsBenchConfig:
     device: str = "cpu"
     """Device for training and evaluation."""
     out: Path = Path("results/glyphs")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
-def _quick(cfg: Any, settings: tuple[str, ...]) -> Any:
-    return dataclasses.replace(
-        cfg,
-        settings=settings,
-        iterations=min(cfg.iterations, 30),
-        num_tasks=min(cfg.num_tasks, 100),
-    )
-
-
-def _check_sizes(cfg: Any) -> None:
-    for name in ("iterations", "num_tasks", "queries"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+@dataclasses.dataclass(frozen=True)
+class GlyphsBenchConfig(ClassificationBench):
+    """Every few-shot classification method on glyphs-v0 (procedural Omniglot-like characters)."""
 
 
 def run_glyphs(cfg: GlyphsBenchConfig) -> str:
@@ -419,8 +346,8 @@ def run_glyphs(cfg: GlyphsBenchConfig) -> str:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class OmniglotBenchConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OmniglotBenchConfig(ClassificationBench):
     """The Omniglot protocol (Vinyals et al.; MAML; ProtoNets) on your copy of Omniglot, beside
     the papers' numbers. 28x28 images, ink = 1, 1200 random characters (+ their 90/180/270-degree
     rotations as extra classes) for meta-training, the other 423 for meta-test."""
@@ -428,60 +355,30 @@ class OmniglotBenchConfig:
     data: Path
     """Omniglot root: images_background/ and images_evaluation/ (<alphabet>/<character>/*.png),
     or any folder of its 1623 character folders. Nothing is downloaded."""
-    quick: bool = False
-    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks, meta-batches of 4 tasks."""
-    methods: tuple[str, ...] = ()
-    """Methods to run (registry names, plus fomaml); empty = every classification method."""
     settings: tuple[str, ...] = ("5w1s", "5w5s", "20w1s", "20w5s")
     """N-way K-shot settings."""
-    iterations: int = 10000
+    iterations: Size = 10000
     """Outer iterations per method and setting (the papers used more: MAML 60k meta-batches)."""
-    num_tasks: int = 600
-    """Held-out test tasks per setting (the MAML protocol: 600)."""
-    queries: int = 10
+    queries: Size = 10
     """Query images per class (Omniglot has 20 images per character: shots + queries <= 20)."""
-    params: tuple[str, ...] = ()
-    """Method options as METHOD.FIELD=VALUE, e.g. protonet.train_ways=60 maml.pool=stride."""
-    seed: int = 0
-    """Training seed of every method."""
-    eval_seed: int = EVAL_SEED
-    """Seed of the held-out tasks."""
-    device: str = "cpu"
-    """Device for training and evaluation."""
     out: Path = Path("results/omniglot")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
-@dataclasses.dataclass(frozen=True)
-class MiniImageNetBenchConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MiniImageNetBenchConfig(ClassificationBench):
     """The mini-ImageNet protocol (Ravi & Larochelle split; MAML; ProtoNets) on your copy, beside
     the papers' numbers: 84x84 RGB, 5-way 1- and 5-shot, 15 queries per class, 600 test tasks."""
 
     data: Path
     """mini-ImageNet root with train/, val/ and test/ folders of class folders (<wnid>/*.jpg).
     Nothing is downloaded."""
-    quick: bool = False
-    """CI-sized: 5-way 1-shot only, 30 iterations, 100 test tasks, meta-batches of 4 tasks."""
-    methods: tuple[str, ...] = ()
-    """Methods to run (registry names, plus fomaml); empty = every classification method."""
     settings: tuple[str, ...] = ("5w1s", "5w5s")
     """N-way K-shot settings."""
-    iterations: int = 10000
+    iterations: Size = 10000
     """Outer iterations per method and setting."""
-    num_tasks: int = 600
-    """Held-out test tasks per setting."""
-    queries: int = 15
-    """Query images per class."""
-    params: tuple[str, ...] = ()
-    """Method options as METHOD.FIELD=VALUE, e.g. maml.filters=32 protonet.train_ways=20."""
-    seed: int = 0
-    """Training seed of every method."""
-    eval_seed: int = EVAL_SEED
-    """Seed of the held-out tasks."""
-    device: str = "cpu"
-    """Device for training and evaluation."""
     out: Path = Path("results/miniimagenet")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
 def _data_folder(path: Path, name: str) -> Path:
@@ -495,7 +392,7 @@ def _data_folder(path: Path, name: str) -> Path:
 
 
 def _run_table(
-    cfg: Any,
+    cfg: ClassificationBench,
     title: str,
     family: Callable[[Setting], FewShotConfig],
     about: dict[str, str],
@@ -505,8 +402,8 @@ def _run_table(
     """Run every method of ``cfg.methods`` on every setting of ``cfg.settings`` (the shared fields
     of the classification bench configs) and report the table; ``about`` heads the header."""
     if cfg.quick:
-        cfg = _quick(cfg, ("5w1s",))
-    _check_sizes(cfg)
+        quick = {"iterations": min(cfg.iterations, 30), "num_tasks": min(cfg.num_tasks, 100)}
+        cfg = dataclasses.replace(cfg, settings=("5w1s",), **quick)
     settings = [parse_setting(s) for s in cfg.settings]
     methods = classification_methods(cfg.methods)
     header = {
@@ -532,7 +429,7 @@ def _run_table(
         num_tasks=cfg.num_tasks,
         seed=cfg.seed,
         eval_seed=cfg.eval_seed,
-        overrides=parse_overrides(cfg.params),
+        overrides=parse_dotted(cfg.params, "METHOD"),
         paper=paper or {},
         device=cfg.device,
         defaults=QUICK_DEFAULTS if cfg.quick else None,
@@ -593,19 +490,19 @@ def run_miniimagenet(cfg: MiniImageNetBenchConfig) -> str:
 
 # --- the learned optimizer against SGD and Adam ----------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class LSTMOptimizerBenchConfig:
+class LSTMOptimizerBenchConfig(Config):
     """The coordinatewise LSTM optimizer against SGD and Adam (learning rates tuned on meta-train
     tasks) training the same MLP from the same initialisations on held-out sinusoid tasks."""
 
     quick: bool = False
-    """CI-sized: 10 inner steps, 150 meta-iterations, a 20-unit MLP, 200 test tasks."""
+    """CI-sized: the lstm-optimizer/quick preset as the learner, 200 test tasks, 100 tuning tasks."""
     learner: LSTMOptimizerConfig = LSTMOptimizerConfig()
     """The learned optimizer and its meta-training (its family is the task family)."""
-    num_tasks: int = 600
+    num_tasks: Annotated[int, Ge(2)] = 600
     """Held-out test tasks."""
-    tune_tasks: int = 200
+    tune_tasks: Size = 200
     """Meta-train tasks on which SGD's and Adam's learning rates are chosen."""
-    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
+    lr_grid: tuple[Positive, ...] = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
     """Learning rates tried for SGD and Adam (lowest mean query loss over the curve wins)."""
     seed: int = 0
     """Training seed of the LSTM optimizer."""
@@ -614,36 +511,24 @@ class LSTMOptimizerBenchConfig:
     out: Path = Path("results/lstm-optimizer")
     """Directory for results.json, report.md and curve.png."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lr_grid:
+            raise ConfigError("--lr-grid needs at least one learning rate")
 
-def run_lstm_optimizer(cfg: LSTMOptimizerBenchConfig) -> str:
-    learner_cfg = cfg.learner
-    if cfg.quick:
-        learner_cfg = dataclasses.replace(
-            learner_cfg,
-            family=dataclasses.replace(learner_cfg.family, shots=20, queries=20),
-            iterations=150,
-            tasks_per_batch=8,
-            inner_steps=10,
-            unroll=10,
-            optimizee_hidden=(20,),
-            lr=3e-3,
-        )
-        cfg = dataclasses.replace(cfg, num_tasks=min(cfg.num_tasks, 200), tune_tasks=100)
-    if cfg.num_tasks < 2 or cfg.tune_tasks < 1 or not cfg.lr_grid:
-        raise ConfigError("--num-tasks must be >= 2, --tune-tasks >= 1 and --lr-grid non-empty")
-    learner = LSTMOptimizerLearner(learner_cfg, seed=cfg.seed)
-    secs = train_learner(learner, learner_cfg.iterations, "lstm-optimizer")
-    steps = learner_cfg.inner_steps
-    family = make_fewshot_family(learner_cfg.family)
+
+def tuned_curves(
+    learner: LSTMOptimizerLearner, cfg: LSTMOptimizerBenchConfig, test: Any, theta: torch.Tensor
+) -> tuple[list[AdaptationCurve], dict[str, Any]]:
+    """SGD's and Adam's curves on the test tasks from the initialisations ``theta``, each with
+    the learning rate that did best on meta-train tasks, and what the tuning chose."""
+    steps = learner.config.inner_steps
+    family = make_fewshot_family(learner.config.family)
     tune = family.tasks(cfg.tune_tasks, "train", seed=cfg.eval_seed)
     tune_theta = learner.optimizee.init(
         cfg.tune_tasks, make_generator(cfg.eval_seed, "tune"), "cpu"
     )
-    test = family.tasks(cfg.num_tasks, "test", seed=cfg.eval_seed)
-    init_gen = lambda: make_generator(cfg.eval_seed, "init")  # noqa: E731
-    theta = learner.optimizee.init(cfg.num_tasks, init_gen(), torch.device("cpu"))
-    curves = [AdaptationCurve("lstm-optimizer", learner.adaptation_curve(test, steps, init_gen()))]
-    chosen = {}
+    curves, chosen = [], {}
     for kind in ("sgd", "adam"):
         lr, scores = tune_learning_rate(
             learner.optimizee, tune_theta, tune, steps, kind=kind, grid=cfg.lr_grid
@@ -651,21 +536,39 @@ def run_lstm_optimizer(cfg: LSTMOptimizerBenchConfig) -> str:
         chosen[kind] = {"lr": lr, "tuning_scores": scores}
         values = hand_designed_curve(learner.optimizee, theta, test, steps, kind=kind, lr=lr)
         curves.append(AdaptationCurve(f"{kind} (lr {lr:g})", values))
+    return curves, chosen
+
+
+def run_lstm_optimizer(cfg: LSTMOptimizerBenchConfig) -> str:
+    if cfg.quick:
+        quick = load_preset(LSTMOptimizerConfig, "lstm-optimizer", "quick")
+        cfg = dataclasses.replace(
+            cfg, learner=quick, num_tasks=min(cfg.num_tasks, 200), tune_tasks=100
+        )
+    learner = LSTMOptimizerLearner(cfg.learner, seed=cfg.seed)
+    secs = train_timed(learner, cfg.learner.iterations, "lstm-optimizer")["seconds"]
+    steps = cfg.learner.inner_steps
+    family = make_fewshot_family(cfg.learner.family)
+    test = family.tasks(cfg.num_tasks, "test", seed=cfg.eval_seed)
+    init_gen = lambda: make_generator(cfg.eval_seed, "init")  # noqa: E731
+    theta = learner.optimizee.init(cfg.num_tasks, init_gen(), torch.device("cpu"))
+    ours = AdaptationCurve("lstm-optimizer", learner.adaptation_curve(test, steps, init_gen()))
+    others, chosen = tuned_curves(learner, cfg, test, theta)
     report_ = CurveReport(
         title=f"learned LSTM optimizer vs tuned SGD and Adam on {family.family_id}",
         metric=f"query {learner.metric}",
         x_label="optimisation steps",
         x=list(range(steps + 1)),
         higher_is_better=False,
-        curves=curves,
+        curves=[ours, *others],
         meta={
             "family": family.family_id,
-            "config": dataclasses.asdict(learner_cfg),
+            "config": config_to_dict(cfg.learner),
             "num_tasks": cfg.num_tasks,
             "eval_seed": cfg.eval_seed,
             "seeds": [cfg.seed],
             "budget": f"{steps} steps on each task's support set from a fresh random init "
-            f"(shared by all optimizers); LSTM meta-trained {learner_cfg.iterations} iterations "
+            f"(shared by all optimizers); LSTM meta-trained {cfg.learner.iterations} iterations "
             f"({secs:.0f} s); SGD/Adam learning rates tuned on {cfg.tune_tasks} meta-train tasks",
             "tuned": chosen,
         },
@@ -676,7 +579,9 @@ def run_lstm_optimizer(cfg: LSTMOptimizerBenchConfig) -> str:
     return text
 
 
-register_bench(BenchSpec("glyphs", GlyphsBenchConfig, run_glyphs, GlyphsBenchConfig.__doc__ or ""))
+register_bench(
+    BenchSpec("glyphs", GlyphsBenchConfig, run_glyphs, GlyphsBenchConfig.__doc__ or "", "glyphs")
+)
 register_bench(
     BenchSpec("omniglot", OmniglotBenchConfig, run_omniglot, OmniglotBenchConfig.__doc__ or "")
 )
@@ -694,5 +599,7 @@ register_bench(
         LSTMOptimizerBenchConfig,
         run_lstm_optimizer,
         LSTMOptimizerBenchConfig.__doc__ or "",
+        presets="lstm-optimizer",
+        preset_field="learner",
     )
 )

@@ -37,11 +37,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from adaptrl.algos.gradient import maml_query_losses
-from adaptrl.bench.common import peak_per_tenth, provenance, resident_mb, write_json
+from adaptrl.bench.common import peak_per_tenth, resident_mb, table_markdown, write_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.config import Config, Size, config_to_dict
 from adaptrl.core.errors import ConfigError, require
-from adaptrl.core.progress import console, print_table, progress
+from adaptrl.core.progress import console, progress
 from adaptrl.core.seeding import make_generator
+from adaptrl.core.table import print_table
 from adaptrl.fewshot import FewShotBatch
 from adaptrl.nn.backbones import MLP, ConvNet
 
@@ -223,18 +225,18 @@ def memory_check(shape: Shape, strategy: str, *, tasks: int, iterations: int, se
 
 
 @dataclasses.dataclass(frozen=True)
-class FewShotSpeedConfig:
+class FewShotSpeedConfig(Config):
     """Meta-iterations/s of second-order MAML vs higher and a per-task autograd loop."""
 
     shapes: tuple[int, ...] = (0, 1, 2, 3)
     """Which shapes to run (indices: 0 5w1s, 1 5w5s, 2 5w1s 5 steps, 3 sinusoid)."""
-    rounds: int = 5
+    rounds: Size = 5
     """Interleaved timing rounds (median reported)."""
-    per_round: int = 2
+    per_round: Size = 2
     """Meta-iterations per implementation per round (sinusoid: 20x as many)."""
-    memory_iterations: int = 500
+    memory_iterations: Size = 500
     """Meta-iterations of the memory-growth check (best strategy, every shape)."""
-    threads: int = 1
+    threads: Size = 1
     """torch.set_num_threads for the run (the machine is shared)."""
     seed: int = 0
     """Seed of the network weights and synthetic data."""
@@ -244,68 +246,50 @@ class FewShotSpeedConfig:
     """Folder for results.json and report.md."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not set(self.shapes) <= set(range(len(SHAPES))):
             raise ConfigError(f"shapes are indices 0..{len(SHAPES) - 1}, got {self.shapes}")
-        if min(self.rounds, self.per_round, self.memory_iterations, self.threads) < 1:
-            raise ConfigError("rounds, per_round, memory_iterations and threads must be >= 1")
+
+
+def measure_shape(shape: Shape, cfg: FewShotSpeedConfig) -> tuple[dict[str, Any], list[str]]:
+    """One shape's rates, best strategy, ratios and memory check, and its table row."""
+    tasks = 4 if cfg.quick else shape.meta_batch
+    scale = 20 if shape.kind == "regression" else 1
+    rounds, per_round = (1, 1) if cfg.quick else (cfg.rounds, cfg.per_round)
+    rates = time_shape(
+        shape, tasks=tasks, rounds=rounds, per_round=per_round * scale, seed=cfg.seed
+    )
+    best = max(STRATEGIES, key=lambda s: rates[f"ours ({s})"])
+    ours = rates[f"ours ({best})"]
+    iterations = 10 if cfg.quick else cfg.memory_iterations
+    memory = memory_check(shape, best, tasks=tasks, iterations=iterations, seed=cfg.seed)
+    result: dict[str, Any] = {
+        "shape": config_to_dict(shape),
+        "meta_batch": tasks,
+        "meta_it_per_s": {k: round(v, 3) for k, v in rates.items()},
+        "best_strategy": best,
+        "vs_higher": round(ours / rates["higher"], 2),
+        "vs_autograd_loop": round(ours / rates["autograd loop"], 2),
+        "time_vs_floor": round(rates["floor"] / ours, 2),
+        "memory": memory,
+    }
+    row = [
+        shape.name,
+        *(f"{rates[f'ours ({s})']:.2f}" for s in STRATEGIES),
+        *(f"{rates[k]:.2f}" for k in ("higher", "autograd loop", "floor")),
+        f"{result['vs_higher']:.2f}x",
+        f"{result['vs_autograd_loop']:.2f}x",
+        f"{memory['growth_mb']:+.1f} MB",
+    ]
+    return result, row
 
 
 def run(cfg: FewShotSpeedConfig) -> int:
     torch.set_num_threads(cfg.threads)
-    rows, results = [], []
-    for index in cfg.shapes:
-        shape = SHAPES[index]
-        tasks = 4 if cfg.quick else shape.meta_batch
-        scale = 20 if shape.kind == "regression" else 1
-        rates = time_shape(
-            shape,
-            tasks=tasks,
-            rounds=1 if cfg.quick else cfg.rounds,
-            per_round=(1 if cfg.quick else cfg.per_round) * scale,
-            seed=cfg.seed,
-        )
-        best = max(STRATEGIES, key=lambda s: rates[f"ours ({s})"])
-        ours = rates[f"ours ({best})"]
-        memory = memory_check(
-            shape,
-            best,
-            tasks=tasks,
-            iterations=10 if cfg.quick else cfg.memory_iterations,
-            seed=cfg.seed,
-        )
-        result: dict[str, Any] = {
-            "shape": dataclasses.asdict(shape),
-            "meta_batch": tasks,
-            "meta_it_per_s": {k: round(v, 3) for k, v in rates.items()},
-            "best_strategy": best,
-            "vs_higher": round(ours / rates["higher"], 2),
-            "vs_autograd_loop": round(ours / rates["autograd loop"], 2),
-            "time_vs_floor": round(rates["floor"] / ours, 2),
-            "memory": memory,
-        }
-        results.append(result)
-        rows.append(
-            [
-                shape.name,
-                *(f"{rates[f'ours ({s})']:.2f}" for s in STRATEGIES),
-                f"{rates['higher']:.2f}",
-                f"{rates['autograd loop']:.2f}",
-                f"{rates['floor']:.2f}",
-                f"{result['vs_higher']:.2f}x",
-                f"{result['vs_autograd_loop']:.2f}x",
-                f"{memory['growth_mb']:+.1f} MB",
-            ]
-        )
-    columns = [
-        "shape",
-        *(f"ours {s}" for s in STRATEGIES),
-        "higher",
-        "autograd loop",
-        "floor",
-        "best/higher",
-        "best/loop",
-        "peak growth",
-    ]
+    measured = [measure_shape(SHAPES[index], cfg) for index in cfg.shapes]
+    results, rows = [m[0] for m in measured], [m[1] for m in measured]
+    columns = ["shape", *(f"ours {s}" for s in STRATEGIES), "higher", "autograd loop", "floor"]
+    columns += ["best/higher", "best/loop", "peak growth"]
     title = "Second-order MAML, meta-iterations/s (median of interleaved rounds)"
     print_table(title, columns, rows)
     ok = all(r["vs_higher"] >= TARGET_VS_HIGHER for r in results)
@@ -315,23 +299,17 @@ def run(cfg: FewShotSpeedConfig) -> int:
         f"memory growth: {'YES' if grows else 'none'}"
     )
     console().print(verdict)
-    out = Path(cfg.out)
+    header = {"threads": cfg.threads, "quick": cfg.quick, "seed": cfg.seed}
     payload = {
         "benchmark": "fewshot-speed",
-        "config": {k: str(v) for k, v in dataclasses.asdict(cfg).items()},
+        "config": config_to_dict(cfg),
         "results": results,
         "issue_reference_meta_it_per_s": ISSUE_REFERENCE,
         "target_vs_higher": TARGET_VS_HIGHER,
         "verdict": verdict,
-        "provenance": provenance(seeds=[cfg.seed]),
     }
-    write_json(out / "results.json", payload)
-    md = [f"# {title}", "", f"- threads: {cfg.threads}; quick: {cfg.quick}; seed {cfg.seed}", ""]
-    md += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    md += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    md += ["", verdict, ""]
-    (out / "report.md").write_text("\n".join(md))
-    console().print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+    markdown = table_markdown(title, header, columns, rows) + f"\n{verdict}\n"
+    write_bench(Path(cfg.out), payload, markdown, seeds=[cfg.seed])
     return 0
 
 

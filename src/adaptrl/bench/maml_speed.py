@@ -37,12 +37,16 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
-from adaptrl.bench.common import peak_per_tenth, resident_mb
+from adaptrl.algos.trainer import train
+from adaptrl.bench.common import peak_per_tenth, resident_mb, write_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.bench.throughput import RefNav2DEnv
-from adaptrl.core.progress import print_table, progress
-from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.config import Config, Size, config_to_dict
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.presets import load_preset
+from adaptrl.core.progress import progress
 from adaptrl.core.seeding import derive_seed, make_generator
+from adaptrl.core.table import markdown_table, print_table
 from adaptrl.envs.nav2d import Nav2DConfig
 from adaptrl.nn import heads
 from adaptrl.nn.policies import Params, batched_policy_dist, policy_dist
@@ -56,25 +60,6 @@ TARGET_SECONDS = 0.3
 """Ours must take at most this many seconds per meta-iteration."""
 PYTORCH_MAML_RL_SECONDS = (9.0, 10.0)
 """pytorch-maml-rl's own time per meta-iteration on this kind of 2-core machine (issue text)."""
-
-
-def speed_config(iterations: int = 200) -> MAMLRLConfig:
-    """pytorch-maml-rl's 2D-navigation configuration."""
-    return MAMLRLConfig(
-        family=Nav2DConfig(),
-        iterations=iterations,
-        meta_batch_size=20,
-        rollouts_per_task=20,
-        hidden=(64, 64),
-        activation="tanh",
-        inner_steps=1,
-        inner_lr=0.1,
-        max_kl=0.01,
-        cg_iters=10,
-        cg_damping=1e-5,
-        ls_max_steps=15,
-        ls_backtrack_ratio=0.8,
-    )
 
 
 # --- the in-run reference: per-task loops over SyncVectorEnv ----------------------------------
@@ -163,31 +148,28 @@ class ReferenceMAMLTRPO:
             data.append((train, valid))
         names = list(self.params)
 
-        def per_task(values: list[torch.Tensor], kind: str) -> torch.Tensor:
+        def objective(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             params = dict(zip(names, values, strict=True))
-            total = torch.zeros(())
+            loss = kl = torch.zeros(())
             for train, valid in data:
                 phi = self.adapt(params, train, create_graph=True)
                 dist = policy_dist(self.policy, phi, valid["obs"])
-                if kind == "loss":
-                    ratio = torch.exp(
-                        heads.log_prob(self.spec, dist, valid["actions"]) - valid["logp"]
-                    )
-                    x = -ratio * valid["advantages"]
-                else:
-                    x = heads.kl(self.spec, valid["dist"], dist)
-                total = total + (x * valid["mask"]).sum() / valid["mask"].sum()
-            return total / len(data)
+                logp = heads.log_prob(self.spec, dist, valid["actions"])
+                surrogate = -torch.exp(logp - valid["logp"]) * valid["advantages"]
+                divergence = heads.kl(self.spec, valid["dist"], dist)
+                loss = loss + (surrogate * valid["mask"]).sum() / valid["mask"].sum()
+                kl = kl + (divergence * valid["mask"]).sum() / valid["mask"].sum()
+            return loss / len(data), kl / len(data)
 
         new, info = trpo_step(
             [self.params[k] for k in names],
-            partial(per_task, kind="loss"),
-            partial(per_task, kind="kl"),
+            objective,
             max_kl=c.max_kl,
             damping=c.cg_damping,
             cg_iters=c.cg_iters,
             max_backtracks=c.ls_max_steps,
             backtrack_ratio=c.ls_backtrack_ratio,
+            autograd_line_search=True,  # its inner steps take torch.autograd.grad
         )
         self.params = {k: v.detach() for k, v in zip(names, new, strict=True)}
         self.iteration += 1
@@ -270,85 +252,112 @@ the Fisher products on 10% of the rollouts (Schulman et al. 2015's practice; not
 
 
 @dataclasses.dataclass(frozen=True)
-class MAMLSpeedConfig:
+class MAMLSpeedConfig(Config):
     """Seconds per MAML-TRPO meta-iteration on nav2d: ours vs a per-task SyncVectorEnv reference."""
 
+    maml: MAMLRLConfig = load_preset(MAMLRLConfig, "maml-rl", "nav2d-speed")
+    """The configuration timed (its iterations are ours' timed and memory-tracked iterations)."""
     quick: bool = False
     """CI-sized run: at most 12 of ours' iterations, 1 reference iteration."""
-    iterations: int = 200
-    """Meta-iterations of ours (timed and memory-tracked)."""
-    reference_iterations: int = 3
+    reference_iterations: Size = 3
     """Meta-iterations of the reference (each takes seconds)."""
-    traced_iterations: int = 20
+    traced_iterations: Size = 20
     """Extra iterations of ours run under tracemalloc."""
     variants: tuple[str, ...] = ("autograd-fvp", "first-order", "fvp-subsample-0.1")
     """Variants of ours also timed (autograd-fvp, first-order, fvp-subsample-0.1)."""
-    variant_iterations: int = 3
+    variant_iterations: Size = 3
     """Timed iterations of each variant (after one warm-up)."""
     seed: int = 0
     """Seed of both learners (same initial policy and task draws)."""
-    threads: int = 1
+    threads: Size = 1
     """torch threads (the machine is shared)."""
     out: Path = Path("results/bench/maml-speed")
     """Directory for results.json and report.md."""
 
 
-def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
-    torch.set_num_threads(cfg.threads)
-    iters = min(12, cfg.iterations) if cfg.quick else cfg.iterations
-    ref_iters = 1 if cfg.quick else cfg.reference_iterations
-    traced = min(3, cfg.traced_iterations) if cfg.quick else cfg.traced_iterations
-    warmup = 2
-    config = speed_config(iters)
+def timed_iterations(learner: MAMLRL, iterations: int, label: str) -> dict[str, list[float]]:
+    """Train ``learner`` for ``iterations`` more meta-iterations with the training loop; the
+    seconds, resident memory, KL and acceptance of each."""
+    record: dict[str, list[float]] = {"seconds": [], "rss": [], "kl": [], "accepted": []}
+    clock = [time.perf_counter()]
 
-    ours = MAMLRL(config, seed=cfg.seed)
-    times, rss, kls, accepted = [], [], [], []
-    for _ in progress(range(warmup + iters), description="maml-speed: ours", total=warmup + iters):
-        t0 = time.perf_counter()
-        m = ours.meta_train_step()
-        times.append(time.perf_counter() - t0)
-        rss.append(resident_mb())
-        kls.append(float(m.get("kl", float("nan"))))
-        accepted.append(bool(m.get("accepted", True)))
-    times, rss = times[warmup:], rss[warmup:]
+    def measure(_: Any, metrics: dict[str, float]) -> None:
+        now = time.perf_counter()
+        record["seconds"].append(now - clock[0])
+        record["rss"].append(resident_mb())
+        record["kl"].append(metrics.get("kl", float("nan")))
+        record["accepted"].append(metrics.get("accepted", 1.0))
+        clock[0] = time.perf_counter()
+
+    train(
+        learner, iterations=learner.iteration + iterations, description=label, on_iteration=measure
+    )
+    return record
+
+
+def memory_trace(learner: MAMLRL, iterations: int) -> dict[str, float]:
+    """Live tensor bytes and Python's traced allocations over ``iterations`` more iterations."""
     tensors_before = live_tensor_bytes()
     tracemalloc.start()
-    ours.meta_train_step()
-    trace_first = tracemalloc.get_traced_memory()[0]
-    for _ in range(traced - 1):
-        ours.meta_train_step()
-    trace_last, trace_peak = tracemalloc.get_traced_memory()
+    train(learner, iterations=learner.iteration + 1, show_progress=False)
+    first = tracemalloc.get_traced_memory()[0]
+    train(learner, iterations=learner.iteration + iterations - 1, show_progress=False)
+    last, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    tensors_after = live_tensor_bytes()
-    floor = time_floor(ours)
-    products = time_exact_products(ours)
+    return {
+        "live_tensor_mb_before_traced": tensors_before / 2**20,
+        "live_tensor_mb_after_traced": live_tensor_bytes() / 2**20,
+        "tracemalloc_mb_after_first_traced": first / 2**20,
+        "tracemalloc_mb_after_last_traced": last / 2**20,
+        "tracemalloc_mb_peak": peak / 2**20,
+        "traced_iterations": iterations,
+    }
 
-    variants: dict[str, float] = {}
-    for name, overrides in VARIANTS.items():
-        if name not in cfg.variants:
-            continue
-        learner = MAMLRL(dataclasses.replace(config, **overrides), seed=cfg.seed)
-        vt = []
-        for _ in range(1 + min(cfg.variant_iterations, iters)):
-            t0 = time.perf_counter()
-            learner.meta_train_step()
-            vt.append(time.perf_counter() - t0)
-        variants[name] = statistics.median(vt[1:])
 
-    ref = ReferenceMAMLTRPO(config, seed=cfg.seed)
-    ref_times = []
-    for _ in progress(range(ref_iters), description="maml-speed: reference", total=ref_iters):
+def time_variants(cfg: MAMLSpeedConfig, config: MAMLRLConfig, repeats: int) -> dict[str, float]:
+    """Median seconds per meta-iteration of each variant (after one warm-up iteration)."""
+    out = {}
+    for name in cfg.variants:
+        learner = MAMLRL(dataclasses.replace(config, **VARIANTS[name]), seed=cfg.seed)
+        times = timed_iterations(learner, 1 + repeats, f"maml-speed: {name}")["seconds"]
+        out[name] = statistics.median(times[1:])
+    return out
+
+
+def time_reference(config: MAMLRLConfig, seed: int, iterations: int) -> list[float]:
+    """Seconds of each of ``iterations`` meta-iterations of the reference implementation."""
+    ref = ReferenceMAMLTRPO(config, seed=seed)
+    times = []
+    for _ in progress(range(iterations), description="maml-speed: reference", total=iterations):
         t0 = time.perf_counter()
         ref.step()
-        ref_times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
     ref.close()
+    return times
 
-    ours_s = statistics.median(times)
-    ref_s = statistics.median(ref_times)
+
+def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
+    torch.set_num_threads(cfg.threads)
+    unknown = sorted(set(cfg.variants) - set(VARIANTS))
+    if unknown:
+        raise ConfigError(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    config = cfg.maml
+    if cfg.quick:
+        config = dataclasses.replace(config, iterations=min(12, config.iterations))
+    ours = MAMLRL(config, seed=cfg.seed)
+    warmup = 2
+    timed = timed_iterations(ours, warmup + config.iterations, "maml-speed: ours")
+    times, rss = timed["seconds"][warmup:], timed["rss"][warmup:]
+    traced = min(3, cfg.traced_iterations) if cfg.quick else cfg.traced_iterations
+    memory = memory_trace(ours, traced)
+    floor, products = time_floor(ours), time_exact_products(ours)
+    variants = time_variants(cfg, config, min(cfg.variant_iterations, config.iterations))
+    ref_times = time_reference(config, cfg.seed, 1 if cfg.quick else cfg.reference_iterations)
+    ours_s, ref_s = statistics.median(times), statistics.median(ref_times)
     half = len(rss) // 2
     result = {
         "benchmark": BENCHMARK,
-        "config": dataclasses.asdict(config) | {"family": dataclasses.asdict(config.family)},
+        "config": config_to_dict(config),
         "ours_seconds_per_iteration": {
             "median": ours_s,
             "mean": statistics.fmean(times),
@@ -364,7 +373,10 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
         "target_seconds": TARGET_SECONDS,
         "meets_target": ours_s <= TARGET_SECONDS,
         "pytorch_maml_rl_seconds_issue": list(PYTORCH_MAML_RL_SECONDS),
-        "trpo": {"mean_kl": float(np.nanmean(kls)), "accepted_fraction": float(np.mean(accepted))},
+        "trpo": {
+            "mean_kl": float(np.nanmean(timed["kl"])),
+            "accepted_fraction": float(np.mean(timed["accepted"])),
+        },
         "memory": {
             "rss_mb_first": rss[0],
             "rss_mb_last": rss[-1],
@@ -372,84 +384,74 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
             "rss_mb_peak_first_half": max(rss[:half] or rss),
             "rss_mb_peak_second_half": max(rss[half:]),
             "rss_mb_peak_by_tenth": peak_per_tenth(rss),
-            "live_tensor_mb_before_traced": tensors_before / 2**20,
-            "live_tensor_mb_after_traced": tensors_after / 2**20,
-            "tracemalloc_mb_after_first_traced": trace_first / 2**20,
-            "tracemalloc_mb_after_last_traced": trace_last / 2**20,
-            "tracemalloc_mb_peak": trace_peak / 2**20,
-            "traced_iterations": traced,
+            **memory,
         },
-        "provenance": provenance(seeds=[cfg.seed]),
     }
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    write_json(cfg.out / "results.json", result)
-    mem = result["memory"]
+    return write_bench(cfg.out, result, speed_report(result, config), seeds=[cfg.seed])
+
+
+def speed_report(result: dict[str, Any], config: MAMLRLConfig) -> str:
+    """Print the timing table; the report's markdown."""
+    ours_s = result["ours_seconds_per_iteration"]["median"]
+    ref_s = result["reference_seconds_per_iteration"]["median"]
+    floor = result["floor_seconds_per_iteration"]
+    products = result["exact_fisher_products_seconds"]
+
+    def line(name: str, seconds: float) -> list[str]:
+        return [name, f"{seconds:.3f}", f"{ref_s / seconds:.1f}x", f"{seconds / floor:.1f}x"]
+
     rows = [
-        [
-            "ours (batched, vmap)",
-            f"{ours_s:.3f}",
-            f"{ref_s / ours_s:.1f}x",
-            f"{ours_s / floor:.1f}x",
-        ],
-        ["reference (per-task SyncVectorEnv)", f"{ref_s:.3f}", "1.0x", f"{ref_s / floor:.1f}x"],
-        *[
-            [f"ours, {name}", f"{v:.3f}", f"{ref_s / v:.1f}x", f"{v / floor:.1f}x"]
-            for name, v in variants.items()
-        ],
-        [
-            "floor (policy forwards of the rollouts)",
-            f"{floor:.3f}",
-            f"{ref_s / floor:.1f}x",
-            "1.0x",
-        ],
-        [
-            f"exact TRPO floor: its {config.cg_iters} second-order Fisher products alone",
-            f"{products:.3f}",
-            f"{ref_s / products:.1f}x",
-            f"{products / floor:.1f}x",
-        ],
+        line("ours (batched, vmap)", ours_s),
+        line("reference (per-task SyncVectorEnv)", ref_s),
+        *(line(f"ours, {k}", v) for k, v in result["variants_seconds_per_iteration"].items()),
+        line("floor (policy forwards of the rollouts)", floor),
+        line(
+            f"exact TRPO floor: its {config.cg_iters} second-order Fisher products alone", products
+        ),
     ]
-    print_table(
-        f"maml-speed: nav2d, 20 tasks x 20 rollouts, H=100 ({len(times)} iterations of ours)",
-        ["implementation", "s / meta-iteration", "speed-up vs reference", "x floor"],
-        rows,
+    cols = ["implementation", "s / meta-iteration", "speed-up vs reference", "x floor"]
+    n = result["ours_seconds_per_iteration"]["iterations"]
+    title = (
+        f"maml-speed: nav2d, {config.meta_batch_size} tasks x {config.rollouts_per_task} rollouts"
     )
-    md = [
-        f"# {BENCHMARK}",
-        "",
-        "| implementation | s / meta-iteration | speed-up vs reference | x floor |",
-        "|---|---|---|---|",
-        *[f"| {' | '.join(r)} |" for r in rows],
-        "",
-        f"Target: <= {TARGET_SECONDS} s per meta-iteration: {'met' if ours_s <= TARGET_SECONDS else 'NOT met'}. "
-        f"Ours: median of {len(times)} iterations (p90 {result['ours_seconds_per_iteration']['p90']:.3f} s); "
-        f"reference: median of {len(ref_times)}.",
-        "",
-        f"Memory over {len(times)} iterations: RSS {mem['rss_mb_first']:.1f} MB after the first, "
-        f"{mem['rss_mb_last']:.1f} MB after the last, peak {mem['rss_mb_peak_first_half']:.1f} MB "
-        f"(first half) / {mem['rss_mb_peak_second_half']:.1f} MB (second half); live tensors "
-        f"{mem['live_tensor_mb_before_traced']:.2f} -> {mem['live_tensor_mb_after_traced']:.2f} MB; "
-        f"peak RSS per tenth of the run: "
-        f"{', '.join(f'{v:.0f}' for v in mem['rss_mb_peak_by_tenth'])} MB; "
-        f"tracemalloc {mem['tracemalloc_mb_after_first_traced']:.2f} -> "
-        f"{mem['tracemalloc_mb_after_last_traced']:.2f} MB over {traced} traced iterations.",
-    ]
-    (cfg.out / "report.md").write_text("\n".join(md) + "\n")
-    return result
-
-
-def _run(cfg: MAMLSpeedConfig) -> int:
-    run_maml_speed(cfg)
-    return 0
+    print_table(f"{title} ({n} iterations of ours)", cols, rows)
+    mem = result["memory"]
+    tenths = ", ".join(f"{v:.0f}" for v in mem["rss_mb_peak_by_tenth"])
+    met = "met" if result["meets_target"] else "NOT met"
+    return (
+        "\n".join(
+            [
+                f"# {BENCHMARK}",
+                "",
+                markdown_table(cols, rows),
+                "",
+                f"Target: <= {TARGET_SECONDS} s per meta-iteration: {met}. Ours: median of {n} "
+                f"iterations (p90 {result['ours_seconds_per_iteration']['p90']:.3f} s); reference: "
+                f"median of {len(result['reference_seconds_per_iteration']['all'])}.",
+                "",
+                f"Memory over {n} iterations: RSS {mem['rss_mb_first']:.1f} MB after the first, "
+                f"{mem['rss_mb_last']:.1f} MB after the last, peak {mem['rss_mb_peak_first_half']:.1f} "
+                f"MB (first half) / {mem['rss_mb_peak_second_half']:.1f} MB (second half); live "
+                f"tensors {mem['live_tensor_mb_before_traced']:.2f} -> "
+                f"{mem['live_tensor_mb_after_traced']:.2f} MB; peak RSS per tenth of the run: "
+                f"{tenths} MB; tracemalloc {mem['tracemalloc_mb_after_first_traced']:.2f} -> "
+                f"{mem['tracemalloc_mb_after_last_traced']:.2f} MB over {mem['traced_iterations']} "
+                "traced iterations.",
+            ]
+        )
+        + "\n"
+    )
 
 
 register_bench(
     BenchSpec(
         name=BENCHMARK,
         config_cls=MAMLSpeedConfig,
-        run=_run,
+        run=run_maml_speed,
         description="s per MAML-TRPO meta-iteration on nav2d vs a per-task SyncVectorEnv reference",
+        presets="maml-rl",
+        preset_field="maml",
     )
 )
 
-__all__ = ["MAMLSpeedConfig", "ReferenceMAMLTRPO", "run_maml_speed", "speed_config"]
+__all__ = ["MAMLSpeedConfig", "ReferenceMAMLTRPO", "run_maml_speed"]

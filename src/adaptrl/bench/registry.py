@@ -11,12 +11,16 @@ from adaptrl.core.registry import Registry
 
 @dataclasses.dataclass(frozen=True)
 class BenchSpec:
-    """A benchmark: its id, config class (its flags) and the function that runs it."""
+    """A benchmark: its id, config class (its flags), the function that runs it, and the presets
+    its ``--config NAME`` reads: the preset group (an algorithm id, or the bench's own id) and the
+    config field a preset fills (``None``: the preset is a whole bench config)."""
 
     name: str
     config_cls: type
     run: Callable[[Any], Any]
     description: str
+    presets: str | None = None
+    preset_field: str | None = None
 
 
 BENCHES: Registry[BenchSpec] = Registry("bench")

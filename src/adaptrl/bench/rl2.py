@@ -1,118 +1,42 @@
 """``adaptrl bench rl2-bandits``, ``rl2-mdps`` and ``rl2-speed``: RL² beside the classic agents.
 
-The table benches train RL² per setting (a fixed budget of outer iterations from a preset), then
-score it on held-out test tasks together with the classic agents, in the same harness, on the same
-tasks and environment seeds, beside the paper's Tables 1 and 2. The speed bench measures the whole
-training loop against the environment alone and the policy's own forward cost at the same batch
-size, and the wall-clock time RL² needs to reach 6.5 on bandits n=10, k=5.
+The table benches train RL² with one configuration (a preset, ``--config``, with ``--rl2.*`` flags
+on top) on each setting, then score it on held-out test tasks together with the classic agents,
+in the same harness, on the same tasks and environment seeds, beside the paper's Tables 1 and 2.
+The speed bench measures the whole training loop against the environment alone and the policy's
+own forward cost at the same batch size, and the wall-clock time RL² needs to reach 6.5 on
+bandits n=10, k=5.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from adaptrl.algos.rl2 import RL2, RL2Config, collect_trials
 from adaptrl.bench.baselines import Entry, parse_bandit_setting, tune
+from adaptrl.bench.common import table_markdown, train_timed, write_bench
 from adaptrl.bench.reference import RL2_TABLE1, RL2_TABLE1_SOURCE, RL2_TABLE2, RL2_TABLE2_SOURCE
 from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.config import Config, Size, config_to_dict
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.progress import print_table, progress
-from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.presets import load_preset
 from adaptrl.core.seeding import make_generator
+from adaptrl.core.table import print_table
 from adaptrl.envs import make_family
-from adaptrl.envs.bandit import BanditConfig
-from adaptrl.envs.tabular import TabularMDPConfig
 from adaptrl.eval.protocol import EVAL_SEED, evaluate
 from adaptrl.eval.stats import mean_ci
 from adaptrl.nn import heads
 
-# ------------------------------------------------------------------------------------------
-# Presets: the RL² configuration and budget used for each setting (tuned on bandit 10x5 and
-# MDP n=10 first, then reused with budgets scaled to the trial length).
 
-
-def bandit_preset(n: int, k: int) -> RL2Config:
-    """The RL² configuration for bandits with ``k`` arms and ``n`` pulls per trial."""
-    family = BanditConfig(k=k, n=n)
-    if n <= 10:
-        return RL2Config(family=family, iterations=300, trials=256, hidden=64)
-    # Value targets grow with the trial length: scale rewards so that they stay near 1, or the
-    # value loss drowns the policy gradient in the shared memory (and the gradient clipping).
-    # GAE lambda 0.95, not the 10-pull setting's 0.3: over 100 pulls the bootstrapped advantages
-    # hid what exploring early is worth (100x5: 64.5 with 0.3, 75.1 with 0.95), and an entropy
-    # bonus of 0.05 -> 0.01 kept it exploring longer (76.7 in 1000 iterations, 77.98 = 0.979x
-    # Gittins in 1500; docs/results.md).
-    return RL2Config(
-        family=family,
-        iterations=1500,
-        trials=256,
-        hidden=64,
-        lr=5e-4,
-        minibatches=4,
-        gae_lambda=0.95,
-        reward_scale=0.05,
-        entropy_coef=0.05,
-        entropy_final=0.01,
-        time_input=True,
-    )
-
-
-def mdp_preset(n: int) -> RL2Config:
-    """The RL² configuration for random tabular MDPs with ``n`` episodes per trial.
-
-    A separate critic: with the policy's memory shared, the value loss (the larger gradient)
-    reshaped the policy's features and its entropy collapsed with no gain (docs/results/rl2-mdp.md).
-    256 trials per batch, the time input and 1500 iterations took n = 10 from 123.3 (128 trials, 600
-    iterations) to 129.6; feeding whole transitions (the previous observation) through a 128-unit
-    ReLU embedding, with the learning rate annealed to 0, took it to 137.4, above PSRL's 134.3
-    (docs/results.md). Training at n = 10 took 42 minutes on one core before the embedding and 84
-    with it on a core shared with other jobs. Longer trials (n > 10) train 3000 iterations, so the
-    learning rate and entropy bonus anneal half as fast: at n = 25 the 1500-iteration run flattened
-    at 381.9 as its rate reached 0 (PSRL 404.1), while the 3000-iteration one scored 409.6 at its
-    iteration 1750, above PSRL (~7 s per iteration, ~6 h in all; docs/results.md).
-    """
-    return RL2Config(
-        family=TabularMDPConfig(n=n),
-        iterations=1500 if n <= 10 else 3000,
-        trials=256,
-        hidden=128,
-        time_input=True,
-        prev_obs_input=True,
-        embed=(128,),
-        lr=1e-3,
-        lr_final=0.0,
-        minibatches=4,
-        gae_lambda=0.3,
-        reward_scale=0.1,
-        entropy_coef=0.05,
-        entropy_final=0.01,
-        separate_critic=True,
-    )
-
-
-def train_rl2(
-    cfg: RL2Config,
-    seed: int = 0,
-    device: str = "cpu",
-    label: str = "rl2",
-    show_progress: bool = True,
-    on_iteration: Any = None,
-) -> tuple[RL2, float]:
-    """Train RL² for ``cfg.iterations`` iterations; returns the learner and the seconds it took."""
-    learner = RL2(cfg, seed=seed, device=device)
-    start = time.perf_counter()
-    with progress(total=cfg.iterations, description=label, disable=not show_progress) as bar:
-        for _ in range(cfg.iterations):
-            metrics = learner.meta_train_step()
-            bar.advance(trial_return=float(metrics["trial_return"]))  # once per iteration
-            if on_iteration is not None and on_iteration(learner, metrics):
-                break
-    return learner, time.perf_counter() - start
+def rl2_preset(name: str) -> RL2Config:
+    """The shipped RL² preset ``name`` (``configs/rl2/NAME.yaml``)."""
+    return load_preset(RL2Config, "rl2", name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -120,77 +44,117 @@ def train_rl2(
 
 
 @dataclasses.dataclass(frozen=True)
-class _RL2TableBench:
-    """Options shared by the Table 1 and Table 2 benches."""
+class Table:
+    """What one paper table fixes: its family, the classic agents beside RL², the published
+    numbers and the target ratio of RL² to the first classic agent."""
 
-    iterations: int | None = None
-    """Outer iterations per setting; default: the setting's preset."""
-    outer: Literal["ppo", "trpo"] | None = None
-    """Outer optimiser instead of the preset's (PPO): ``trpo`` is the paper's."""
-    memory: Literal["gru", "transformer"] | None = None
-    """Policy memory instead of the preset's (GRU): a causal transformer over the trial."""
-    num_tasks: int = 1000
+    title: str
+    source: str
+    family_id: str
+    classics: list[Entry]
+    paper: dict[Any, dict[str, float]]
+    setting: Callable[[str], dict[str, int]]
+    """A setting's text (``"10x5"``, ``"25"``) as the family options it sets."""
+    key: Callable[[Any], Any]
+    """The family config's key into ``paper``."""
+    target: Callable[[Any], float]
+    """The target ratio for a family config."""
+    quick_iterations: int
+
+
+BANDITS = Table(
+    title="RL² Table 1: Bernoulli bandits",
+    source=RL2_TABLE1_SOURCE,
+    family_id="bandit-bernoulli-v0",
+    classics=[
+        Entry("gittins", "gittins"),
+        Entry("ucb1", "ucb1", grid={"c": (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)}),
+        Entry("thompson", "thompson"),
+        Entry("random", "random"),
+    ],
+    paper=RL2_TABLE1,
+    setting=lambda text: dict(zip(("n", "k"), parse_bandit_setting(text), strict=True)),
+    key=lambda f: (f.n, f.k),
+    target=lambda f: 0.98 if f.n <= 10 else 0.97,
+    quick_iterations=100,
+)
+MDPS = Table(
+    title="RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10)",
+    source=RL2_TABLE2_SOURCE,
+    family_id="tabular-mdp-v0",
+    classics=[Entry("psrl", "psrl"), Entry("random", "random")],
+    paper=RL2_TABLE2,
+    setting=lambda text: {"n": _episodes(text)},
+    key=lambda f: f.n,
+    target=lambda f: 1.0,
+    quick_iterations=20,
+)
+
+
+def _episodes(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"MDP settings are episodes per trial n (e.g. 25), got {text!r}"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RL2TableBenchConfig(Config):
+    """What the two table benches share (each sets its own RL² preset and output folder)."""
+
+    rl2: RL2Config = rl2_preset("bandits-10")
+    """The RL² configuration every setting trains (a preset with --config)."""
+    settings: tuple[str, ...] = ()
+    """Settings to train it on: 'n x k' (pulls x arms) for bandits, n (episodes) for MDPs;
+    default: its own family's."""
+    quick: bool = False
+    """CI-sized: at most 100 (bandits) or 20 (MDPs) iterations and 200 test tasks."""
+    num_tasks: Size = 1000
     """Held-out test tasks per setting."""
     seeds: tuple[int, ...] = (0,)
     """Training seeds (the CI is over tasks for one seed, over per-seed means for several)."""
     eval_seed: int = EVAL_SEED
     """Seed of the held-out tasks."""
     runs: tuple[Path, ...] = ()
-    """Score the models of these ``adaptrl train rl2`` runs (resumable, for budgets of hours; one
-    per training seed) instead of training; needs one setting, the runs' family. ``--seeds``,
-    ``--iterations``, ``--outer`` and ``--memory`` are then not used."""
+    """Score the models of these ``adaptrl train rl2`` runs (one per training seed, one
+    setting: the runs') instead of training; --rl2.* and --seeds are then not used."""
     device: str = "cpu"
     """Device for training and evaluation."""
-    out: Path = Path("results/rl2")
-    """Directory for results.json and results.md."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RL2BanditBenchConfig(_RL2TableBench):
-    """RL² Table 1: RL² trained per setting beside Gittins, UCB1, Thompson sampling and random."""
-
-    quick: bool = False
-    """CI-sized: setting 10x5 only, 100 iterations (unless --iterations), 200 tasks."""
-    settings: tuple[str, ...] = ("10x5", "10x10", "100x5")
-    """Settings as 'n x k' (pulls x arms)."""
     out: Path = Path("results/rl2-bandits")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
 @dataclasses.dataclass(frozen=True)
-class RL2MDPBenchConfig(_RL2TableBench):
-    """RL² Table 2: RL² trained per setting beside PSRL and random on random tabular MDPs."""
+class RL2BanditBenchConfig(RL2TableBenchConfig):
+    """RL² Table 1: RL² trained per setting beside Gittins, UCB1, Thompson sampling and random
+    (presets: bandits-10, and bandits-100 for trials of 100 pulls or more)."""
 
-    quick: bool = False
-    """CI-sized: n = 10 only, 20 iterations (unless --iterations), 200 tasks."""
-    settings: tuple[int, ...] = (10,)
-    """Episodes per trial n."""
+
+@dataclasses.dataclass(frozen=True)
+class RL2MDPBenchConfig(RL2TableBenchConfig):
+    """RL² Table 2: RL² trained per setting beside PSRL and random on random tabular MDPs
+    (presets: mdps-10, and mdps-25 for trials of more than 10 episodes)."""
+
+    rl2: RL2Config = rl2_preset("mdps-10")
+    """The RL² configuration every setting trains (a preset with --config)."""
     out: Path = Path("results/rl2-mdps")
-    """Directory for results.json and results.md."""
-
-
-BANDIT_CLASSICS = [
-    Entry("gittins", "gittins"),
-    Entry("ucb1", "ucb1", grid={"c": (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)}),
-    Entry("thompson", "thompson"),
-    Entry("random", "random"),
-]
-MDP_CLASSICS = [Entry("psrl", "psrl"), Entry("random", "random")]
+    """Directory for results.json and report.md."""
 
 
 def load_rl2_runs(paths: tuple[Path, ...], family: Any) -> list[RL2]:
-    """The trained RL² models of ``paths``, each checked to be an RL² run on ``family``."""
+    """The trained RL² models of ``paths``, each checked to be an RL² run on ``family`` and all
+    of one configuration and budget (one row stands for one of each)."""
     from adaptrl.algos.trainer import load_trained
 
-    learners = []
-    for path in paths:
-        learner = load_trained(path, expect=RL2)
+    learners = [load_trained(path, expect=RL2) for path in paths]
+    for path, learner in zip(paths, learners, strict=True):
         if learner.config.family != family:
             raise ConfigError(
                 f"{path} was trained on {learner.config.family}, not this setting's {family}; "
-                "pass the run's setting with --settings (and no --quick)"
+                "pass the run's setting with --settings"
             )
-        learners.append(learner)
     first = learners[0]
     for path, learner in zip(paths[1:], learners[1:], strict=True):
         if learner.config != first.config or learner.iteration != first.iteration:
@@ -201,43 +165,53 @@ def load_rl2_runs(paths: tuple[Path, ...], family: Any) -> list[RL2]:
     return learners
 
 
-def _with_runs(bench: Any) -> Any:
-    """``bench`` with its seeds replaced by those of its ``--runs`` (if any)."""
-    if not bench.runs:
-        return bench
-    from adaptrl.algos.trainer import read_run
-
-    if len(bench.settings) != 1:
+def setting_configs(bench: RL2TableBenchConfig, table: Table) -> list[RL2Config]:
+    """The RL² configuration of each setting: the bench's, on the setting's family."""
+    cfg = bench.rl2
+    if cfg.family.family_id != table.family_id:
+        raise ConfigError(
+            f"this table runs on {table.family_id}; the RL² configuration is on "
+            f"{cfg.family.family_id}"
+        )
+    if bench.quick:
+        cfg = dataclasses.replace(cfg, iterations=min(cfg.iterations, table.quick_iterations))
+    if bench.runs and len(bench.settings) > 1:
         raise ConfigError(f"--runs scores one setting; got settings {list(bench.settings)}")
-    return dataclasses.replace(bench, seeds=tuple(read_run(p)[1].seed for p in bench.runs))
+    families = [dataclasses.replace(cfg.family, **table.setting(s)) for s in bench.settings]
+    return [dataclasses.replace(cfg, family=f) for f in families] or [cfg]
 
 
-def _setting_rows(
-    label: str,
-    cfg: RL2Config,
-    bench: _RL2TableBench,
-    classics: list[Entry],
-    paper: dict[str, float],
-    reference: str,
-    ratio_target: float,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Train RL² (one learner per seed), evaluate it beside ``classics``; rows and a summary."""
-    family = make_family(cfg.family)
-    learners: list[RL2] = []
-    seconds: list[float | None] = []
+def trained_learners(
+    cfg: RL2Config, bench: RL2TableBenchConfig, label: str
+) -> tuple[list[RL2], list[float | None], RL2Config]:
+    """The RL² models of a setting (trained per seed, or the ``--runs``), their training
+    seconds (None for runs) and the configuration they stand for (a run's budget is the
+    iterations it completed)."""
     if bench.runs:
         learners = load_rl2_runs(bench.runs, cfg.family)
-        seconds = [None] * len(learners)
-        cfg = dataclasses.replace(learners[0].config, iterations=learners[0].iteration)
-    for seed in () if bench.runs else bench.seeds:
-        learner, secs = train_rl2(cfg, seed, bench.device, f"rl2 {label} seed {seed}")
+        done = dataclasses.replace(learners[0].config, iterations=learners[0].iteration)
+        return learners, [None] * len(learners), done
+    learners, seconds = [], []
+    for seed in bench.seeds:
+        learner = RL2(cfg, seed=seed, device=bench.device)
+        seconds.append(train_timed(learner, cfg.iterations, f"rl2 {label} seed {seed}")["seconds"])
         learners.append(learner)
-        seconds.append(secs)
+    return learners, seconds, cfg
+
+
+def score_setting(
+    cfg: RL2Config, bench: RL2TableBenchConfig, table: Table
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train (or load) RL², evaluate it beside the table's classic agents; rows and a summary."""
+    family = make_family(cfg.family)
+    key = table.key(cfg.family)
+    label = "x".join(map(str, key)) if isinstance(key, tuple) else str(key)
+    learners, seconds, cfg = trained_learners(cfg, bench, label)
+    seeds = [lr.seed for lr in learners]
     specs: list[Any] = [
-        (f"rl2-seed{s}", lambda f, lr=lr: lr.trial_agent())
-        for s, lr in zip(bench.seeds, learners, strict=True)
+        (f"rl2-seed{lr.seed}", lambda f, lr=lr: lr.trial_agent()) for lr in learners
     ]
-    specs += [(e.agent, tune(family, e, 300, bench.seeds[0], bench.device)) for e in classics]
+    specs += [(e.agent, tune(family, e, 300, seeds[0], bench.device)) for e in table.classics]
     res = evaluate(
         family,
         specs,
@@ -246,69 +220,61 @@ def _setting_rows(
         device=bench.device,
         show_progress=False,
     )
-    n_rl2 = len(bench.seeds)
-    per_seed = [a.returns.sum(-1).double().mean().item() for a in res.agents[:n_rl2]]
-    if n_rl2 == 1:
-        rl2_mean, rl2_ci = res.agents[0].trial_return()
-    else:
-        rl2_mean, rl2_ci = mean_ci(per_seed)
-    rows = [
-        {
-            "setting": label,
-            "agent": "rl2 (ours)",
-            "params": {},
-            "mean": rl2_mean,
-            "ci95": rl2_ci,
-            "paper": paper.get("rl2"),
-            "per_seed": per_seed,
-        }
-    ]
-    for entry, agent in zip(classics, res.agents[n_rl2:], strict=True):
-        mean, ci = agent.trial_return()
-        rows.append(
-            {
-                "setting": label,
-                "agent": entry.agent,
-                "params": agent.params,
-                "mean": mean,
-                "ci95": ci,
-                "paper": paper.get(entry.column),
-            }
-        )
-    reference_mean = rows[1]["mean"]
-    curve = torch.cat([a.returns for a in res.agents[:n_rl2]]).double().mean((0, 1)).tolist()
+    ours, classics = res.agents[: len(learners)], res.agents[len(learners) :]
+    per_seed = [a.returns.sum(-1).double().mean().item() for a in ours]
+    mean, ci = ours[0].trial_return() if len(ours) == 1 else mean_ci(per_seed)
+    paper = table.paper.get(key, {})
+    rows = [row(label, "rl2 (ours)", {}, (mean, ci), paper.get("rl2"), per_seed=per_seed)]
+    for entry, agent in zip(table.classics, classics, strict=True):
+        stats = agent.trial_return()
+        rows.append(row(label, entry.agent, agent.params, stats, paper.get(entry.column)))
+    reference = rows[1]["mean"]
+    target = table.target(cfg.family)
     summary = {
         "setting": label,
-        "config": dataclasses.asdict(cfg),
+        "config": config_to_dict(cfg),
+        "seeds": seeds,
         "train_seconds": seconds,
-        "ratio_to_" + classics[0].agent: rl2_mean / reference_mean,
-        "target_ratio": ratio_target,
-        "target_met": rl2_mean >= ratio_target * reference_mean,
-        "rl2_episode_curve": curve,
-        "reference": reference,
+        "ratio_to_" + table.classics[0].agent: mean / reference,
+        "target_ratio": target,
+        "target_met": mean >= target * reference,
+        "rl2_episode_curve": torch.cat([a.returns for a in ours]).double().mean((0, 1)).tolist(),
+        "reference": table.source,
     }
     return rows, summary
 
 
-def _write(
-    title: str, source: str, bench: _RL2TableBench, rows: list, summaries: list
+def row(
+    setting: str, agent: str, params: dict, stats: tuple[float, float], paper: Any, **extra: Any
 ) -> dict[str, Any]:
-    cols = ["setting", "agent", "ours (95% CI)", source]
-    table = [
+    """One row of a table bench's results: mean and 95% CI (``stats``) beside the paper's."""
+    mean, ci = stats
+    return dict(
+        setting=setting, agent=agent, params=params, mean=mean, ci95=ci, paper=paper, **extra
+    )
+
+
+def table_report(
+    table: Table, bench: RL2TableBenchConfig, rows: list[dict], summaries: list[dict]
+) -> dict[str, Any]:
+    """Print and write the results table and the targets table."""
+    cols = ["setting", "agent", "ours (95% CI)", table.source]
+    cells = [
         [
             r["setting"],
             r["agent"] + "".join(f" {k}={v}" for k, v in r["params"].items()),
             f"{r['mean']:.2f} ± {r['ci95']:.2f}",
-            "—" if r["paper"] is None else str(r["paper"]),
+            "—" if r["paper"] is None else f"{r['paper']}",
         ]
         for r in rows
     ]
-    print_table(title, cols, table)
-    ratio_key = next(k for k in summaries[0] if k.startswith("ratio_to_"))
-    target_rows = [
+    ratio = "ratio_to_" + table.classics[0].agent
+    tcols = ["setting", ratio.replace("_", " "), "target", "met", "train s", "iterations"]
+    tcols.append("memory / outer")
+    targets = [
         [
             s["setting"],
-            f"{s[ratio_key]:.3f}",
+            f"{s[ratio]:.3f}",
             f">= {s['target_ratio']}",
             "yes" if s["target_met"] else "NO",
             " / ".join("run" if t is None else f"{t:.0f}" for t in s["train_seconds"]),
@@ -317,90 +283,30 @@ def _write(
         ]
         for s in summaries
     ]
-    tcols = [
-        "setting",
-        ratio_key.replace("_", " "),
-        "target",
-        "met",
-        "train s",
-        "iterations",
-        "memory / outer",
-    ]
-    print_table("RL² targets", tcols, target_rows)
+    print_table(table.title, cols, cells)
+    print_table("RL² targets", tcols, targets)
+    seeds = summaries[0]["seeds"]
     header = {
         "tasks": f"{bench.num_tasks} held-out test tasks per setting (eval seed {bench.eval_seed})",
-        "training seeds": list(bench.seeds),
+        "training seeds": seeds,
         "ci": "95% Student-t over tasks (one seed) or over per-seed means (several)",
     }
-    payload = {
-        **header,
-        "reference": source,
-        "rows": rows,
-        "settings": summaries,
-        "provenance": provenance(seeds=list(bench.seeds)),
-    }
-    bench.out.mkdir(parents=True, exist_ok=True)
-    write_json(bench.out / "results.json", payload)
-    md = [f"# {title}", "", *(f"- {k}: {v}" for k, v in header.items()), ""]
-    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(r) + " |" for r in table]
-    md += ["", "| " + " | ".join(tcols) + " |", "|" + "---|" * len(tcols)]
-    md += ["| " + " | ".join(r) + " |" for r in target_rows]
-    (bench.out / "results.md").write_text("\n".join(md) + "\n")
-    return payload
+    markdown = table_markdown(table.title, header, cols, cells)
+    markdown += "\n" + table_markdown("Targets", {}, tcols, targets).split("\n", 2)[2]
+    payload = {**header, "reference": table.source, "rows": rows, "settings": summaries}
+    return write_bench(bench.out, payload, markdown, seeds=seeds)
 
 
-def _override(cfg: RL2Config, bench: _RL2TableBench, quick_iterations: int) -> RL2Config:
-    """The preset with the bench's ``--iterations``, ``--outer`` and ``--memory`` applied."""
-    changes: dict[str, Any] = {}
-    iterations = bench.iterations or (quick_iterations if bench.quick else None)
-    if iterations is not None:
-        changes["iterations"] = iterations
-    if bench.outer is not None:
-        changes["outer"] = bench.outer
-    if bench.memory is not None:
-        changes["memory"] = bench.memory
-    return dataclasses.replace(cfg, **changes)
-
-
-def run_rl2_bandits(bench: RL2BanditBenchConfig) -> dict[str, Any]:
+def run_table(bench: RL2TableBenchConfig, table: Table) -> dict[str, Any]:
+    """Train and score RL² on every setting of ``bench`` beside ``table``'s classic agents."""
     if bench.quick:
-        bench = dataclasses.replace(bench, settings=("10x5",), num_tasks=min(bench.num_tasks, 200))
-    bench = _with_runs(bench)
+        bench = dataclasses.replace(bench, num_tasks=min(bench.num_tasks, 200))
     rows, summaries = [], []
-    for text in bench.settings:
-        n, k = parse_bandit_setting(text)
-        cfg = bandit_preset(n, k)
-        cfg = _override(cfg, bench, 100)
-        target = 0.98 if n <= 10 else 0.97
-        r, s = _setting_rows(
-            text, cfg, bench, BANDIT_CLASSICS, RL2_TABLE1.get((n, k), {}), RL2_TABLE1_SOURCE, target
-        )
+    for cfg in setting_configs(bench, table):
+        r, s = score_setting(cfg, bench, table)
         rows += r
         summaries.append(s)
-    return _write("RL² Table 1: Bernoulli bandits", RL2_TABLE1_SOURCE, bench, rows, summaries)
-
-
-def run_rl2_mdps(bench: RL2MDPBenchConfig) -> dict[str, Any]:
-    if bench.quick:
-        bench = dataclasses.replace(bench, settings=(10,), num_tasks=min(bench.num_tasks, 200))
-    bench = _with_runs(bench)
-    rows, summaries = [], []
-    for n in bench.settings:
-        cfg = mdp_preset(n)
-        cfg = _override(cfg, bench, 20)
-        r, s = _setting_rows(
-            str(n), cfg, bench, MDP_CLASSICS, RL2_TABLE2.get(n, {}), RL2_TABLE2_SOURCE, 1.0
-        )
-        rows += r
-        summaries.append(s)
-    return _write(
-        "RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10)",
-        RL2_TABLE2_SOURCE,
-        bench,
-        rows,
-        summaries,
-    )
+    return table_report(table, bench, rows, summaries)
 
 
 # ------------------------------------------------------------------------------------------
@@ -408,20 +314,24 @@ def run_rl2_mdps(bench: RL2MDPBenchConfig) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class RL2SpeedBenchConfig:
+class RL2SpeedBenchConfig(Config):
     """RL² training-loop throughput against the environment alone and the policy forward cost,
     and the wall-clock time to reach 6.5 on bandits n=10, k=5."""
 
+    bandits: RL2Config = rl2_preset("bandits-10")
+    """The bandit configuration timed, and trained to the target."""
+    mdps: RL2Config = rl2_preset("mdps-10")
+    """The tabular-MDP configuration timed (with its own memory and with a transformer)."""
     quick: bool = False
-    """CI-sized: 3 timed iterations of 32 trials; the time-to-6.5 run capped at 40 iterations."""
-    iterations: int = 10
-    """Timed iterations per family (after one warm-up iteration)."""
+    """CI-sized: 3 timed iterations of 32 trials; the time-to-target run capped at 40 iterations."""
+    iterations: Size = 10
+    """Timed iterations per configuration (after one warm-up iteration)."""
     target: float = 6.5
     """Return on bandit 10x5 held-out tasks whose first crossing is timed."""
-    eval_every: int = 25
-    """Iterations between held-out evaluations in the time-to-target run."""
-    eval_tasks: int = 1000
-    """Held-out test tasks per evaluation in the time-to-target run."""
+    eval_every: Size = 25
+    """Iterations between validation checks in the time-to-target run."""
+    eval_tasks: Size = 1000
+    """Tasks per validation check, and held-out test tasks scored at the end."""
     max_minutes: float = 15.0
     """Give up on the target after this much training time."""
     seed: int = 0
@@ -429,7 +339,7 @@ class RL2SpeedBenchConfig:
     device: str = "cpu"
     """Device."""
     out: Path = Path("results/rl2-speed")
-    """Directory for results.json and results.md."""
+    """Directory for results.json and report.md."""
 
 
 def _time(fn: Any, repeats: int) -> float:
@@ -485,32 +395,22 @@ VALIDATION_SEED = 7_777
 
 
 def time_to_target(bench: RL2SpeedBenchConfig) -> dict[str, Any]:
-    """Train bandit 10x5 RL² and time (training only) its first validation score >= target.
+    """Train bandit RL² and time (training only) its first validation score >= target.
 
     The stopping rule reads only meta-train-split tasks (a fixed validation draw), so the time is
     not chosen on the tasks it is then scored on; the held-out test score of the model that
     stopped is reported beside it, with its 95% CI.
     """
-    cfg = bandit_preset(10, 5)
-    if bench.quick:
-        cfg = dataclasses.replace(cfg, iterations=40)
-    else:
-        cfg = dataclasses.replace(cfg, iterations=100_000)
+    cfg = dataclasses.replace(bench.bandits, iterations=40 if bench.quick else 100_000)
     family = make_family(cfg.family)
     history: list[tuple[int, float, float]] = []
     clock = {"train": 0.0, "last": time.perf_counter()}
     test: dict[str, float] = {}
 
     def score(learner: RL2, split: str, seed: int) -> tuple[float, float]:
-        res = evaluate(
-            family,
-            [("rl2", lambda f: learner.trial_agent())],
-            num_tasks=bench.eval_tasks,
-            eval_seed=seed,
-            split=split,
-            show_progress=False,
-        )
-        return res.agents[0].trial_return()
+        agents = [("rl2", lambda f: learner.trial_agent())]
+        kw = {"num_tasks": bench.eval_tasks, "eval_seed": seed, "split": split}
+        return evaluate(family, agents, show_progress=False, **kw).agents[0].trial_return()
 
     def check(learner: RL2, metrics: dict) -> bool:
         now = time.perf_counter()
@@ -525,7 +425,8 @@ def time_to_target(bench: RL2SpeedBenchConfig) -> dict[str, Any]:
         clock["last"] = time.perf_counter()
         return stop
 
-    train_rl2(cfg, bench.seed, bench.device, "rl2 bandit 10x5 to target", on_iteration=check)
+    learner = RL2(cfg, seed=bench.seed, device=bench.device)
+    train_timed(learner, cfg.iterations, "rl2 bandits to target", on_iteration=check)
     reached = next(((i, s, v) for i, s, v in history if v >= bench.target), None)
     return {
         "target": bench.target,
@@ -542,39 +443,28 @@ def time_to_target(bench: RL2SpeedBenchConfig) -> dict[str, Any]:
 
 def run_rl2_speed(bench: RL2SpeedBenchConfig) -> dict[str, Any]:
     iters = 3 if bench.quick else bench.iterations
-    if iters < 1:
-        raise ConfigError(f"iterations must be >= 1, got {iters}")
-    fams = {
-        "bandit 10x5": bandit_preset(10, 5),
-        "tabular MDP n=10": mdp_preset(10),
-        "tabular MDP n=10, transformer": dataclasses.replace(mdp_preset(10), memory="transformer"),
+    configs = {
+        "bandit 10x5": bench.bandits,
+        "tabular MDP n=10": bench.mdps,
+        "tabular MDP n=10, transformer": dataclasses.replace(bench.mdps, memory="transformer"),
     }
     if bench.quick:  # CI: the same loops on a small batch
-        fams = {name: dataclasses.replace(cfg, trials=32) for name, cfg in fams.items()}
-    throughput = {name: measure_throughput(cfg, iters, bench.seed) for name, cfg in fams.items()}
+        configs = {name: dataclasses.replace(cfg, trials=32) for name, cfg in configs.items()}
+    throughput = {name: measure_throughput(cfg, iters, bench.seed) for name, cfg in configs.items()}
     target = time_to_target(bench)
+    cols = ["configuration", "trials (batch)", "train steps/s", "collect steps/s"]
+    cols += ["policy-forward steps/s (bound)", "env-only steps/s", "collect / bound"]
+    cols.append("train / collect")
     rows = [
         [
             name,
             str(t["batch"]),
-            f"{t['train_steps_per_s']:,.0f}",
-            f"{t['collect_steps_per_s']:,.0f}",
-            f"{t['policy_forward_steps_per_s']:,.0f}",
+            *(f"{t[k + '_steps_per_s']:,.0f}" for k in ("train", "collect", "policy_forward")),
             f"{t['env_only_steps_per_s']:,.0f}",
             f"{t['collect_steps_per_s'] / t['policy_forward_steps_per_s']:.2f}",
             f"{t['train_steps_per_s'] / t['collect_steps_per_s']:.2f}",
         ]
         for name, t in throughput.items()
-    ]
-    cols = [
-        "family",
-        "trials (batch)",
-        "train steps/s",
-        "collect steps/s",
-        "policy-forward steps/s (bound)",
-        "env-only steps/s",
-        "collect / bound",
-        "train / collect",
     ]
     print_table("RL² throughput (env steps per second)", cols, rows)
     reached = (
@@ -583,106 +473,33 @@ def run_rl2_speed(bench: RL2SpeedBenchConfig) -> dict[str, Any]:
         if target["reached"]
         else "not reached"
     )
-    print_table("RL² time to target", ["target", "bandit 10x5 time"], [[target["target"], reached]])
-    payload = {
-        "throughput": throughput,
-        "time_to_target": target,
-        "provenance": provenance(seeds=[bench.seed]),
-    }
-    bench.out.mkdir(parents=True, exist_ok=True)
-    write_json(bench.out / "results.json", payload)
-    md = ["# RL² speed", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += [
-        "",
-        f"Time to {target['target']} on bandit 10x5 (training only): {reached}; {target['eval']}.",
-    ]
-    (bench.out / "results.md").write_text("\n".join(md) + "\n")
-    return payload
-
-
-# ------------------------------------------------------------------------------------------
-# Demo
-
-
-def rl2_demo(out: Path, num_tasks: int = 1000, device: str = "cpu", iterations: int = 200) -> str:
-    """Train RL² live on bandits n=10, k=5 and show it beside Gittins and random.
-
-    Writes ``out/results.json``, ``report.md``, ``curve.png`` (return per pull within the trial,
-    held-out tasks) and ``training.png`` (trial return per iteration against the two references);
-    returns the markdown section.
-    """
-    from adaptrl.eval.report import save_report, to_markdown
-
-    cfg = dataclasses.replace(bandit_preset(10, 5), iterations=iterations)
-    curve: list[float] = []
-    learner, seconds = train_rl2(
-        cfg,
-        0,
-        device,
-        "demo: RL² learning to explore (bandits 10x5)",
-        on_iteration=lambda _, m: curve.append(float(m["trial_return"])),
+    line = (
+        f"Time to {target['target']} on bandit 10x5 (training only): {reached}; {target['eval']}."
     )
-    result = evaluate(
-        learner.family,
-        [("rl2", lambda f: learner.trial_agent()), "gittins", "random"],
-        num_tasks=num_tasks,
-        device=device,
-        show_progress=False,
-    )
-    save_report(result, out)
-    refs = {a.label: a.trial_return()[0] for a in result.agents}
-    _plot_training(curve, {k: v for k, v in refs.items() if k != "rl2"}, out / "training.png")
-    md = to_markdown(result).replace("# Evaluation on", "## RL² trained live: evaluation on")
-    return "\n".join(
-        [
-            md,
-            f"RL² ({cfg.memory.upper()} {cfg.hidden}, PPO) was trained for {iterations} iterations "
-            f"of {cfg.trials} trials ({seconds:.0f} s) on meta-train tasks, then scored on the "
-            "held-out tasks above, sampling its actions.",
-            "",
-            f"![RL² training]({out.name}/training.png) ![RL² vs Gittins]({out.name}/curve.png)",
-            "",
-        ]
-    )
-
-
-def _plot_training(curve: list[float], refs: dict[str, float], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=110)
-    ax.plot(range(1, len(curve) + 1), curve, label="RL² (training batch)", lw=1)
-    for (name, value), style in zip(refs.items(), ("--", ":", "-."), strict=False):
-        ax.axhline(value, ls=style, color="k", lw=1, label=f"{name} (held-out): {value:.2f}")
-    ax.set_xlabel("outer iteration")
-    ax.set_ylabel("mean trial return (10 pulls)")
-    ax.set_title("RL² learns to explore: bandits n=10, k=5", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    print(line)
+    markdown = table_markdown("RL² speed", {}, cols, rows) + f"\n{line}\n"
+    payload = {"throughput": throughput, "time_to_target": target}
+    return write_bench(bench.out, payload, markdown, seeds=[bench.seed])
 
 
 register_bench(
     BenchSpec(
         "rl2-bandits",
         RL2BanditBenchConfig,
-        run_rl2_bandits,
+        lambda bench: run_table(bench, BANDITS),
         "RL² Table 1: RL² trained per setting beside Gittins, UCB1, TS and random",
+        presets="rl2",
+        preset_field="rl2",
     )
 )
 register_bench(
     BenchSpec(
         "rl2-mdps",
         RL2MDPBenchConfig,
-        run_rl2_mdps,
+        lambda bench: run_table(bench, MDPS),
         "RL² Table 2: RL² trained per setting beside PSRL and random",
+        presets="rl2",
+        preset_field="rl2",
     )
 )
 register_bench(

@@ -1,22 +1,17 @@
 """``adaptrl bench sinusoid``: MAML's sinusoid regression (Finn et al. 2017, Appendix C Table 2).
 
-Every method is trained on ``sinusoid-v0`` with K = 10 points per task (support and query), then
-evaluated on the same held-out test tasks: 5 support points, SGD with the method's own inner step
-size, mean squared error on 100 query points per task after 0..10 steps, 95% CI over tasks.
-
-Methods: MAML (second order, one inner step, α = 0.01, meta-batch 25, the paper's setting),
-the "pretrained on all tasks" baseline (plain regression on pooled tasks, fine-tuned with the same
-SGD steps), Meta-SGD (learned per-parameter step sizes) and Reptile (batched). The paper's MAML
-and pretrained rows are printed beside ours; the target is ours <= the paper's MAML at 1, 5, 10.
+Every method is trained with its preset (``configs/<method>/sinusoid.yaml``: ``sinusoid-v0`` with
+K = 10 points per task; ``--maml.iterations`` and the like override them), then evaluated on the
+same held-out test tasks: 5 support points, SGD with the method's own inner step size, mean squared
+error on 100 query points per task after 0..10 steps, 95% CI over tasks. The paper's MAML and
+pretrained rows are printed beside ours; the target is ours <= the paper's MAML at 1, 5 and 10.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
@@ -27,21 +22,21 @@ from adaptrl.algos.metasgd import MetaSGDConfig
 from adaptrl.algos.registry import ALGOS
 from adaptrl.algos.reptile import ReptileConfig
 from adaptrl.baselines.pretrained import PretrainedConfig, PretrainedFinetune
+from adaptrl.bench.common import train_timed
+from adaptrl.bench.reference import (
+    SINUSOID_MAML,
+    SINUSOID_PRETRAINED,
+    SINUSOID_SOURCE,
+    SINUSOID_STEPS,
+)
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.checkpoint import load_state, read_checkpoint_meta, save_state
-from adaptrl.core.errors import ConfigError, TrainingError
-from adaptrl.core.progress import console, progress
+from adaptrl.core.config import Config, Ge, Size, config_to_dict
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.presets import load_preset
+from adaptrl.core.progress import console
 from adaptrl.eval.curves import AdaptationCurve, CurveReport, curve_markdown, save_curve_report
 from adaptrl.eval.stats import mean_ci
-from adaptrl.fewshot import SinusoidConfig
-
-#: MAML (Finn et al. 2017), Appendix C, Table 2: 5-shot sinusoid MSE after k gradient steps,
-#: model meta-trained with K = 10 (one inner step, α = 0.01, meta-batch 25, 2x40 ReLU MLP).
-PAPER_SOURCE = "MAML (Finn et al. 2017) Appendix C Table 2"
-PAPER_STEPS = (1, 5, 10)
-PAPER_MAML = (0.67, 0.38, 0.35)
-PAPER_PRETRAINED = (2.41, 2.23, 2.19)
-PAPER_MULTITASK_REG = (2.91, 2.72, 2.71)
 
 METHODS = ("maml", "pretrained", "metasgd", "reptile", "anil")
 LABELS = {
@@ -54,60 +49,45 @@ LABELS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class SinusoidBenchConfig:
+class SinusoidBenchConfig(Config):
     """MAML Appendix C Table 2: 5-shot sinusoid MSE after 1/5/10 steps, trained with K = 10."""
 
     methods: tuple[str, ...] = ("maml", "pretrained", "metasgd", "reptile")
     """Methods to train and evaluate (maml, pretrained, metasgd, reptile, anil)."""
-    iterations: int = 70000
-    """Outer iterations of MAML (the paper's 70,000)."""
-    other_iterations: int = 20000
-    """Outer iterations of the other methods (fewer, to fit a 2-core CPU budget)."""
-    num_tasks: int = 1000
+    maml: MAMLConfig = load_preset(MAMLConfig, "maml", "sinusoid")
+    """MAML (the paper's 70,000 meta-iterations)."""
+    pretrained: PretrainedConfig = load_preset(PretrainedConfig, "pretrained", "sinusoid")
+    """The pretrained-on-all-tasks baseline."""
+    metasgd: MetaSGDConfig = load_preset(MetaSGDConfig, "metasgd", "sinusoid")
+    """Meta-SGD."""
+    reptile: ReptileConfig = load_preset(ReptileConfig, "reptile", "sinusoid")
+    """Reptile."""
+    anil: ANILConfig = load_preset(ANILConfig, "anil", "sinusoid")
+    """ANIL."""
+    num_tasks: Annotated[int, Ge(2)] = 1000
     """Held-out test tasks (the same for every method)."""
-    steps: int = 10
+    steps: Annotated[int, Ge(max(SINUSOID_STEPS))] = 10
     """Inner steps at test time (curve points 0..steps)."""
-    eval_shots: int = 5
+    eval_shots: Size = 5
     """Support points per test task."""
-    eval_queries: int = 100
+    eval_queries: Size = 100
     """Query points per test task (more points: a less noisy per-task MSE)."""
-    train_shots: int = 10
-    """K during meta-training (support and query points per task)."""
     seed: int = 0
     """Training seed (initialisation and meta-batches)."""
     eval_seed: int = 20170309
     """Seed of the held-out test tasks."""
     quick: bool = False
-    """CI-sized smoke run (300 iterations, 100 tasks); numbers are not meaningful."""
+    """CI-sized smoke run (300 iterations per method, 100 tasks); numbers are not meaningful."""
     retrain: bool = False
-    """Train again even if out/models holds a model with the same settings."""
+    """Train again even if out/models holds a model with the same configuration."""
     out: Path = Path("results/bench-sinusoid")
     """Output folder: results.json, report.md, curve.png and the trained models."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-        if (
-            min(self.iterations, self.other_iterations) < 1
-            or self.num_tasks < 2
-            or self.steps < max(PAPER_STEPS)
-        ):
-            raise ConfigError(
-                f"need iterations >= 1, num_tasks >= 2 and steps >= {max(PAPER_STEPS)}"
-            )
-
-
-def method_config(method: str, family: SinusoidConfig, iterations: int) -> GradientConfig:
-    """The paper's settings (family defaults) with the fastest exact strategy for the MLP."""
-    configs: dict[str, GradientConfig] = {
-        "maml": MAMLConfig(family=family, iterations=iterations, strategy="batched"),
-        "metasgd": MetaSGDConfig(family=family, iterations=iterations, strategy="batched"),
-        "anil": ANILConfig(family=family, iterations=iterations),
-        "reptile": ReptileConfig(family=family, iterations=iterations),
-        "pretrained": PretrainedConfig(family=family, iterations=iterations),
-    }
-    return configs[method]
 
 
 def build(method: str, config: GradientConfig, seed: int) -> GradientFewShotLearner:
@@ -119,70 +99,47 @@ def build(method: str, config: GradientConfig, seed: int) -> GradientFewShotLear
 
 
 def train_or_load(
-    method: str, config: GradientConfig, cfg: SinusoidBenchConfig, out: Path
+    method: str, config: GradientConfig, seed: int, out: Path, retrain: bool
 ) -> tuple[GradientFewShotLearner, dict[str, Any]]:
-    """Train ``method`` (or reload the model a previous run saved with the same settings)."""
-    learner = build(method, config, cfg.seed)
+    """Train ``method`` (or reload the model an earlier run saved with the same configuration
+    and seed from ``out/models``)."""
+    learner = build(method, config, seed)
     path = out / "models" / method
-    key = {
-        "method": method,
-        "iterations": config.iterations,
-        "seed": cfg.seed,
-        "k": cfg.train_shots,
-    }
-    if not cfg.retrain and path.with_suffix(".json").exists():
+    key = {"method": method, "config": config_to_dict(config), "seed": seed}
+    if not retrain and path.with_suffix(".json").exists():
         meta = read_checkpoint_meta(path)
         if meta.get("key") == key:
             state, meta = load_state(path)
             learner.load_state_dict(state)
             return learner, meta["training"]
-    t0 = time.perf_counter()
-    for _ in (bar := progress(total=config.iterations, description=f"train {method}")):
-        metrics = learner.meta_train_step()
-        if learner.iteration % 100 == 0:
-            loss = float(next(iter(metrics.values())))
-            if not math.isfinite(loss):
-                raise TrainingError(f"{method} diverged at iteration {learner.iteration}")
-            bar.update(loss=loss)
-    training = {"iterations": learner.iteration, "seconds": round(time.perf_counter() - t0, 1)}
+    record = train_timed(learner, config.iterations, f"train {method}")
+    training = {"iterations": learner.iteration, "seconds": round(record["seconds"], 1)}
     save_state(path, learner.state_dict(), {"key": key, "training": training})
     return learner, training
 
 
+def paper_row(values: tuple[float, ...], steps: int) -> list[float | None]:
+    """A published row placed at its steps of the x axis 0..steps."""
+    table = dict(zip(SINUSOID_STEPS, values, strict=True))
+    return [table.get(x) for x in range(steps + 1)]
+
+
 def run(cfg: SinusoidBenchConfig) -> int:
     """Train every method, evaluate on the same test tasks, write and print the report."""
-    iterations = 300 if cfg.quick else cfg.iterations
     num_tasks = 100 if cfg.quick else cfg.num_tasks
-    out = Path(cfg.out)
-    family = SinusoidConfig(shots=cfg.train_shots, queries=cfg.train_shots)
-    curves, training, configs = [], {}, {}
-    tasks = None
+    curves, training, configs, tasks = [], {}, {}, None
     for method in cfg.methods:
-        budget = iterations if method == "maml" or cfg.quick else cfg.other_iterations
-        config = method_config(method, family, budget)
-        learner, training[method] = train_or_load(method, config, cfg, out)
-        configs[method] = {
-            "inner_lr": learner.inner_lr,
-            "inner_steps": learner.inner_steps,
-            "meta_batch": learner.meta_batch,
-            "strategy": config.strategy,
-        }
+        config = getattr(cfg, method)
+        if cfg.quick:
+            config = dataclasses.replace(config, iterations=300)
+        learner, training[method] = train_or_load(method, config, cfg.seed, cfg.out, cfg.retrain)
+        configs[method] = config_to_dict(config)
         if tasks is None:
-            tasks = learner.family.tasks(
-                num_tasks,
-                "test",
-                seed=cfg.eval_seed,
-                shots=cfg.eval_shots,
-                queries=cfg.eval_queries,
-            )
+            shape = {"shots": cfg.eval_shots, "queries": cfg.eval_queries}
+            tasks = learner.family.tasks(num_tasks, "test", seed=cfg.eval_seed, **shape)
         with torch.no_grad():
             values = learner.adaptation_curve(tasks, cfg.steps)
         curves.append(AdaptationCurve(LABELS[method], values))
-
-    def at_paper_steps(values: tuple[float, ...]) -> list[float | None]:
-        table = dict(zip(PAPER_STEPS, values, strict=True))
-        return [table.get(x) for x in range(cfg.steps + 1)]
-
     report = CurveReport(
         title="Sinusoid regression, 5-shot (MAML Appendix C Table 2)",
         metric="mse",
@@ -191,7 +148,7 @@ def run(cfg: SinusoidBenchConfig) -> int:
         higher_is_better=False,
         curves=curves,
         meta={
-            "family": f"sinusoid-v0, trained with K={cfg.train_shots}",
+            "family": "sinusoid-v0",
             "config": configs,
             "num_tasks": num_tasks,
             "eval_seed": cfg.eval_seed,
@@ -204,19 +161,19 @@ def run(cfg: SinusoidBenchConfig) -> int:
             "quick": cfg.quick,
         },
         reference={
-            f"MAML, paper ({PAPER_SOURCE})": at_paper_steps(PAPER_MAML),
-            "pretrained, paper (same table)": at_paper_steps(PAPER_PRETRAINED),
+            f"MAML, paper ({SINUSOID_SOURCE})": paper_row(SINUSOID_MAML, cfg.steps),
+            "pretrained, paper (same table)": paper_row(SINUSOID_PRETRAINED, cfg.steps),
         },
     )
-    paths = save_curve_report(report, out)
+    paths = save_curve_report(report, cfg.out)
     console().print(curve_markdown(report))
     if "maml" in cfg.methods:
         maml = curves[cfg.methods.index("maml")].values
         checks = []
-        for step, paper in zip(PAPER_STEPS, PAPER_MAML, strict=True):
+        for step, paper in zip(SINUSOID_STEPS, SINUSOID_MAML, strict=True):
             mean, ci = mean_ci(maml[:, step].numpy())
-            checks.append(f"{step} step(s): {mean:.3f} ± {ci:.3f} vs paper {paper} ")
-            checks[-1] += "(ok)" if mean <= paper else "(ABOVE the paper)"
+            verdict = "ok" if mean <= paper else "ABOVE the paper"
+            checks.append(f"{step} step(s): {mean:.3f} ± {ci:.3f} vs paper {paper} ({verdict})")
         console().print("MAML vs paper: " + "; ".join(checks))
     console().print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
     return 0
@@ -228,5 +185,6 @@ register_bench(
         SinusoidBenchConfig,
         run,
         "MAML sinusoid Table 2: MAML, pretrained, Meta-SGD, Reptile after 1/5/10 steps",
+        presets="sinusoid",
     )
 )

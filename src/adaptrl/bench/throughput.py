@@ -28,7 +28,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,12 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import nn
 
-from adaptrl.bench.common import provenance, write_json
 from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.config import Config, Size, config_to_dict
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import progress
+from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.table import markdown_table, print_table
 from adaptrl.envs import make_family
 from adaptrl.envs.base import TaskBatch, TaskFamily
 from adaptrl.envs.nav2d import Nav2DConfig
@@ -416,71 +418,77 @@ def _loadavg() -> float | None:
         return None
 
 
-def run_throughput(
-    batch_sizes: Sequence[int] | None = None,
-    families: Sequence[str] = DEFAULT_FAMILIES,
-    quick: bool = False,
-    out_dir: Path | None = None,
-    *,
-    seed: int = 0,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """Run the benchmark and return every raw timing with provenance; write JSON + markdown to
-    ``out_dir`` (as ``env-throughput.json`` / ``.md``) when given.
+@dataclasses.dataclass(frozen=True)
+class ThroughputConfig(Config):
+    """Env-steps/s of the batched families vs Gymnasium's SyncVectorEnv and the policy floor."""
 
-    ``batch_sizes=None`` means (20, 400, 4000), or (20, 400) with ``quick=True``. ``quick`` uses tiny
-    step counts (a smoke run of a few seconds; its numbers are not meaningful). ``threads`` sets
-    ``torch.set_num_threads`` for the run (``None``: leave torch's default); it is restored after.
-    """
-    if batch_sizes is None:
-        batch_sizes = QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES
-    batch_sizes = tuple(int(b) for b in batch_sizes)
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise ConfigError(f"batch sizes must be >= 1, got {batch_sizes}")
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be >= 1 (or unset for torch's default), got {threads}")
-    plan = QUICK_PLAN if quick else FULL_PLAN
+    batch_sizes: tuple[Size, ...] | None = None
+    """Batch sizes to time (default: 20 400 4000; 20 400 with --quick)."""
+    families: tuple[str, ...] = DEFAULT_FAMILIES
+    """Family ids to time (each needs a reference Gymnasium env here)."""
+    quick: bool = False
+    """Smoke run: tiny step counts, a few seconds; numbers are not meaningful."""
+    out: Path = Path("results/env-throughput")
+    """Where results.json and report.md are written."""
+    seed: int = 0
+    """Seed for tasks, policy weights, env and action sampling."""
+    threads: Size | None = None
+    """torch.set_num_threads for the run (default: torch's own choice; recorded either way)."""
+
+
+def settings_of(config: ThroughputConfig, batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+    """What a run's results record about how it ran."""
+    plan = QUICK_PLAN if config.quick else FULL_PLAN
+    return {
+        "batch_sizes": list(batch_sizes),
+        "families": list(config.families),
+        "quick": config.quick,
+        "torch_threads": torch.get_num_threads(),
+        "threads_requested": config.threads,
+        "plan": config_to_dict(plan),
+        "policy": "SmallPolicy: obs (one-hot if discrete) -> 64 -> 64 -> head, tanh; "
+        "Gaussian or inverse-CDF categorical sampling",
+        "reference": "gymnasium.vector.SyncVectorEnv(copy=False, autoreset SAME_STEP)",
+        "versions": {"gymnasium": gym.__version__, "numpy": np.__version__},
+        "targets": {
+            "speedup_vs_reference_min": TARGET_SPEEDUP,
+            "at_batch_sizes_from": TARGET_MIN_BATCH,
+            "ours_over_floor_max": TARGET_FLOOR_RATIO,
+        },
+    }
+
+
+def run_throughput(config: ThroughputConfig) -> dict[str, Any]:
+    """Run the benchmark, print its table and write ``results.json`` (every raw timing with
+    provenance) and ``report.md`` to ``config.out``; returns the results. ``threads`` is
+    restored after the run."""
+    batch_sizes = config.batch_sizes or (QUICK_BATCH_SIZES if config.quick else DEFAULT_BATCH_SIZES)
+    plan = QUICK_PLAN if config.quick else FULL_PLAN
     previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     load_before = _loadavg()
+    seeds = {"seed": config.seed, "tasks": f"family.tasks(batch, 'train', {config.seed})"}
     try:
-        result: dict[str, Any] = {
-            "benchmark": BENCHMARK,
-            **provenance(seeds={"seed": seed, "tasks": f"family.tasks(batch, 'train', {seed})"}),
-            "settings": {
-                "batch_sizes": list(batch_sizes),
-                "families": list(families),
-                "quick": quick,
-                "torch_threads": torch.get_num_threads(),
-                "threads_requested": threads,
-                "plan": dataclasses.asdict(plan),
-                "policy": "SmallPolicy: obs (one-hot if discrete) -> 64 -> 64 -> head, tanh; "
-                "Gaussian or inverse-CDF categorical sampling",
-                "reference": "gymnasium.vector.SyncVectorEnv(copy=False, autoreset SAME_STEP)",
-                "versions": {"gymnasium": gym.__version__, "numpy": np.__version__},
-                "targets": {
-                    "speedup_vs_reference_min": TARGET_SPEEDUP,
-                    "at_batch_sizes_from": TARGET_MIN_BATCH,
-                    "ours_over_floor_max": TARGET_FLOOR_RATIO,
-                },
-            },
-            "rows": [],
-        }
-        cells = [(f, b) for f in families for b in batch_sizes]
-        with progress(total=len(cells), description=BENCHMARK, disable=quick) as bar:
+        prov = provenance(seeds=seeds)  # records the threads the run uses
+        settings = settings_of(config, batch_sizes)
+        cells = [(f, b) for f in config.families for b in batch_sizes]
+        rows = []
+        with progress(total=len(cells), description=BENCHMARK, disable=config.quick) as bar:
             for family_id, batch_size in cells:
-                result["rows"].append(measure_family(family_id, batch_size, plan, seed=seed))
+                rows.append(measure_family(family_id, batch_size, plan, seed=config.seed))
                 bar.advance()
     finally:
         torch.set_num_threads(previous_threads)
     # a shared machine slows multi-threaded torch badly: say how busy it was
-    result["settings"]["loadavg_1min"] = {"before": load_before, "after": _loadavg()}
+    settings["loadavg_1min"] = {"before": load_before, "after": _loadavg()}
+    result = {"benchmark": BENCHMARK, **prov, "settings": settings}
+    result["rows"] = rows
+    print_table(f"{BENCHMARK} ({result['machine']['cpu']})", COLUMNS, [_row_cells(r) for r in rows])
     result["markdown"] = format_markdown(result)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_json(out_dir / f"{BENCHMARK}.json", result)
-        (out_dir / f"{BENCHMARK}.md").write_text(result["markdown"])
+    config.out.mkdir(parents=True, exist_ok=True)
+    write_json(config.out / "results.json", result)
+    (config.out / "report.md").write_text(result["markdown"])
     return result
 
 
@@ -498,10 +506,6 @@ COLUMNS = (
 )
 
 
-def _fmt_rate(x: float) -> str:
-    return f"{x:,.0f}"
-
-
 def _fmt_load(settings: dict[str, Any]) -> str:
     load = settings.get("loadavg_1min") or {}
     return " -> ".join("n/a" if v is None else f"{v:.2f}" for v in load.values()) or "n/a"
@@ -512,12 +516,13 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
     if row["meets_speedup_target"] is not None:
         speed += " ok" if row["meets_speedup_target"] else " BELOW 50x"
     floor = f"{row['ours_over_floor']:.2f}x" + (" ok" if row["meets_floor_target"] else " OVER 2x")
+    rate = lambda name: f"{row[name]['env_steps_per_second']:,.0f}"  # noqa: E731
     return [
         row["family"],
         str(row["batch_size"]),
-        _fmt_rate(row["ours"]["env_steps_per_second"]),
-        _fmt_rate(row["reference"]["env_steps_per_second"]),
-        _fmt_rate(row["floor"]["env_steps_per_second"]),
+        rate("ours"),
+        rate("reference"),
+        rate("floor"),
         speed,
         f"{row['speedup_ceiling']:.1f}x",
         floor,
@@ -527,13 +532,9 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
 
 def format_markdown(result: dict[str, Any]) -> str:
     """The results as a markdown table with a provenance line underneath."""
-    lines = [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(COLUMNS) - 2)) + "|",
-    ]
-    lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in result["rows"]]
     m, s = result["machine"], result["settings"]
-    lines += [
+    lines = [
+        markdown_table(COLUMNS, [_row_cells(r) for r in result["rows"]]),
         "",
         f"Env-steps/s = batch x steps / s, median of {s['plan']['repeats']} repeats. Targets: "
         f">= {TARGET_SPEEDUP:.0f}x SyncVectorEnv at batch >= {TARGET_MIN_BATCH}, "
@@ -549,55 +550,9 @@ def format_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_table(result: dict[str, Any]) -> None:
-    """A rich table on a terminal; the plain markdown otherwise (logs, pipes)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:
-        print(result["markdown"], end="")
-        return
-    table = Table(title=f"{BENCHMARK} ({result['machine']['cpu']})")
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if i < 1 else "right")
-    for row in result["rows"]:
-        table.add_row(*_row_cells(row))
-    console.print(table)
-    console.print(result["markdown"].split("\n\n", 1)[1].rstrip(), highlight=False, markup=False)
-
-
-# --- entry point -----------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ThroughputConfig:
-    """Env-steps/s of the batched families vs Gymnasium's SyncVectorEnv and the policy floor."""
-
-    batch_sizes: tuple[int, ...] | None = None
-    """Batch sizes to time (default: 20 400 4000; 20 400 with --quick)."""
-    families: tuple[str, ...] = DEFAULT_FAMILIES
-    """Family ids to time (each needs a reference Gymnasium env here)."""
-    quick: bool = False
-    """Smoke run: tiny step counts, a few seconds; numbers are not meaningful."""
-    out_dir: Path = Path("results")
-    """Where env-throughput.json and env-throughput.md are written."""
-    seed: int = 0
-    """Seed for tasks, policy weights, env and action sampling."""
-    threads: int | None = None
-    """torch.set_num_threads for the run (default: torch's own choice; recorded either way)."""
-
-
 def main(config: ThroughputConfig) -> int:
-    """Run the benchmark, print its table and write the results; returns the exit code."""
-    result = run_throughput(
-        config.batch_sizes,
-        config.families,
-        config.quick,
-        config.out_dir,
-        seed=config.seed,
-        threads=config.threads,
-    )
-    print_table(result)
-    print(f"wrote {Path(config.out_dir) / BENCHMARK}.json and .md")
+    """Run the benchmark; the exit code."""
+    run_throughput(config)
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 import tyro
 
@@ -200,21 +200,3 @@ def family_command(cls: type) -> type:
     return dataclasses.make_dataclass(
         f"{cls.__name__}WithFamily", fields, frozen=True, namespace={"__doc__": cls.__doc__}
     )
-
-
-def parse_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``("ucb1.c=0.2",)`` -> ``{"ucb1": {"c": 0.2}}`` (values parsed as YAML scalars)."""
-    import yaml
-
-    from adaptrl.core.errors import ConfigError
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        agent, dot, param = head.rpartition(".")
-        if not sep or not dot or not agent or not param:
-            raise ConfigError(
-                f"agent parameters look like AGENT.PARAM=VALUE (e.g. ucb1.c=0.2), got {item!r}"
-            )
-        out.setdefault(agent, {})[param] = yaml.safe_load(value)
-    return out

@@ -11,8 +11,11 @@ union.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import re
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from adaptrl.cli.commands import (
 from adaptrl.core.config import parse_cli
 from adaptrl.core.device import tune_cpu_allocator
 from adaptrl.core.errors import AdaptrlError, ConfigError, UnknownIdError
+from adaptrl.core.presets import load_preset, preset_path
 from adaptrl.core.provenance import start_commit
 
 MARKERS = (tyro.conf.OmitSubcommandPrefixes, tyro.conf.CascadeSubcommandArgs)
@@ -52,6 +56,23 @@ def _precheck_eval(argv: list[str]) -> None:
     for tok in argv:
         if FAMILY_ID.fullmatch(tok) and tok not in known:
             raise UnknownIdError("family", tok, known)
+
+
+def _take_config(args: list[str]) -> tuple[str | None, list[str]]:
+    """``--config NAME_OR_PATH`` (or ``--config=...``) taken out of ``args``."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    pre.add_argument("--config", default=None)
+    try:
+        known, rest = pre.parse_known_args(args)
+    except argparse.ArgumentError:
+        raise ConfigError("--config needs a preset name or a path to a YAML file") from None
+    return known.config, rest
+
+
+CONFIG_HELP = (
+    "--config NAME_OR_PATH starts from a preset (`adaptrl list` shows them), a YAML file of the "
+    "options or a run directory (its config.yaml); flags override it."
+)
 
 
 def _take_resume(args: list[str], command: str) -> Path | None:
@@ -87,7 +108,7 @@ def _family_flag(args: list[str]) -> list[str]:
 
 
 def _train(args: list[str]) -> int:
-    from adaptrl.algos import ALGOS
+    from adaptrl.algos import ALGOS, load_config
     from adaptrl.cli import run_cmds
 
     resume = _take_resume(args, "train")
@@ -99,10 +120,15 @@ def _train(args: list[str]) -> int:
             return 0
         raise ConfigError("name the algorithm first: adaptrl train ALGO [options]")
     spec = ALGOS.get(args[0])
-    rest = _family_flag(args[1:])
+    preset, rest = _take_config(_family_flag(args[1:]))
     _precheck_eval(rest)
     cls = train_command(spec.config_cls)
-    cmd = parse_cli(cls, rest, prog=f"adaptrl train {spec.name}", markers=MARKERS)
+    default = None if preset is None else cls(algo=load_config(spec.name, preset))
+    doc = f"{(spec.config_cls.__doc__ or '').strip()}\n\n{CONFIG_HELP}"
+    prog = f"adaptrl train {spec.name}"
+    cmd = parse_cli(
+        cls, rest, prog=prog, markers=MARKERS, config_flag=False, default=default, description=doc
+    )
     return run_cmds.run_train(spec.name, cmd)
 
 
@@ -117,18 +143,39 @@ def _bench(args: list[str]) -> int:
             return 0
         raise ConfigError("name the benchmark first: adaptrl bench NAME [options]")
     spec = BENCHES.get(args[0])
-    cfg = tyro.cli(
+    preset, rest = _take_config(args[1:])
+    description = f"{spec.description}\n\n{CONFIG_HELP}"
+    prog = f"adaptrl bench {spec.name}"
+    if preset is not None and spec.preset_field is None:  # a whole bench configuration
+        rest = ["--config", str(preset_path(spec.presets or spec.name, preset)), *rest]
+        cfg = parse_cli(spec.config_cls, rest, prog=prog, markers=MARKERS, description=description)
+        return run_bench(cfg)
+    default = None
+    if preset is not None:
+        field_type = typing.get_type_hints(spec.config_cls)[spec.preset_field]
+        value = load_preset(field_type, spec.presets or spec.name, preset)
+        default = dataclasses.replace(spec.config_cls(), **{spec.preset_field: value})
+    cfg = parse_cli(
         spec.config_cls,
-        args=args[1:],
-        prog=f"adaptrl bench {spec.name}",
-        description=spec.description,
-        config=MARKERS,
+        rest,
+        prog=prog,
+        markers=MARKERS,
+        config_flag=False,
+        default=default,
+        description=description,
     )
     return run_bench(cfg)
 
 
 def _is_run_dir(token: str) -> bool:
     return not token.startswith("-") and Path(token).is_dir()
+
+
+def _not_a_family(token: str) -> bool:
+    """A first ``eval`` argument that is neither an option nor a family id: a mistyped path."""
+    from adaptrl.envs import FAMILIES
+
+    return not token.startswith("-") and not FAMILY_ID.fullmatch(token) and token not in FAMILIES
 
 
 def _eval_run(args: list[str]) -> int:
@@ -171,7 +218,9 @@ def run(cmd: object) -> int:
     if isinstance(cmd, PlotCmd):
         return run_cmds.run_plot(cmd.run_dir, cmd.beside, cmd.out)
     if isinstance(cmd, DemoCmd):
-        return run_cmds.run_demo(cmd)
+        from adaptrl.cli.demo import run_demo
+
+        return run_demo(cmd)
     raise TypeError(f"unknown command {cmd!r}")
 
 
@@ -197,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return resume_eval(resume)
             if rest and _is_run_dir(rest[0]):
                 return _eval_run(rest)
+            if rest and _not_a_family(rest[0]):
+                raise ConfigError(
+                    f"{rest[0]}: no such run directory; give a directory made by `adaptrl train` "
+                    "(or a family id to evaluate classic agents: `adaptrl list`)"
+                )
             _precheck_eval(rest)
             # eval also takes --config PATH.yaml (flags override the file)
             return run(parse_cli(EvalCmd, rest, prog="adaptrl eval", markers=MARKERS))

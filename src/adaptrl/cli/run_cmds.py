@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,21 +10,21 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adaptrl.baselines import AGENTS, make_agent
-from adaptrl.cli.commands import DemoCmd, EvalCmd, parse_params
+from adaptrl.cli.commands import EvalCmd
 from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
-from adaptrl.core.config import load_yaml_config
+from adaptrl.core.config import config_from_dict, load_yaml_config, parse_dotted
 from adaptrl.core.device import resolve_device
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.logging import MetricLogger
-from adaptrl.core.progress import console, print_table
+from adaptrl.core.progress import console
 from adaptrl.core.rundir import RunDir
 from adaptrl.core.seeding import seed_everything
+from adaptrl.core.table import print_table
 from adaptrl.envs import FAMILIES, make_family
 from adaptrl.eval.protocol import evaluate
 from adaptrl.eval.report import (
     load_results,
     plot_curves,
-    plot_overview,
     save_report,
     to_markdown,
 )
@@ -63,6 +62,7 @@ def run_list() -> int:
     )
     print_algos()
     print_benches()
+    print_presets()
     return 0
 
 
@@ -90,13 +90,25 @@ def print_benches() -> None:
     print_table("Benchmarks (adaptrl bench NAME --help)", ["id", "what"], rows)
 
 
+def print_presets() -> None:
+    from adaptrl.core.presets import list_presets
+
+    rows = [[p.group, p.name, p.summary] for p in list_presets()]
+    print_table(
+        "Presets (adaptrl train ALGO --config NAME, adaptrl bench NAME --config NAME)",
+        ["for", "name", "what"],
+        rows,
+    )
+
+
 def run_train(algo: str, cmd: Any) -> int:
     """Create the run directory, train, and optionally evaluate on held-out tasks."""
     from adaptrl.algos.trainer import new_run, train_run
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = cmd.out if cmd.out is not None else Path("runs") / algo / stamp
-    make_family_of(cmd.algo)  # validate the family before creating anything on disk
+    make_family_of(cmd.algo)  # validate the family and the device before creating anything
+    resolve_device(cmd.device)
     run = new_run(
         out,
         cmd.algo,
@@ -216,7 +228,7 @@ def run_adapt(path: Path, cmd: Any) -> int:
 
 
 def _agent_specs(cmd: EvalCmd) -> list[tuple[str, dict[str, Any]]]:
-    params = parse_params(cmd.params)
+    params = parse_dotted(cmd.params, "AGENT")
     unknown = sorted(set(params) - set(cmd.agents))
     if unknown:
         raise ConfigError(f"--params given for agent(s) not in --agents: {', '.join(unknown)}")
@@ -352,7 +364,8 @@ def plot_curves_from_json(path: Path, out: Path) -> Path:
     data = load_results(path)
     if data.get("kind") == "adaptation-curve":
         return plot_adaptation(curve_report_from_dict(data), out)
-    family = make_family(data["family"], **data["family_config"])
+    config = FAMILIES.get(data["family"]).config_cls
+    family = make_family(config_from_dict(config, data["family_config"]))
     agents = [
         AgentResult(a["name"], a["params"], torch.tensor(a["returns"])) for a in data["agents"]
     ]
@@ -394,80 +407,3 @@ def plot_metrics(csv_path: Path, out_dir: Path) -> list[Path]:
         plt.close(fig)
         made.append(path)
     return made
-
-
-DEMO_FAMILIES: list[tuple[str, dict[str, Any], list[str]]] = [
-    (
-        "bandit-bernoulli-v0",
-        {"k": 5, "n": 100},
-        ["random", "greedy", "thompson", "ucb1", "gittins"],
-    ),
-    ("tabular-mdp-v0", {"n": 10}, ["random", "greedy-mdp", "psrl", "oracle"]),
-    ("gridworld-goal-v0", {}, ["random", "psrl", "goal-search", "oracle"]),
-    ("nav2d-goal-v0", {}, ["random", "oracle"]),
-]
-
-
-DEMO_MARKER = ".adaptrl-demo"
-
-
-def run_demo(cmd: DemoCmd) -> int:
-    """Every family with its classic agents on held-out tasks; a markdown report with plots.
-
-    The output directory is replaced only if an earlier demo made it (it holds a marker file);
-    anything else already there is refused, never deleted.
-    """
-    # The demo's tensors are small: a second thread gains nothing, and when another process holds
-    # a core, two spinning OpenMP threads made RL²'s training 10x slower (105 s instead of 11 s).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run_demo(cmd)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_demo(cmd: DemoCmd) -> int:
-    start = time.perf_counter()
-    if cmd.out.exists() and any(cmd.out.iterdir()):
-        if not (cmd.out / DEMO_MARKER).exists():
-            raise ConfigError(
-                f"{cmd.out} exists and was not made by `adaptrl demo`; choose another --out"
-            )
-        shutil.rmtree(cmd.out)
-    cmd.out.mkdir(parents=True, exist_ok=True)
-    (cmd.out / DEMO_MARKER).write_text(
-        "made by adaptrl demo; the next demo may replace this folder\n"
-    )
-    device = resolve_device(cmd.device)
-    sections = [
-        "# adaptrl demo",
-        "",
-        "Classic agents on held-out tasks of every built-in family, then RL² meta-trained live "
-        "on bandits and scored beside Gittins and random.",
-        "",
-    ]
-    sections += ["![every family](overview.png)", ""]
-    results = []
-    for fid, overrides, agents in DEMO_FAMILIES:
-        family = make_family(fid, **overrides)
-        usable = [a for a in agents if AGENTS.get(a).supports(family)]
-        result = evaluate(family, usable, num_tasks=cmd.num_tasks, device=device)
-        save_report(result, cmd.out / fid)
-        results.append(result)
-        md = to_markdown(result).replace("# Evaluation on", "## Evaluation on")
-        sections += [md, f"![{fid}]({fid}/curve.png)", ""]
-        console().print(md)
-    plot_overview(results, cmd.out / "overview.png")
-    if cmd.rl2_iterations > 0:
-        from adaptrl.bench.rl2 import rl2_demo
-
-        section = rl2_demo(cmd.out / "rl2-bandits", cmd.num_tasks, str(device), cmd.rl2_iterations)
-        sections += [section]
-        console().print(section)
-    report = cmd.out / "README.md"
-    report.write_text("\n".join(sections))
-    console().print(
-        f"demo report: {report} and {cmd.out / 'overview.png'} ({time.perf_counter() - start:.0f} s)"
-    )
-    return 0

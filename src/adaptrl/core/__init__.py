@@ -21,6 +21,8 @@ from adaptrl.core.checkpoint import (
     unflatten_state,
 )
 from adaptrl.core.config import (
+    Config,
+    check_fields,
     config_from_dict,
     config_hash,
     config_to_dict,
@@ -41,7 +43,7 @@ from adaptrl.core.errors import (
     require,
 )
 from adaptrl.core.logging import MetricLogger, read_metrics
-from adaptrl.core.progress import Progress, console, plain_output, print_table, progress
+from adaptrl.core.progress import Progress, console, plain_output, progress
 from adaptrl.core.registry import Registry
 from adaptrl.core.rundir import RunDir
 from adaptrl.core.seeding import (
@@ -53,10 +55,12 @@ from adaptrl.core.seeding import (
     set_generator_state,
     set_global_rng_state,
 )
+from adaptrl.core.table import markdown_table, print_table
 
 __all__ = [
     "AdaptrlError",
     "CheckpointError",
+    "Config",
     "ConfigError",
     "DeviceError",
     "MetricLogger",
@@ -66,6 +70,7 @@ __all__ = [
     "RunDir",
     "UnknownIdError",
     "atomic_write",
+    "check_fields",
     "checkpoint_path",
     "config_from_dict",
     "config_hash",
@@ -83,6 +88,7 @@ __all__ = [
     "load_state",
     "load_yaml_config",
     "make_generator",
+    "markdown_table",
     "parse_cli",
     "plain_output",
     "print_table",

@@ -30,6 +30,12 @@ Conventions (checked against tyro 1.0.x):
   ``tyro.conf.CascadeSubcommandArgs`` so parent flags may come after a subcommand; a subcommand's
   own flags (``--family.goal-radius``) still need the subcommand chosen first, unless it is the
   default. Underscores in flags print as hyphens; both spellings parse.
+* **Checks.** :class:`Config` is the base of every frozen config dataclass: on construction
+  :func:`check_fields` checks each field against its annotation, so a range is declared once,
+  beside the field, instead of in a hand-written ``__post_init__``: ``Literal[...]`` choices and
+  the bounds of `annotated-types`_ (``Annotated[int, Ge(1)]``, ``Annotated[float, Interval(gt=0,
+  le=1)]``), also inside ``X | None`` and ``tuple[X, ...]``. A subclass with rules that tie
+  fields together overrides ``__post_init__`` and calls ``super().__post_init__()`` first.
 * **Errors.** tyro prints its own boxed message to stderr and raises ``SystemExit(2)`` on bad flags,
   an unknown subcommand (``Unrecognized options: family:navv ... Available subcommands: ...``), a
   missing required subcommand, or a ``ValueError`` raised by a config's ``__post_init__`` (shown
@@ -38,6 +44,7 @@ Conventions (checked against tyro 1.0.x):
   2. Problems with the ``--config`` file itself also raise :class:`ConfigError`.
 
 .. _tyro: https://brentyi.github.io/tyro/
+.. _annotated-types: https://github.com/annotated-types/annotated-types
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import contextlib
 import dataclasses
 import difflib
 import enum
+import functools
 import hashlib
 import json
 import sys
@@ -54,9 +62,10 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
+from annotated_types import Ge, Gt, Interval, Le, Lt
 
 from adaptrl.core.errors import ConfigError
 
@@ -394,10 +403,119 @@ def _convert_union(
 
 
 # --------------------------------------------------------------------------------------------
+# checks declared in the annotations
+
+
+Count = Annotated[int, Ge(0)]
+"""A non-negative integer field."""
+Size = Annotated[int, Ge(1)]
+"""A positive integer field (sizes, iterations)."""
+Positive = Annotated[float, Gt(0)]
+"""A strictly positive float field (learning rates, scales)."""
+Unit = Annotated[float, Interval(ge=0, le=1)]
+"""A float field in [0, 1] (discounts, GAE lambda, fractions)."""
+
+
+class Config:
+    """Base of frozen config dataclasses: fields are checked against their annotations on
+    construction (see the module docstring)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@functools.cache
+def _annotations(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls, include_extras=True)
+    except NameError as exc:
+        raise TypeError(f"cannot resolve the type annotations of {cls.__name__}: {exc}") from exc
+
+
+def check_fields(cfg: Any) -> None:
+    """Raise :class:`ConfigError` if a field of the dataclass ``cfg`` is outside its declared
+    ``Literal`` choices or annotated-types bounds."""
+    hints = _annotations(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if f.init:
+            _check(hints[f.name], getattr(cfg, f.name), f.name)
+
+
+def _bounds_text(m: Any) -> str:
+    if isinstance(m, Interval):
+        low = f"({m.gt}" if m.gt is not None else f"[{m.ge}" if m.ge is not None else "(-inf"
+        high = f"{m.lt})" if m.lt is not None else f"{m.le}]" if m.le is not None else "inf)"
+        return f"in {low}, {high}"
+    for kind, op, attr in ((Ge, ">=", "ge"), (Gt, ">", "gt"), (Le, "<=", "le"), (Lt, "<", "lt")):
+        if isinstance(m, kind):
+            return f"{op} {getattr(m, attr)}"
+    return repr(m)
+
+
+def _within(m: Any, value: Any) -> bool:
+    if isinstance(m, Interval):
+        return all(_within(part, value) for part in m)  # an Interval iterates its Ge/Gt/Le/Lt
+    if isinstance(m, Ge):
+        return value >= m.ge
+    if isinstance(m, Gt):
+        return value > m.gt
+    if isinstance(m, Le):
+        return value <= m.le
+    if isinstance(m, Lt):
+        return value < m.lt
+    return True
+
+
+def _check(tp: Any, value: Any, where: str) -> None:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        _check(args[0], value, where)
+        for m in args[1:]:
+            if isinstance(value, (int, float)) and not _within(m, value):
+                raise ConfigError(f"{where} must be {_bounds_text(m)}, got {value!r}")
+    elif origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+    elif origin in (Union, types.UnionType):
+        if value is None:
+            return
+        for member in args:
+            base = get_args(member)[0] if get_origin(member) is Annotated else member
+            plain = get_origin(base) or base
+            if isinstance(plain, type) and isinstance(value, plain):
+                _check(member, value, where)
+                return
+            if get_origin(base) is Literal and value in get_args(base):
+                return
+    elif origin is tuple and isinstance(value, tuple):
+        if len(args) == 2 and args[1] is Ellipsis:
+            for i, v in enumerate(value):
+                _check(args[0], v, f"{where}[{i}]")
+        elif len(args) == len(value):
+            for i, (a, v) in enumerate(zip(args, value, strict=True)):
+                _check(a, v, f"{where}[{i}]")
+
+
+def parse_dotted(items: Sequence[str], owner: str = "NAME") -> dict[str, dict[str, Any]]:
+    """``("ucb1.c=0.2", "maml.meta-batch=8")`` -> ``{"ucb1": {"c": 0.2}, "maml": {"meta_batch": 8}}``.
+
+    Values are read as YAML scalars; hyphens in field names become underscores. ``owner`` names
+    the first part in the error message (``AGENT``, ``METHOD``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        name, dot, field = head.rpartition(".")
+        if not sep or not dot or not name or not field:
+            raise ConfigError(f"options look like {owner}.FIELD=VALUE, got {item!r}")
+        out.setdefault(name, {})[field.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # YAML files
 
 
-def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge ``overrides`` into a copy of ``base``; ``"a.b": v`` keys address nested dicts."""
     out = dict(base)
     for key, value in overrides.items():
@@ -405,9 +523,9 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
             head, rest = key.split(".", 1)
             value, key = {rest: value}, head
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
+            out[key] = merge(dict(out[key]), value)
         elif isinstance(value, Mapping):
-            out[key] = _merge({}, value)
+            out[key] = merge({}, value)
         else:
             out[key] = value
     return out
@@ -446,7 +564,7 @@ def load_yaml_config(
 def _load(cls: type[T], path: str | Path, overrides: Mapping[str, Any] | None, fill: Any) -> T:
     data = read_yaml(path)
     if overrides:
-        data = _merge(data, overrides)
+        data = merge(data, overrides)
     try:
         return _build(cls, data, "", None, fill)
     except ConfigError as exc:
@@ -530,12 +648,25 @@ def _class_doc(cls: type) -> str | None:
 
 __all__ = [
     "FAMILY_KEY",
+    "Config",
+    "Count",
+    "Ge",
+    "Gt",
+    "Interval",
+    "Le",
+    "Lt",
+    "Positive",
+    "Size",
+    "Unit",
+    "check_fields",
     "config_from_dict",
     "config_hash",
     "config_to_dict",
     "family_id_of",
     "load_yaml_config",
+    "merge",
     "parse_cli",
+    "parse_dotted",
     "read_yaml",
     "save_yaml_config",
 ]

@@ -21,6 +21,15 @@ class ConfigError(AdaptrlError):
     """
 
 
+def plural(noun: str) -> str:
+    """English plural of a registry kind (``family`` -> ``families``, ``bench`` -> ``benches``)."""
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "o", "u"):
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
+
+
 class UnknownIdError(AdaptrlError, KeyError):
     """An id (family, agent, bench) is not registered; the message suggests the nearest ones."""
 
@@ -29,7 +38,7 @@ class UnknownIdError(AdaptrlError, KeyError):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         super().__init__(
-            f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)} "
+            f"unknown {kind} {name!r}.{hint} Known {plural(kind)}: {', '.join(known)} "
             f"(see `adaptrl list`)."
         )
         self.name = name

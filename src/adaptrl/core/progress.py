@@ -1,4 +1,4 @@
-"""Progress bars and tables on the terminal, plain text in logs and CI.
+"""Progress bars on the terminal, plain text in logs and CI.
 
 On a terminal, :class:`Progress` is a `rich` bar with percentage, elapsed time, ETA and custom
 fields (``loss=0.31 return=12.5``). When stdout is not a terminal or the ``CI`` environment
@@ -13,10 +13,9 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,8 +25,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Progress as _RichProgress
-from rich.table import Table
-from rich.text import Text
 
 T = TypeVar("T")
 
@@ -243,32 +240,4 @@ def progress(
     return Progress(total, description, iterable=iterable, quiet=quiet or disable, **fields)
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else str(value)
-
-
-def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a table (rich on a terminal, ASCII without colour in plain mode).
-
-    Cells are text, never rich markup; floats print with 6 significant digits.
-    """
-    plain = plain_output()
-    table = Table(
-        title=Text(title) if title else None,
-        box=box.ASCII if plain else box.SIMPLE_HEAVY,
-        highlight=False,
-        title_style=None if plain else "bold",
-        header_style=None if plain else "bold",
-    )
-    for col in columns:
-        table.add_column(Text(str(col)), overflow="fold")
-    for row in rows:
-        if len(row) != len(columns):
-            raise ValueError(f"row {list(row)!r} has {len(row)} cells for {len(columns)} columns")
-        table.add_row(*(Text(_cell(v)) for v in row))
-    console().print(table)
-
-
-__all__ = ["Progress", "console", "plain_output", "print_table", "progress"]
+__all__ = ["Progress", "console", "plain_output", "progress"]

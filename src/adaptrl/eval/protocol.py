@@ -201,3 +201,34 @@ def evaluate(
             ) from exc
         raise
     return EvalResult(family, num_tasks, episodes, eval_seed, tuple(seeds), results)
+
+
+def tune_agent(
+    family: TaskFamily,
+    agent: str,
+    fixed: Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    num_tasks: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """``agent``'s parameters: ``fixed``, plus the value of the one parameter in ``grid`` that
+    gives the best mean trial return on ``num_tasks`` *meta-train* tasks (drawn with ``seed``).
+    Test tasks never choose a baseline's parameters."""
+    if not grid:
+        return dict(fixed)
+    if len(grid) != 1:
+        raise ConfigError(f"tune one parameter at a time, got {sorted(grid)}")
+    ((param, values),) = grid.items()
+    res = evaluate(
+        family,
+        [(agent, {**fixed, param: v}) for v in values],
+        num_tasks=num_tasks,
+        split="train",
+        eval_seed=seed,
+        seeds=(seed,),
+        device=device,
+        show_progress=False,
+    )
+    return dict(max(res.agents, key=lambda a: a.trial_return()[0]).params)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from adaptrl.core.config import config_to_dict
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.eval.protocol import EvalResult
-
-
-def _config_dict(cfg: Any) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
 def to_dict(result: EvalResult) -> dict[str, Any]:
@@ -39,7 +35,7 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
         )
     return {
         "family": result.family.family_id,
-        "family_config": _config_dict(result.family.config),
+        "family_config": config_to_dict(result.family.config),
         "split": "test",
         "num_tasks": result.num_tasks,
         "episodes": result.episodes,
@@ -64,7 +60,7 @@ def to_markdown(result: EvalResult) -> str:
     lines = [
         f"# Evaluation on {fam.family_id}",
         "",
-        f"- family config: `{_config_dict(fam.config)}`",
+        f"- family config: `{config_to_dict(fam.config)}`",
         f"- tasks: {result.num_tasks} held-out test tasks (eval seed {result.eval_seed})",
         f"- budget: {result.budget()}",
         f"- seeds: {', '.join(map(str, result.seeds))}; "

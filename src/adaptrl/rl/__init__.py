@@ -1,6 +1,11 @@
 """The RL kernel (layer 4): small, pure, separately tested functions every algorithm reuses."""
 
-from adaptrl.rl.baseline import baseline_features, fit_linear_baseline, linear_baseline_values
+from adaptrl.rl.baseline import (
+    baseline_advantages,
+    baseline_features,
+    fit_linear_baseline,
+    linear_baseline_values,
+)
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
 from adaptrl.rl.returns import discounted_returns, explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import (
@@ -23,6 +28,7 @@ from adaptrl.rl.trpo import (
 
 __all__ = [
     "Rollout",
+    "baseline_advantages",
     "baseline_features",
     "collect",
     "conjugate_gradient",

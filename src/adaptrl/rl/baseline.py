@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from adaptrl.rl.returns import discounted_returns, gae
+
 
 def baseline_features(obs: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
     """``[clip(o, ±10), clip(o, ±10)**2, t/100, (t/100)**2, (t/100)**3, 1]`` on the last dimension.
@@ -66,3 +68,31 @@ def linear_baseline_values(
     group_mask = None if mask is None else mask.permute(1, 0, 2).reshape(G, T * E)
     coeffs = fit_linear_baseline(per_group, targets, group_mask, reg)
     return torch.einsum("tgef,gf->tge", feats, coeffs).to(returns.dtype)
+
+
+def baseline_advantages(
+    rewards: torch.Tensor,
+    done: torch.Tensor,
+    obs: torch.Tensor,
+    timestep: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    gae_lambda: float | None = None,
+) -> torch.Tensor:
+    """Advantages against the linear baseline fitted per group, ``[T, G, E]``.
+
+    ``rewards``, ``done``, ``timestep`` and ``mask`` are ``[T, G, E]`` (rewards already zero
+    outside ``mask``), ``obs`` ``[T, G, E, D]``. The baseline is fitted to the discounted returns
+    (episodes end at ``done``); the advantages are those returns minus it, or with ``gae_lambda``
+    GAE(lambda) on its values (the value after the last collected step taken as 0).
+    """
+    shape = rewards.shape
+    flat = rewards.reshape(shape[0], -1)
+    ends = done.reshape(shape[0], -1)
+    returns = discounted_returns(flat, ends, gamma).reshape(shape)
+    values = linear_baseline_values(obs, timestep, returns, mask)
+    if gae_lambda is None:
+        return returns - values
+    v = values.reshape(shape[0], -1)
+    next_v = torch.cat([v[1:], torch.zeros_like(v[:1])])
+    return gae(flat, v, next_v, ends, ends, gamma, gae_lambda).reshape(shape)

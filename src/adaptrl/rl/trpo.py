@@ -1,10 +1,10 @@
 """Trust-region policy optimisation pieces (Schulman et al. 2015): flat parameter vectors,
 conjugate gradient, Fisher-vector products by double backward, and a backtracking line search.
 
-Parameters are passed *functionally* as a list of tensors: ``loss_fn(params)`` and
-``kl_fn(params)`` rebuild whatever they need from them (``torch.func.functional_call``), so the
-same code serves a plain policy (TRPO) and a loss that goes through an inner adaptation step
-(MAML-RL's outer update differentiates through the inner gradient step).
+Parameters are passed *functionally* as a list of tensors: ``objective(params)`` rebuilds whatever
+it needs from them (``torch.func.functional_call``) and returns the surrogate loss and the mean KL
+to the data-collecting policy, so the same code serves a plain policy (TRPO) and a loss that goes
+through an inner adaptation step (MAML-RL's outer update differentiates through the inner step).
 """
 
 from __future__ import annotations
@@ -170,10 +170,13 @@ def max_kl_step(
     return full_step, -g.dot(full_step)
 
 
+Objective = Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+"""``params -> (surrogate loss, mean KL(old || new))``, both scalars."""
+
+
 def trpo_step(
     params: Params,
-    loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
-    kl_fn: Callable[[list[torch.Tensor]], torch.Tensor],
+    objective: Objective,
     *,
     max_kl: float = 0.01,
     damping: float = 0.1,
@@ -182,36 +185,37 @@ def trpo_step(
     backtrack_ratio: float = 0.5,
     cg_residual_tol: float = 1e-10,
     fvp: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    loss_and_kl: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    autograd_line_search: bool = False,
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """One TRPO update of ``params``; returns new detached tensors and diagnostics.
 
-    Solves ``F x = -g`` by conjugate gradient (``F`` the damped Fisher of ``kl_fn``, ``g`` the
-    gradient of ``loss_fn``), scales ``x`` so that ``0.5 x^T F x = max_kl`` and line-searches along
-    it. ``info``: loss_before, loss_after, kl, step_fraction, accepted (bool), backtracks,
+    Solves ``F x = -g`` by conjugate gradient (``F`` the damped Hessian of the objective's KL,
+    ``g`` the gradient of its loss), scales ``x`` so that ``0.5 x^T F x = max_kl`` and
+    line-searches along it, each trial one evaluation of ``objective`` without autograd (inner
+    steps taken with ``torch.func.grad`` inside it still work; ``autograd_line_search`` gives
+    each trial fresh leaves with autograd on, for inner steps by ``torch.autograd.grad``).
+    ``info``: loss_before, loss_after, kl, step_fraction, accepted (bool), backtracks,
     expected_improve, grad_norm.
 
-    ``fvp`` replaces the double-backward Fisher-vector product of ``kl_fn`` (a learner with a
-    cheaper exact or approximate one passes it, damping included); ``loss_and_kl`` replaces
-    ``(loss_fn, kl_fn)`` in the line search, where no gradient is needed (one fused evaluation).
+    ``fvp`` replaces the double-backward Fisher-vector product of the KL (a learner with a
+    cheaper exact or approximate one passes it, damping included).
     """
     leaves = [p.detach().requires_grad_() for p in params]
     with torch.enable_grad():
-        loss = loss_fn(leaves)
+        loss = objective(leaves)[0]
         g = _grad(loss, leaves)
     if fvp is None:
-        fvp = fisher_vector_product(kl_fn, leaves, damping)
+        fvp = fisher_vector_product(lambda p: objective(p)[1], leaves, damping)
     full_step, expected_improve = max_kl_step(fvp, g, max_kl, cg_iters, cg_residual_tol)
 
     def f(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         trial = unflat(x, leaves)
-        if loss_and_kl is not None:
+        if not autograd_line_search:
             with torch.no_grad():
-                return loss_and_kl(trial)
-        # fresh leaves that require grad: loss_fn may take inner gradient steps through them
-        trial = [t.detach().requires_grad_() for t in trial]
+                return objective(trial)
         with torch.enable_grad():
-            return loss_fn(trial).detach(), kl_fn(trial).detach()
+            loss, kl = objective([t.detach().requires_grad_() for t in trial])
+        return loss.detach(), kl.detach()
 
     x0 = flat(leaves).detach()
     x_new, info = line_search(
