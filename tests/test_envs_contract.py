@@ -239,7 +239,7 @@ def test_wrong_task_count_and_action_shape():
 
 
 def test_bad_config_values_name_the_option():
-    with pytest.raises(ConfigError, match=r"k \(number of arms\) must be >= 2, got 1"):
+    with pytest.raises(ConfigError, match="k must be >= 2, got 1"):
         make_family("bandit-bernoulli-v0", k=1)
     with pytest.raises(ConfigError, match="horizon must be >= 1"):
         make_family("nav2d-goal-v0", horizon=0)

@@ -315,7 +315,7 @@ def test_tabular_mdp_declares_its_initial_state():
         ({"test_fraction": 0.0}, "test_fraction"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"horizon": 0}, "horizon"),
-        ({"n": 0}, "episodes per trial"),
+        ({"n": 0}, "n must be >= 1, got 0"),
     ],
 )
 def test_gridworld_config_errors(overrides, message):

@@ -19,14 +19,14 @@ of ``λ`` values (float64 tensors ``[cells, grid]``) over the cells reachable fr
 and, for every cell, locate the grid interval where ``D`` changes sign. ``V`` is exact at the grid
 points; inside the interval we also carry ``dV/dλ`` through the recursion, so that the zeros of the
 two end tangents (lower bounds, exact when ``D`` has at most one kink inside) and of the chord (an
-upper bound) bracket the root; we return the lower one. With the default 512 points the largest
-error over all cells of horizon 150 is 9e-5 (mean 3e-6) against a 4096-point grid, and at horizon
-12-20 below 1e-4 against a per-cell bisection (:func:`finite_horizon_index_bisect`, in the tests).
+upper bound) bracket the root; we return the lower one. With the default 512 points the error
+stays below 1e-4: the tests compare the table with a per-cell bisection
+(:func:`finite_horizon_index_bisect`); docs/results.md has the measured errors.
 
 Cost: cells ``~H^3 / 6`` times grid points, reduced by skipping, per chunk of ``λ``, the cells
 whose value is known in closed form (see :func:`_finite_horizon_flat`); memory stays at a few
-hundred MB. Measured on 2 CPU cores: horizon 100 in 0.4 s, horizon 500 in 21 s (1024 points: 0.75 s
-and about twice as long).
+hundred MB. A table is computed once per horizon (seconds for long horizons; timings in
+docs/results.md) and then read from the cache.
 
 Discounted (infinite horizon, factor ``γ``): the same calibration with retirement value
 ``λ / (1 - γ)`` and ``C = p (1 + γ V(a+1, b)) + (1 - p) γ V(a, b+1)``; the recursion is truncated at
@@ -53,7 +53,7 @@ from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
 from adaptrl.core.errors import CheckpointError, ConfigError
 
 #: Bump when the computation changes, so that stale cache files are ignored.
-CACHE_VERSION = 2  # 2: stored through core.checkpoint (hash-checked)
+CACHE_VERSION = 2  # tables stored through core.checkpoint (hash-checked)
 DEFAULT_GRID = 512
 #: Grid points per chunk of λ (bounds memory; the chunks overlap by one point).
 _CHUNK = 64

@@ -36,10 +36,11 @@ def tune_cpu_allocator(trim_threshold: int = 1 << 30) -> bool:
     By default glibc serves blocks above a (dynamic) threshold with ``mmap`` and returns them on
     ``free``, and it trims the heap once its free top exceeds a threshold; every new multi-MB
     tensor then starts with thousands of page faults. Rollout and second-order graphs allocate and
-    free such tensors hundreds of times per iteration (MAML-RL's TRPO step ran 25% faster with
-    this on; docs/results.md). Raising both thresholds keeps the pages mapped; peak memory is
-    unchanged, but resident memory stays at the peak. Process-wide: the CLI calls it once at
-    start-up (``ADAPTRL_MALLOC_TUNING=0`` turns it off); library users may call it themselves.
+    free such tensors hundreds of times per iteration, so the page faults cost measurable time
+    (MAML-RL's TRPO step is faster with this on; docs/results.md). Raising both thresholds keeps
+    the pages mapped; peak memory is unchanged, but resident memory stays at the peak.
+    Process-wide: the CLI calls it once at start-up (``ADAPTRL_MALLOC_TUNING=0`` turns it off);
+    library users may call it themselves.
     Returns whether the settings were applied (False off glibc).
     """
     import ctypes

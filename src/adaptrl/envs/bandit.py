@@ -8,11 +8,13 @@ observation carries no information (``Discrete(1)``, always 0): everything is in
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import gymnasium as gym
 import torch
 
-from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily, positive
+from adaptrl.core.config import Ge, Size
+from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily
 from adaptrl.envs.registry import register_family
 
 
@@ -20,14 +22,10 @@ from adaptrl.envs.registry import register_family
 class BanditConfig(FamilyConfig):
     """k arms; a trial of n pulls."""
 
-    k: int = 5
+    k: Annotated[int, Ge(2)] = 5
     """Number of arms (>= 2)."""
-    n: int = 10
+    n: Size = 10
     """Pulls per trial (each pull is a one-step episode)."""
-
-    def validate(self) -> None:
-        positive("k (number of arms)", self.k, 2)
-        positive("n (pulls per trial)", self.n)
 
 
 @register_family

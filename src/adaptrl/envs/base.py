@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import gymnasium as gym
 import torch
 
+from adaptrl.core.config import Config
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 
@@ -88,20 +89,27 @@ class Step(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class FamilyConfig:
-    """Base of every family's frozen config. ``episodes_per_trial`` is the default trial length."""
+class FamilyConfig(Config):
+    """Base of every family's frozen config. ``episodes_per_trial`` is the default trial length.
+
+    Single-field ranges are declared in the annotations (``n: Size = 10``, ``k: Annotated[int,
+    Ge(2)]``) and checked on construction by :func:`~adaptrl.core.config.check_fields`; rules that
+    tie several fields together go in :meth:`validate`, which runs after those checks.
+    """
 
     family_id: ClassVar[str] = ""
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` on impossible values. Subclasses extend."""
+        """Raise :class:`ConfigError` on impossible combinations of values. Subclasses extend."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.validate()
 
 
 def positive(name: str, value: float, minimum: float = 1) -> None:
-    """Raise a :class:`ConfigError` unless ``value >= minimum``."""
+    """Raise a :class:`ConfigError` unless ``value >= minimum`` (for arguments that are not
+    config fields: task counts, batch sizes)."""
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
 

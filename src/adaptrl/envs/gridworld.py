@@ -16,10 +16,12 @@ same ``(P, R)`` form as ``tabular-mdp-v0`` so tabular planners (value iteration,
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import gymnasium as gym
 import torch
 
+from adaptrl.core.config import Ge, Interval, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs.base import BatchedEnv, FamilyConfig, Split, TaskBatch, TaskFamily, positive
@@ -34,30 +36,24 @@ ACTION_NAMES: tuple[str, ...] = ("stay", "up", "right", "down", "left")
 class GridworldConfig(FamilyConfig):
     """Grid size, walls, start cell, horizon and train/test split of the goal cells."""
 
-    height: int = 5
+    height: Annotated[int, Ge(2)] = 5
     """Number of rows (>= 2)."""
-    width: int = 5
+    width: Annotated[int, Ge(2)] = 5
     """Number of columns (>= 2)."""
     walls: tuple[tuple[int, int], ...] = ()
     """Blocked cells as (row, col) pairs; every other cell must be reachable from the start."""
     start: tuple[int, int] = (0, 0)
     """(row, col) where every episode starts."""
-    horizon: int = 15
+    horizon: Size = 15
     """Steps per episode (a time limit, reported as truncated)."""
-    n: int = 4
+    n: Size = 4
     """Episodes per trial."""
-    test_fraction: float = 0.2
+    test_fraction: Annotated[float, Interval(gt=0, lt=1)] = 0.2
     """Share of the candidate goal cells held out for meta-test (at least one cell each side)."""
     split_seed: int = 0
     """Seed of the train/test partition of the goal cells (independent of task-sampling seeds)."""
 
     def validate(self) -> None:
-        positive("height", self.height, 2)
-        positive("width", self.width, 2)
-        positive("horizon", self.horizon)
-        positive("n (episodes per trial)", self.n)
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not self._inside(self.start):
             raise ConfigError(
                 f"start {tuple(self.start)} lies outside the {self.height}x{self.width} grid"

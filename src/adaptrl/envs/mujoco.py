@@ -34,9 +34,11 @@ Batched stepping: by default (``backend="loop"``) one Python loop steps N unwrap
 and computes the task rewards for the whole batch with NumPy (:class:`MujocoLoopEnv`);
 ``backend="sync"`` runs the same envs through the foundation's ``SyncVectorEnv`` adapter
 (:class:`~adaptrl.envs.gym_adapter.GymVectorEnv`) with :class:`TaskRewardWrapper`. Both give
-identical results; the loop is faster (benchmarks/mujoco_throughput.py). Declaring these families
-needs no MuJoCo (they appear in ``adaptrl list``); building environments without it raises
-:class:`~adaptrl.core.errors.MissingExtraError` naming ``pip install 'adaptrl[mujoco]'``.
+identical results; the loop skips the vector env's and wrappers' per-step bookkeeping, which makes
+it faster at MAML's batch size on this machine (docs/results.md, benchmarks/mujoco_throughput.py).
+Declaring these families needs no MuJoCo (they appear in ``adaptrl list``); building environments
+without it raises :class:`~adaptrl.core.errors.MissingExtraError` naming
+``pip install 'adaptrl[mujoco]'``.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ import multiprocessing
 import traceback
 import warnings
 import weakref
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from adaptrl.core.config import Ge, Size
 from adaptrl.core.errors import ConfigError, require
 from adaptrl.core.seeding import derive_seed
 from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch, TaskFamily, positive
@@ -83,30 +86,24 @@ def ctrl_cost(action: Any, weight: float, clip: bool = False) -> np.ndarray:
 class MujocoTaskConfig(FamilyConfig):
     """Options shared by the MuJoCo task families."""
 
-    horizon: int = 200
+    horizon: Size = 200
     """Steps per episode, H (a time limit, reported as truncated)."""
-    ctrl_cost_weight: float = 0.05
+    ctrl_cost_weight: Annotated[float, Ge(0)] = 0.05
     """w in the control cost w * |a|^2 (MAML / rllab / pytorch-maml-rl: 0.5 * 1e-1)."""
     clip_ctrl_cost: bool = False
     """Charge the control cost on the action clipped to [-1, 1] (the MAML paper's rllab envs)
     instead of the action as given (Gymnasium, pytorch-maml-rl)."""
     oracle: bool = False
     """Append the task parameter to the observation (the oracle baseline)."""
-    n: int = 2
+    n: Size = 2
     """Episodes per trial (for memory-based learners)."""
     backend: Backend = "loop"
-    """How rows are stepped: 'loop' (thin loops over the envs, fastest) or 'sync' (SyncVectorEnv)."""
-    workers: int = 1
+    """How rows are stepped: 'loop' (thin loops over the envs, less overhead per step) or 'sync'
+    (SyncVectorEnv)."""
+    workers: Size = 1
     """Processes sharing the rows of the 'loop' backend (forked workers when > 1; use the cores)."""
 
     def validate(self) -> None:
-        positive("horizon", self.horizon)
-        positive("n (episodes per trial)", self.n)
-        positive("workers", self.workers)
-        if not self.ctrl_cost_weight >= 0:
-            raise ConfigError(f"ctrl_cost_weight must be >= 0, got {self.ctrl_cost_weight}")
-        if self.backend not in ("loop", "sync"):
-            raise ConfigError(f"backend must be 'loop' or 'sync', got {self.backend!r}")
         if self.backend == "sync" and self.workers != 1:
             raise ConfigError("workers > 1 needs backend='loop' (SyncVectorEnv steps in-process)")
 
@@ -139,24 +136,19 @@ class HalfCheetahDirConfig(MujocoTaskConfig):
 class AntTaskConfig(MujocoTaskConfig):
     """Options of the Ant families (Gymnasium's Ant-v5 with MAML's reward weights)."""
 
-    ctrl_cost_weight: float = 0.005
+    ctrl_cost_weight: Annotated[float, Ge(0)] = 0.005
     """w in the control cost w * |a|^2 (MAML / rllab / pytorch-maml-rl: 0.5 * 1e-2)."""
-    contact_cost_weight: float = 5e-4
+    contact_cost_weight: Annotated[float, Ge(0)] = 5e-4
     """Weight of the contact cost on clipped external forces (MAML: 0.5 * 1e-3)."""
-    healthy_reward: float = 0.05
+    healthy_reward: Annotated[float, Ge(0)] = 0.05
     """Reward per step while the torso height is in [0.2, 1.0] (MAML's survive reward: 0.05)."""
-
-    def validate(self) -> None:
-        super().validate()
-        if not (self.contact_cost_weight >= 0 and self.healthy_reward >= 0):
-            raise ConfigError("contact_cost_weight and healthy_reward must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
 class AntVelConfig(AntTaskConfig):
     """Ant with a goal velocity ~ U[low, high] per task."""
 
-    healthy_reward: float = 1.05
+    healthy_reward: Annotated[float, Ge(0)] = 1.05
     """Reward per healthy step: MAML's survive reward 0.05 plus the constant 1.0 its goal-velocity
     Ant adds, so that falling (which ends the episode) does not pay better than tracking."""
     low: float = 0.0

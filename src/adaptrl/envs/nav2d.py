@@ -12,14 +12,15 @@ as in the MAML authors' ``point_env_randgoal.py``) and is truncated at ``horizon
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from adaptrl.core.config import Ge, Positive, Size
 from adaptrl.core.errors import ConfigError
-from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily, positive
+from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily
 from adaptrl.envs.registry import register_family
 
 
@@ -31,11 +32,11 @@ class Nav2DConfig(FamilyConfig):
     """Lower corner of the goal box (both coordinates)."""
     goal_high: float = 0.5
     """Upper corner of the goal box (both coordinates)."""
-    max_action: float = 0.1
+    max_action: Positive = 0.1
     """Velocities are clipped to [-max_action, max_action] per coordinate."""
-    horizon: int = 100
+    horizon: Size = 100
     """Steps per episode, H."""
-    goal_radius: float = 0.01
+    goal_radius: Annotated[float, Ge(0)] = 0.01
     """The episode terminates within this distance of the goal."""
     goal_region: Literal["disc", "box"] = "disc"
     """Where the episode terminates: the disc of radius ``goal_radius`` around the goal, or the
@@ -43,20 +44,12 @@ class Nav2DConfig(FamilyConfig):
     environment, 27% more area)."""
     reward: Literal["distance", "squared"] = "distance"
     """Reward = -distance or -distance**2 to the goal after the move."""
-    n: int = 2
+    n: Size = 2
     """Episodes per trial."""
 
     def validate(self) -> None:
-        positive("horizon", self.horizon)
-        positive("n (episodes per trial)", self.n)
         if not self.goal_low < self.goal_high:
             raise ConfigError(f"goal_low ({self.goal_low}) must be < goal_high ({self.goal_high})")
-        if self.max_action <= 0 or self.goal_radius < 0:
-            raise ConfigError("max_action must be > 0 and goal_radius >= 0")
-        if self.reward not in ("distance", "squared"):
-            raise ConfigError(f"reward must be 'distance' or 'squared', got {self.reward!r}")
-        if self.goal_region not in ("disc", "box"):
-            raise ConfigError(f"goal_region must be 'disc' or 'box', got {self.goal_region!r}")
 
 
 @register_family

@@ -8,11 +8,13 @@ Per task: reward means ``R[s, a] ~ N(1, 1)``, rewards ``~ N(R[s, a], 1)``, trans
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import gymnasium as gym
 import torch
 
-from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily, positive
+from adaptrl.core.config import Ge, Positive, Size
+from adaptrl.envs.base import BatchedEnv, FamilyConfig, TaskBatch, TaskFamily
 from adaptrl.envs.registry import register_family
 
 
@@ -20,32 +22,22 @@ from adaptrl.envs.registry import register_family
 class TabularMDPConfig(FamilyConfig):
     """Sizes and priors of the random MDPs."""
 
-    num_states: int = 10
+    num_states: Size = 10
     """|S| (>= 1)."""
-    num_actions: int = 5
+    num_actions: Annotated[int, Ge(2)] = 5
     """|A| (>= 2)."""
-    horizon: int = 10
+    horizon: Size = 10
     """Steps per episode, T."""
-    n: int = 10
+    n: Size = 10
     """Episodes per trial."""
     reward_prior_mean: float = 1.0
     """Mean of the Normal prior over reward means."""
-    reward_prior_std: float = 1.0
+    reward_prior_std: Annotated[float, Ge(0)] = 1.0
     """Std of the Normal prior over reward means."""
-    reward_noise_std: float = 1.0
+    reward_noise_std: Annotated[float, Ge(0)] = 1.0
     """Std of the Gaussian reward noise around its mean."""
-    dirichlet_alpha: float = 1.0
+    dirichlet_alpha: Positive = 1.0
     """Concentration of the symmetric Dirichlet prior over next states."""
-
-    def validate(self) -> None:
-        positive("num_states", self.num_states)
-        positive("num_actions", self.num_actions, 2)
-        positive("horizon", self.horizon)
-        positive("n (episodes per trial)", self.n)
-        if self.reward_prior_std < 0 or self.reward_noise_std < 0 or self.dirichlet_alpha <= 0:
-            from adaptrl.core.errors import ConfigError
-
-            raise ConfigError("reward stds must be >= 0 and dirichlet_alpha > 0")
 
 
 def sample_dirichlet(alpha: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

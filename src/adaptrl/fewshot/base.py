@@ -24,6 +24,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from adaptrl.core.config import Config
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 
@@ -32,7 +33,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 def positive(name: str, value: float, minimum: float = 1) -> None:
-    """Raise a :class:`ConfigError` unless ``value >= minimum``."""
+    """Raise a :class:`ConfigError` unless ``value >= minimum`` (for call arguments such as
+    per-call ``shots``; config fields declare their bounds in their annotations)."""
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
 
@@ -44,15 +46,21 @@ def check_range(name: str, bounds: tuple[float, float]) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class FewShotConfig:
-    """Base of every few-shot family's frozen config (mirrors ``adaptrl.envs.FamilyConfig``)."""
+class FewShotConfig(Config):
+    """Base of every few-shot family's frozen config (mirrors ``adaptrl.envs.FamilyConfig``).
+
+    Single-field ranges are declared in the annotations and checked on construction by
+    :func:`~adaptrl.core.config.check_fields`; rules that tie several fields (or the two ends of
+    a range) together go in :meth:`validate`, which runs after those checks.
+    """
 
     family_id: ClassVar[str] = ""
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` on impossible values. Subclasses extend."""
+        """Raise :class:`ConfigError` on impossible combinations of values. Subclasses extend."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.validate()
 
 

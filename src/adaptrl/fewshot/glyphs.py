@@ -30,10 +30,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from adaptrl.core.config import Count, Ge, Positive, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.fewshot.base import (
@@ -43,7 +45,6 @@ from adaptrl.fewshot.base import (
     Split,
     check_range,
     class_major_batch,
-    positive,
     sample_classes,
 )
 from adaptrl.fewshot.registry import register_fewshot_family
@@ -55,9 +56,9 @@ PIECES = 6
 MAX_STROKES, MAX_PRIMITIVES = 4, 3
 MAX_SEGMENTS = MAX_STROKES * MAX_PRIMITIVES * PIECES
 WOBBLE_WIDTH = 0.5
+"""Width (in [-1, 1] image units) of the Gaussian bumps that make the elastic displacement."""
 RENDER_BLOCK = 4096
 """Images rendered at once (larger requests are split into blocks to bound memory)."""
-"""Width (in [-1, 1] image units) of the Gaussian bumps that make the elastic displacement."""
 _FAR = 100.0  # padding segments sit here, far from every pixel
 
 
@@ -65,58 +66,49 @@ _FAR = 100.0  # padding segments sit here, far from every pixel
 class GlyphsConfig(FewShotConfig):
     """N-way K-shot classification of procedurally generated handwritten characters."""
 
-    ways: int = 5
+    ways: Annotated[int, Ge(2)] = 5
     """N: classes per task."""
-    shots: int = 1
+    shots: Size = 1
     """K: support images per class."""
-    queries: int = 15
+    queries: Size = 15
     """Q: query images per class."""
     num_classes: int = 1623
     """Characters in the set (Omniglot has 1623)."""
     train_classes: int = 1200
     """Characters [0, train_classes) are for meta-training (the last val_classes of them for
     validation); the rest are meta-test characters."""
-    val_classes: int = 100
+    val_classes: Count = 100
     """The last val_classes meta-training characters form the validation split."""
-    image_size: int = 28
+    image_size: Annotated[int, Ge(8)] = 28
     """Images are [1, image_size, image_size]."""
     rotations: bool = False
     """Add each character turned by 90, 180 and 270 degrees as three extra classes (MAML's
     Omniglot protocol)."""
     alphabet_seed: int = 0
     """Seed of the character set itself (different seeds give different alphabets)."""
-    rotation_deg: float = 10.0
+    rotation_deg: Annotated[float, Ge(0)] = 10.0
     """Per-sample rotation ~ U[-rotation_deg, rotation_deg] degrees."""
-    scale: tuple[float, float] = (0.9, 1.1)
+    scale: tuple[Positive, Positive] = (0.9, 1.1)
     """Per-sample scale ~ U[low, high]."""
-    shear: float = 0.15
+    shear: Annotated[float, Ge(0)] = 0.15
     """Per-sample shear ~ U[-shear, shear]."""
-    translate_px: float = 2.0
+    translate_px: Annotated[float, Ge(0)] = 2.0
     """Per-sample translation ~ U[-translate_px, translate_px] pixels in x and y."""
-    elastic_px: float = 1.5
+    elastic_px: Annotated[float, Ge(0)] = 1.5
     """Standard deviation (pixels) of a smooth random displacement, the wobble of a hand."""
-    stroke_width_px: tuple[float, float] = (1.4, 2.4)
+    stroke_width_px: tuple[Positive, Positive] = (1.4, 2.4)
     """Per-sample stroke width ~ U[low, high] pixels at image_size 28 (scaled with the size)."""
-    noise: float = 0.03
+    noise: Annotated[float, Ge(0)] = 0.03
     """Standard deviation of additive uniform pixel noise (images are clamped to [0, 1])."""
 
     def validate(self) -> None:
-        positive("ways", self.ways, 2)
-        positive("shots", self.shots)
-        positive("queries", self.queries)
-        positive("image_size", self.image_size, 8)
-        positive("val_classes", self.val_classes, 0)
         if not self.val_classes < self.train_classes < self.num_classes:
             raise ConfigError(
                 "need val_classes < train_classes < num_classes, got "
                 f"{self.val_classes}, {self.train_classes}, {self.num_classes}"
             )
-        for name in ("rotation_deg", "shear", "translate_px", "elastic_px", "noise"):
-            positive(name, getattr(self, name), 0)
         check_range("scale", self.scale)
         check_range("stroke_width_px", self.stroke_width_px)
-        if self.scale[0] <= 0 or self.stroke_width_px[0] <= 0:
-            raise ConfigError("scale and stroke_width_px must be positive")
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,7 +299,8 @@ class Glyphs(FewShotFamily):
     def fields(self, chars: torch.Tensor) -> torch.Tensor:
         """Distance fields ``[len(chars), 2S, 2S]`` of characters, computed once and cached."""
         for i in chars[~self._ready[chars]].unique().tolist():
-            # one character at a time: small temporaries stay in cache (faster than batching)
+            # one character at a time: its [pixels, segments] temporaries stay small enough for
+            # the CPU cache (faster than one batched call on this machine)
             segs = glyph_segments(self.config.alphabet_seed, i)[None]
             self._fields[i] = distance_fields(segs, self.resolution)[0]
             self._ready[i] = True

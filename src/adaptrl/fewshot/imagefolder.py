@@ -32,10 +32,11 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
+from adaptrl.core.config import Ge, Interval, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import progress
 from adaptrl.core.seeding import make_generator
@@ -46,7 +47,6 @@ from adaptrl.fewshot.base import (
     FewShotFamily,
     Split,
     class_major_batch,
-    positive,
     sample_classes,
 )
 from adaptrl.fewshot.registry import register_fewshot_family
@@ -68,13 +68,13 @@ class ImageFolderConfig(FewShotConfig):
 
     data: Path
     """Root folder of the images (see the layouts in `adaptrl.fewshot.imagefolder`)."""
-    ways: int = 5
+    ways: Annotated[int, Ge(2)] = 5
     """N: classes per task."""
-    shots: int = 1
+    shots: Size = 1
     """K: support images per class."""
-    queries: int = 15
+    queries: Size = 15
     """Q: query images per class."""
-    image_size: int = 28
+    image_size: Annotated[int, Ge(4)] = 28
     """Images are resized to image_size x image_size (28 for Omniglot, 84 for mini-ImageNet)."""
     grayscale: bool = True
     """One channel (True) or RGB (False)."""
@@ -87,24 +87,14 @@ class ImageFolderConfig(FewShotConfig):
     """Folder layout; auto: omniglot if images_background/ or images_evaluation/ exists, else csv
     if images/ and a train.csv, val.csv or test.csv exist, else splits if train/, val/ or test/
     exists, else tree."""
-    val_fraction: float = 0.1
+    val_fraction: Annotated[float, Interval(ge=0, lt=1)] = 0.1
     """Fraction of the meta-train classes held out for validation when there is no val folder."""
-    test_fraction: float = 0.2
+    test_fraction: Annotated[float, Interval(ge=0, lt=1)] = 0.2
     """tree layout: fraction of all classes held out for meta-test."""
     split_seed: int = 0
     """Seed of the class splits drawn by fraction (fixed, so runs agree on them)."""
 
     def validate(self) -> None:
-        positive("ways", self.ways, 2)
-        positive("shots", self.shots)
-        positive("queries", self.queries)
-        positive("image_size", self.image_size, 4)
-        if self.layout not in ("auto", "omniglot", "csv", "splits", "tree"):
-            raise ConfigError(
-                f"layout must be auto, omniglot, csv, splits or tree, got {self.layout!r}"
-            )
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
-            raise ConfigError("val_fraction and test_fraction must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("val_fraction + test_fraction must be < 1 (train needs classes)")
 

@@ -12,14 +12,8 @@ import math
 
 import torch
 
-from adaptrl.fewshot.base import (
-    FewShotBatch,
-    FewShotConfig,
-    FewShotFamily,
-    Split,
-    check_range,
-    positive,
-)
+from adaptrl.core.config import Size
+from adaptrl.fewshot.base import FewShotBatch, FewShotConfig, FewShotFamily, Split, check_range
 from adaptrl.fewshot.registry import register_fewshot_family
 
 
@@ -27,9 +21,9 @@ from adaptrl.fewshot.registry import register_fewshot_family
 class SinusoidConfig(FewShotConfig):
     """Amplitude, phase and input ranges of sine-wave regression, and the points per task."""
 
-    shots: int = 10
+    shots: Size = 10
     """K: support points per task (MAML trains with K=10)."""
-    queries: int = 10
+    queries: Size = 10
     """Query points per task."""
     amplitude: tuple[float, float] = (0.1, 5.0)
     """Amplitude A ~ U[low, high]."""
@@ -39,8 +33,6 @@ class SinusoidConfig(FewShotConfig):
     """Inputs x ~ U[low, high]."""
 
     def validate(self) -> None:
-        positive("shots", self.shots)
-        positive("queries", self.queries)
         check_range("amplitude", self.amplitude)
         check_range("phase", self.phase)
         check_range("x_range", self.x_range)

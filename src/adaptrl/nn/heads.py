@@ -21,6 +21,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from adaptrl.core.config import Config, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.nn.mlp import init_linear
 
@@ -29,19 +30,11 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
-class DistSpec:
+class DistSpec(Config):
     """Which distribution a head's output parameterises, and its size (classes or action dims)."""
 
     kind: Kind
-    dim: int
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("categorical", "gaussian"):
-            raise ConfigError(
-                f"distribution kind must be 'categorical' or 'gaussian', got {self.kind!r}"
-            )
-        if self.dim < 1:
-            raise ConfigError(f"distribution dim must be >= 1, got {self.dim}")
+    dim: Size
 
     @property
     def param_dim(self) -> int:
