@@ -44,7 +44,7 @@ def test_quick_bandit_bench(tmp_path):
 
 
 def test_quick_mdp_bench_reports_both_psrl_priors(tmp_path):
-    payload = run_mdps(MDPBenchConfig(quick=True, settings=(10,), out=tmp_path))
+    payload = run_mdps(MDPBenchConfig(quick=True, settings=("10",), out=tmp_path))
     assert {r["setting"] for r in payload["rows"]} == {"10"}
     (true_prior,) = [
         r for r in rows_by(payload, "10", "psrl") if "reward_prior_mean" not in r["params"]

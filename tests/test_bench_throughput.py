@@ -10,17 +10,15 @@ import pytest
 import torch
 
 from adaptrl.bench.throughput import (
-    RefNav2DEnv,
-    RefTabularMDPEnv,
     SmallPolicy,
     ThroughputConfig,
     format_markdown,
     main,
-    reference_vector_env,
     run_throughput,
     sample_categorical,
 )
 from adaptrl.envs import TaskBatch, make_family
+from adaptrl.envs.reference import RefNav2DEnv, RefTabularMDPEnv, reference_vector_env
 
 
 def _rollout_both(family, tasks, actions):

@@ -208,10 +208,9 @@ def maml_query_losses(
 
 
 def best_strategy(model: torch.nn.Module) -> Strategy:
-    """The fastest strategy measured by ``adaptrl bench fewshot-speed`` (meta-batch 25-32):
-    the explicit batched graph for the MLP (1.8x vmap), vmap for the conv net (grouped convs pay
-    a per-group loop in PyTorch's conv double backward; vmap was ahead of it on every conv
-    shape)."""
+    """The faster strategy for ``model`` in ``adaptrl bench fewshot-speed`` (meta-batch 25-32;
+    docs/results.md): the explicit batched graph for the MLP, vmap for the conv net (grouped
+    convolutions pay a per-group loop in PyTorch's convolution double backward)."""
     return "batched" if isinstance(model, MLP) else "vmap"
 
 

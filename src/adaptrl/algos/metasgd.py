@@ -25,7 +25,7 @@ class MetaSGDConfig(GradientConfig):
 
     Unless ``eval_steps`` is given, evaluation takes as many steps as meta-training did
     (``inner_steps``), as the paper does: the step sizes are learned for exactly those steps, and
-    repeating them overshoots (glyphs 5-way 1-shot: 67.9% after 3 steps vs MAML's 71.5%)."""
+    repeating them can overshoot (docs/results.md, glyphs)."""
 
     learn_lr: bool = True
     """Meta-learn the step sizes (False freezes them at inner_lr: plain MAML)."""

@@ -60,32 +60,23 @@ MDP_AGENTS = [
     Entry("greedy-mdp", "greedy"),
     Entry("oracle", ""),  # the value-iteration upper bound; no paper column
 ]
-ALL_BANDIT_SETTINGS = (
-    "10x5",
-    "10x10",
-    "10x50",
-    "100x5",
-    "100x10",
-    "100x50",
-    "500x5",
-    "500x10",
-    "500x50",
-)
-ALL_MDP_SETTINGS = (10, 25, 50, 75, 100)
+ALL_BANDIT_SETTINGS = tuple(f"{n}x{k}" for n in (10, 100, 500) for k in (5, 10, 50))
+ALL_MDP_SETTINGS = ("10", "25", "50", "75", "100")
 
 
 @dataclasses.dataclass(frozen=True)
-class BanditBenchConfig(Config):
-    """RL² Table 1 (Bernoulli bandits): classic agents on held-out tasks beside the paper."""
+class ClassicsBench(Config):
+    """What the two classic-agent benches share (each sets its settings and output folder)."""
 
     quick: bool = False
-    """Fewer tasks (200) and, unless --settings is given, only 10x5 and 100x5: for tests and CI."""
+    """Fewer tasks (200) and, unless --settings is given, only the first settings that carry
+    targets (10x5 and 100x5; n = 10 and 25): for tests and CI."""
     settings: tuple[str, ...] = ALL_BANDIT_SETTINGS
-    """Settings as 'n x k' strings, e.g. 10x5 = 10 pulls, 5 arms."""
+    """Settings: 'n x k' (pulls x arms, e.g. 10x5) for bandits, episodes n for MDPs."""
     num_tasks: Size = 1000
     """Held-out test tasks per setting (the paper used 1000)."""
     tune_tasks: Size = 500
-    """Meta-train tasks used to pick UCB1's c and epsilon-greedy's eps per setting."""
+    """Meta-train tasks used to pick the tuned parameters (UCB1's c, epsilon-greedy's eps)."""
     eval_seed: int = EVAL_SEED
     """Seed of the held-out tasks."""
     seed: int = 0
@@ -97,23 +88,18 @@ class BanditBenchConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class MDPBenchConfig(Config):
+class BanditBenchConfig(ClassicsBench):
+    """RL² Table 1 (Bernoulli bandits): classic agents on held-out tasks beside the paper."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MDPBenchConfig(ClassicsBench):
     """RL² Table 2 (random tabular MDPs): classic agents on held-out tasks beside the paper."""
 
-    quick: bool = False
-    """Fewer tasks (200) and, unless --settings is given, only n = 10 and 25: for tests and CI."""
-    settings: tuple[int, ...] = ALL_MDP_SETTINGS
+    settings: tuple[str, ...] = ALL_MDP_SETTINGS
     """Episodes per trial n."""
-    num_tasks: Size = 1000
-    """Held-out test tasks per setting."""
     tune_tasks: Size = 300
     """Meta-train tasks used to pick epsilon-greedy's eps per setting."""
-    eval_seed: int = EVAL_SEED
-    """Seed of the held-out tasks."""
-    seed: int = 0
-    """Agents' randomness and the tuning tasks."""
-    device: str = "cpu"
-    """Device for tasks, environments and agents."""
     out: Path = Path("results/baselines-mdps")
     """Directory for results.json and report.md."""
 
@@ -126,6 +112,16 @@ def parse_bandit_setting(text: str) -> tuple[int, int]:
             f"bandit settings look like '10x5' (n pulls x k arms), got {text!r}"
         ) from None
     return n, k
+
+
+def parse_episodes(text: str) -> int:
+    """An MDP setting: episodes per trial n."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"MDP settings are episodes per trial n (e.g. 25), got {text!r}"
+        ) from None
 
 
 def tune(family: TaskFamily, entry: Entry, tasks: int, seed: int, device: str) -> dict[str, Any]:
@@ -245,7 +241,7 @@ def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
     if cfg.quick:
         cfg = dataclasses.replace(
             cfg,
-            settings=(10, 25) if cfg.settings == ALL_MDP_SETTINGS else cfg.settings,
+            settings=("10", "25") if cfg.settings == ALL_MDP_SETTINGS else cfg.settings,
             num_tasks=min(cfg.num_tasks, 200),
             tune_tasks=min(cfg.tune_tasks, 100),
         )
@@ -253,7 +249,7 @@ def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
         "RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10), total reward over n episodes",
         RL2_TABLE2_SOURCE,
         cfg,
-        cfg.settings,
+        [parse_episodes(n) for n in cfg.settings],
         lambda n: make_family("tabular-mdp-v0", n=n),
         MDP_AGENTS,
         lambda n: RL2_TABLE2.get(n, {}),

@@ -12,7 +12,7 @@ import numpy as np
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.trainer import train
-from adaptrl.core.progress import console
+from adaptrl.core.progress import console, progress
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.table import markdown_table
 from adaptrl.eval.curves import CurveReport, save_curve_report
@@ -43,6 +43,23 @@ def train_timed(
         "seconds_per_iteration": seconds / max(done, 1),
         "last_metrics": last,
     }
+
+
+def interleaved_seconds(
+    fns: dict[str, Callable[[], Any]], rounds: int, description: str = ""
+) -> dict[str, list[float]]:
+    """Seconds of every call of each function: one untimed warm-up call each (allocator, kernel
+    caches), then ``rounds`` rounds calling each once in turn, so that load from elsewhere hits
+    all of them alike and their ratios stay fair even when absolute times do not."""
+    for fn in fns.values():
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in progress(range(rounds), description=description, disable=not description):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - t0)
+    return seconds
 
 
 def table_markdown(title: str, header: dict[str, Any], columns: Sequence[str], rows: list) -> str:
@@ -92,6 +109,7 @@ def peak_per_tenth(values: Sequence[float]) -> list[float]:
 
 
 __all__ = [
+    "interleaved_seconds",
     "peak_per_tenth",
     "resident_mb",
     "table_markdown",

@@ -171,69 +171,76 @@ def evaluate_accuracy(
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
+    """One (method, setting) of a classification table: accuracy (%) ± 95% CI over tasks, the
+    paper's figure, the adaptation steps it was scored after, its budget; or its error."""
+
     method: str
     setting: str
-    mean: float
-    ci95: float
-    paper: float | None
-    steps: int
-    iterations: int
-    train_seconds: float
+    mean: float = math.nan
+    ci95: float = math.nan
+    paper: float | None = None
+    steps: int = 0
+    iterations: int = 0
+    train_seconds: float = 0.0
     error: str | None = None
     curve: tuple[float, ...] = ()
     """Mean accuracy (%) after 0, 1, ..., ``steps`` inner steps (the table shows the last)."""
 
 
+def score_cell(
+    method: Method,
+    setting: Setting,
+    family: FewShotConfig,
+    tasks: Any,
+    cfg: ClassificationBench,
+    overrides: dict[str, Any],
+    paper: float | None,
+) -> Cell:
+    """Train ``method`` on ``family`` and score it on ``tasks``; a method that refuses the
+    setting (an :class:`AdaptrlError`) is a cell with its error."""
+    defaults = QUICK_DEFAULTS if cfg.quick else None
+    try:
+        config = build_config(method, family, cfg.iterations, overrides, defaults)
+        learner = make_learner(method.spec.name, config, seed=cfg.seed, device=cfg.device)
+        label = f"{method.label} {setting.label}"
+        seconds = train_timed(learner, config.iterations, label)["seconds"]
+        curve, steps = evaluate_accuracy(learner, tasks.to(cfg.device), seed=cfg.seed)
+    except AdaptrlError as exc:
+        return Cell(method.label, setting.label, paper=paper, error=str(exc))
+    mean, ci = mean_ci(curve[:, -1].numpy() * 100)
+    return Cell(
+        method.label,
+        setting.label,
+        mean=mean,
+        ci95=ci,
+        paper=paper,
+        steps=steps,
+        iterations=config.iterations,
+        train_seconds=seconds,
+        curve=tuple(float(v) for v in curve.mean(0) * 100),
+    )
+
+
 def run_cells(
+    cfg: ClassificationBench,
     methods: Sequence[Method],
     settings: Sequence[Setting],
-    make_family: Callable[[Setting], FewShotConfig],
-    *,
-    iterations: int,
-    num_tasks: int,
-    seed: int,
-    eval_seed: int,
-    overrides: dict[str, dict[str, Any]],
+    family: Callable[[Setting], FewShotConfig],
     paper: dict[str, dict[str, float]],
-    device: str,
-    defaults: dict[str, Any] | None = None,
     on_cell: Callable[[list[Cell]], None] | None = None,
 ) -> list[Cell]:
-    """Train and evaluate every (method, setting); a method that refuses a setting is reported.
-    ``on_cell(cells so far)`` runs after each cell (the benches save partial tables with it)."""
+    """Train and evaluate every (method, setting) of the bench ``cfg``; ``on_cell(cells so
+    far)`` runs after each cell (the benches save partial tables with it)."""
+    overrides = parse_dotted(cfg.params, "METHOD")
     check_overrides(methods, overrides)
     cells = []
     for setting in settings:
-        family_cfg = make_family(setting)
-        tasks = make_fewshot_family(family_cfg).tasks(num_tasks, "test", seed=eval_seed)
+        family_cfg = family(setting)
+        tasks = make_fewshot_family(family_cfg).tasks(cfg.num_tasks, "test", seed=cfg.eval_seed)
         for m in methods:
             ref = paper.get(PAPER_ALIASES.get(m.label, m.label), {}).get(setting.label)
-            try:
-                options = overrides.get(m.label, {})
-                cfg = build_config(m, family_cfg, iterations, options, defaults)
-                learner = make_learner(m.spec.name, cfg, seed=seed, device=device)
-                label = f"{m.label} {setting.label}"
-                secs = train_timed(learner, cfg.iterations, label)["seconds"]
-                curve, steps = evaluate_accuracy(learner, tasks.to(device), seed=seed)
-            except AdaptrlError as exc:
-                nan = math.nan
-                cells.append(Cell(m.label, setting.label, nan, nan, ref, 0, 0, 0.0, str(exc)))
-            else:
-                mean, ci = mean_ci(curve[:, -1].numpy() * 100)
-                per_step = tuple(float(v) for v in curve.mean(0) * 100)
-                cells.append(
-                    Cell(
-                        m.label,
-                        setting.label,
-                        mean,
-                        ci,
-                        ref,
-                        steps,
-                        cfg.iterations,
-                        secs,
-                        curve=per_step,
-                    )
-                )
+            opts = overrides.get(m.label, {})
+            cells.append(score_cell(m, setting, family_cfg, tasks, cfg, opts, ref))
             if on_cell is not None:
                 on_cell(cells)
     return cells
@@ -421,20 +428,7 @@ def _run_table(
     def save_partial(cells: list[Cell]) -> None:
         report(title, cells, settings, header, sources, cfg.out, cfg.seed, complete=False)
 
-    cells = run_cells(
-        methods,
-        settings,
-        family,
-        iterations=cfg.iterations,
-        num_tasks=cfg.num_tasks,
-        seed=cfg.seed,
-        eval_seed=cfg.eval_seed,
-        overrides=parse_dotted(cfg.params, "METHOD"),
-        paper=paper or {},
-        device=cfg.device,
-        defaults=QUICK_DEFAULTS if cfg.quick else None,
-        on_cell=save_partial,
-    )
+    cells = run_cells(cfg, methods, settings, family, paper or {}, on_cell=save_partial)
     return report(title, cells, settings, header, sources, cfg.out, cfg.seed)
 
 

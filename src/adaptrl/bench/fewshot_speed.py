@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from adaptrl.algos.gradient import maml_query_losses
-from adaptrl.bench.common import peak_per_tenth, resident_mb, table_markdown, write_bench
+from adaptrl.bench.common import (
+    interleaved_seconds,
+    peak_per_tenth,
+    resident_mb,
+    table_markdown,
+    write_bench,
+)
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Size, config_to_dict
 from adaptrl.core.errors import ConfigError, require
@@ -180,16 +185,9 @@ def time_shape(
     """Median meta-iterations/s of every implementation, rounds interleaved."""
     net, batch = make_case(shape, tasks, seed)
     steps = make_steps(shape, net, batch)
-    for fn in steps.values():  # warm-up (allocator, oneDNN primitive caches)
-        fn()
-    rates: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in progress(range(rounds), description=shape.name):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(per_round):
-                fn()
-            rates[name].append(per_round / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    batches = {name: lambda fn=fn: [fn() for _ in range(per_round)] for name, fn in steps.items()}
+    seconds = interleaved_seconds(batches, rounds, shape.name)
+    return {name: per_round / statistics.median(s) for name, s in seconds.items()}
 
 
 def memory_check(shape: Shape, strategy: str, *, tasks: int, iterations: int, seed: int) -> dict:

@@ -20,6 +20,7 @@ import torch
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.trainer import load_trained, save_trained
+from adaptrl.baselines.nav2d import Nav2DOracle
 from adaptrl.baselines.pg import GRADIENT_BASELINES
 from adaptrl.bench.common import train_timed, write_curve_bench
 from adaptrl.bench.reference import (
@@ -38,7 +39,7 @@ from adaptrl.envs import make_family
 from adaptrl.envs.base import TaskBatch, TaskFamily
 from adaptrl.envs.nav2d import Nav2DConfig
 from adaptrl.eval.curves import AdaptationCurve, CurveReport, curve_markdown
-from adaptrl.eval.protocol import EVAL_SEED
+from adaptrl.eval.protocol import EVAL_SEED, run_trials
 from adaptrl.eval.stats import mean_ci
 
 CHEETAH_TARGET_FRACTION = 0.8
@@ -195,20 +196,10 @@ def stand_still_returns(family: TaskFamily, tasks: TaskBatch) -> dict[str, float
 
 
 def controller_oracle_return(family: TaskFamily, tasks: TaskBatch) -> torch.Tensor:
-    """Per-task return of the goal-seeking controller that knows the goal (one episode each)."""
-    c = family.config
-    assert isinstance(c, Nav2DConfig)
+    """Per-task return of one episode of the ``oracle`` agent (the goal-seeking controller that
+    knows the goal)."""
     env = family.make_env(len(tasks))
-    env.set_tasks(tasks)
-    obs = env.reset(seed=0)
-    alive = torch.ones(len(tasks))
-    total = torch.zeros(len(tasks))
-    for _ in range(c.horizon):
-        step = env.step((tasks.goal - obs).clamp(-c.max_action, c.max_action))
-        total += alive * step.reward
-        alive = alive * (~(step.terminated | step.truncated)).float()
-        obs = step.obs
-    return total
+    return run_trials(Nav2DOracle(family), env, tasks, 1, make_generator(0), env_seed=0)[:, 0]
 
 
 NAV2D_QUICK = {"iterations": 3, "meta_batch_size": 4, "rollouts_per_task": 4, "hidden": (32, 32)}

@@ -38,9 +38,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.trainer import train
-from adaptrl.bench.common import peak_per_tenth, resident_mb, write_bench
+from adaptrl.bench.common import interleaved_seconds, peak_per_tenth, resident_mb, write_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
-from adaptrl.bench.throughput import RefNav2DEnv
 from adaptrl.core.config import Config, Size, config_to_dict
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.presets import load_preset
@@ -48,11 +47,12 @@ from adaptrl.core.progress import progress
 from adaptrl.core.seeding import derive_seed, make_generator
 from adaptrl.core.table import markdown_table, print_table
 from adaptrl.envs.nav2d import Nav2DConfig
+from adaptrl.envs.reference import RefNav2DEnv
 from adaptrl.nn import heads
 from adaptrl.nn.policies import Params, batched_policy_dist, policy_dist
-from adaptrl.rl.baseline import linear_baseline_values
+from adaptrl.rl.baseline import baseline_advantages
 from adaptrl.rl.losses import vpg_loss
-from adaptrl.rl.returns import discounted_returns, normalize
+from adaptrl.rl.returns import normalize
 from adaptrl.rl.trpo import trpo_step
 
 BENCHMARK = "maml-speed"
@@ -112,13 +112,11 @@ class ReferenceMAMLTRPO:
                 break
         out = {k: torch.stack(v) for k, v in rows.items()}
         t = out["rewards"].shape[0]
-        cut = torch.zeros_like(out["mask"], dtype=torch.bool)
-        rtg = discounted_returns(out["rewards"], cut, self.c.gamma)
+        done = torch.zeros_like(out["mask"], dtype=torch.bool)  # masked rewards end nothing early
         timestep = torch.arange(t)[:, None].expand(t, e)
-        values = linear_baseline_values(
-            out["obs"][:, None], timestep[:, None], rtg[:, None], out["mask"][:, None]
-        )[:, 0]
-        out["advantages"] = normalize(rtg - values, out["mask"]) * out["mask"]
+        one_task = (x[:, None] for x in (out["rewards"], done, out["obs"], timestep, out["mask"]))
+        adv = baseline_advantages(*one_task, self.c.gamma)[:, 0]
+        out["advantages"] = normalize(adv, out["mask"]) * out["mask"]
         with torch.no_grad():
             dist = policy_dist(self.policy, params, out["obs"])
         out["dist"] = dist
@@ -202,19 +200,17 @@ def time_floor(learner: MAMLRL, repeats: int = 5) -> float:
     theta = {k: v.detach() for k, v in learner.params.items()}
     phi = {k: v.expand(g, *v.shape).clone() for k, v in theta.items()}
     gen = make_generator(0, "floor")
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(h):
-                heads.sample(
-                    learner.spec, policy_dist(learner.policy, theta, obs).reshape(g * e, -1), gen
-                )
-            for _ in range(h):
-                d = batched_policy_dist(learner.policy, phi, obs)
-                heads.sample(learner.spec, d.reshape(g * e, -1), gen)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+    @torch.no_grad()
+    def rollout_forwards() -> None:
+        for _ in range(h):
+            dist = policy_dist(learner.policy, theta, obs).reshape(g * e, -1)
+            heads.sample(learner.spec, dist, gen)
+        for _ in range(h):
+            dist = batched_policy_dist(learner.policy, phi, obs).reshape(g * e, -1)
+            heads.sample(learner.spec, dist, gen)
+
+    return statistics.median(interleaved_seconds({"floor": rollout_forwards}, repeats)["floor"])
 
 
 def time_exact_products(learner: MAMLRL, repeats: int = 3) -> float:
@@ -233,13 +229,8 @@ def time_exact_products(learner: MAMLRL, repeats: int = 3) -> float:
     post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
     fvp = learner.structured_fvp(theta, [pre], post, c.cg_damping)
     v = torch.randn(sum(t.numel() for t in theta.values()), generator=make_generator(0, "v"))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(c.cg_iters):
-            fvp(v)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    products = {"products": lambda: [fvp(v) for _ in range(c.cg_iters)]}
+    return statistics.median(interleaved_seconds(products, repeats)["products"])
 
 
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -11,6 +11,7 @@ bandits n=10, k=5.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 import torch
 
 from adaptrl.algos.rl2 import RL2, RL2Config, collect_trials
-from adaptrl.bench.baselines import Entry, parse_bandit_setting, tune
-from adaptrl.bench.common import table_markdown, train_timed, write_bench
+from adaptrl.bench.baselines import Entry, parse_bandit_setting, parse_episodes, tune
+from adaptrl.bench.common import interleaved_seconds, table_markdown, train_timed, write_bench
 from adaptrl.bench.reference import RL2_TABLE1, RL2_TABLE1_SOURCE, RL2_TABLE2, RL2_TABLE2_SOURCE
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Size, config_to_dict
@@ -84,7 +85,7 @@ MDPS = Table(
     family_id="tabular-mdp-v0",
     classics=[Entry("psrl", "psrl"), Entry("random", "random")],
     paper=RL2_TABLE2,
-    setting=lambda text: {"n": _episodes(text)},
+    setting=lambda text: {"n": parse_episodes(text)},
     key=lambda f: f.n,
     target=lambda f: 1.0,
     quick_iterations=20,
@@ -342,14 +343,6 @@ class RL2SpeedBenchConfig(Config):
     """Directory for results.json and report.md."""
 
 
-def _time(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
 def measure_throughput(cfg: RL2Config, iterations: int, seed: int = 0) -> dict[str, float]:
     """Env steps/s of: the training loop, collection alone, the env alone with random actions,
     and the policy forward alone (the lower bound of collection), all at ``cfg.trials`` rows."""
@@ -377,12 +370,16 @@ def measure_throughput(cfg: RL2Config, iterations: int, seed: int = 0) -> dict[s
                 params, _, state = net.step(x, state)
                 heads.sample(spec, params, gen)
 
-    timed = {
-        "train": _time(learner.meta_train_step, iterations),
-        "collect": _time(lambda: collect_trials(net, env, obs, learner.steps, gen), iterations),
-        "env_only": _time(env_only, iterations),
-        "policy_forward": _time(policy_only, iterations),
-    }
+    seconds = interleaved_seconds(
+        {
+            "train": learner.meta_train_step,
+            "collect": lambda: collect_trials(net, env, obs, learner.steps, gen),
+            "env_only": env_only,
+            "policy_forward": policy_only,
+        },
+        iterations,
+    )
+    timed = {k: statistics.median(v) for k, v in seconds.items()}
     out = {f"{k}_steps_per_s": steps / v for k, v in timed.items()}
     out["update_seconds_per_iteration"] = timed["train"] - timed["collect"]
     out["batch"] = cfg.trials

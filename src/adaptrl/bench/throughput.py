@@ -13,12 +13,9 @@ policy choosing every action:
 
 With the same policy in both loops, ours/reference can never exceed reference time / floor time
 (the *ceiling*, reported): a free environment would still pay for the policy. The env-alone ratio
-shows what the batched environment itself gains.
-
-Reported: env-steps/s (``batch * steps / seconds``, median over repeats) for each, the speed-up
-ours/reference and the time ratio ours/floor. The reference is given every advantage that keeps it
-"plain Gymnasium": no checker or order-enforcing wrappers, ``copy=False``, internal time limits and a
-precomputed CDF for tabular transitions, so the speed-up is not inflated by a slow reference.
+shows what the batched environment itself gains. Reported: env-steps/s (``batch * steps /
+seconds``, median over repeats) for each, the speed-up ours/reference and the time ratio
+ours/floor; the reference runs with ``copy=False`` (see :mod:`adaptrl.envs.reference`).
 """
 
 from __future__ import annotations
@@ -29,26 +26,23 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import SyncVectorEnv
 from torch import nn
 
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Size, config_to_dict
-from adaptrl.core.errors import ConfigError
 from adaptrl.core.progress import progress
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.table import markdown_table, print_table
 from adaptrl.envs import make_family
 from adaptrl.envs.base import TaskBatch, TaskFamily
-from adaptrl.envs.nav2d import Nav2DConfig
-from adaptrl.envs.tabular import TabularMDPConfig
+from adaptrl.envs.reference import reference_vector_env
 
 BENCHMARK = "env-throughput"
 DEFAULT_BATCH_SIZES = (20, 400, 4000)
@@ -59,121 +53,6 @@ TARGET_SPEEDUP = 50.0
 TARGET_FLOOR_RATIO = 2.0
 """Ours must take at most this many times the policy-forward floor's time."""
 TARGET_MIN_BATCH = 400
-
-
-# --- reference environments: the same dynamics as a plain gymnasium.Env ---------------------------
-class RefNav2DEnv(gym.Env[np.ndarray, np.ndarray]):
-    """One ``nav2d-goal-v0`` task as a plain NumPy ``gymnasium.Env`` (the reference for timing).
-
-    Starts at the origin; the action is clipped to ``[-max_action, max_action]``; the reward after
-    the move is ``-distance`` (or ``-distance**2``); terminates within ``goal_radius``; truncates at
-    ``horizon`` steps. Float32 throughout, like the batched env, so trajectories agree exactly.
-    """
-
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
-
-    def __init__(
-        self,
-        goal: np.ndarray,
-        max_action: float = 0.1,
-        horizon: int = 100,
-        goal_radius: float = 0.01,
-        reward: str = "distance",
-    ):
-        self.goal = np.asarray(goal, dtype=np.float32).reshape(2)
-        self.max_action = np.float32(max_action)
-        self.horizon = int(horizon)
-        self.goal_radius = np.float32(goal_radius)
-        self.squared = reward == "squared"
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-        self.action_space = gym.spaces.Box(-self.max_action, self.max_action, (2,), np.float32)
-        self.position = np.zeros(2, dtype=np.float32)
-        self.t = 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        self.position = np.zeros(2, dtype=np.float32)
-        self.t = 0
-        return self.position.copy(), {}
-
-    def step(self, action: np.ndarray):
-        a = np.clip(np.asarray(action, dtype=np.float32), -self.max_action, self.max_action)
-        self.position = self.position + a
-        delta = self.position - self.goal
-        dist = np.sqrt(delta[0] * delta[0] + delta[1] * delta[1])
-        reward = -(dist * dist) if self.squared else -dist
-        self.t += 1
-        terminated = bool(dist < self.goal_radius)
-        truncated = not terminated and self.t >= self.horizon
-        return self.position.copy(), float(reward), terminated, truncated, {}
-
-
-class RefTabularMDPEnv(gym.Env[int, int]):
-    """One ``tabular-mdp-v0`` task as a plain NumPy ``gymnasium.Env`` (the reference for timing).
-
-    Starts in state 0; reward ``~ N(R[s, a], reward_noise_std)``; next state ``~ P[s, a]`` (sampled
-    by inverting the precomputed CDF, as the batched env does); truncates at ``horizon`` steps.
-    """
-
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
-
-    def __init__(
-        self,
-        reward_mean: np.ndarray,
-        transition: np.ndarray,
-        horizon: int = 10,
-        reward_noise_std: float = 1.0,
-    ):
-        self.reward_mean = np.asarray(reward_mean, dtype=np.float64)
-        num_states, num_actions = self.reward_mean.shape
-        self.cdf = np.cumsum(np.asarray(transition, dtype=np.float64), axis=-1)
-        self.cdf[..., -1] = 1.0
-        self.horizon = int(horizon)
-        self.noise_std = float(reward_noise_std)
-        self.last_state = num_states - 1
-        self.observation_space = gym.spaces.Discrete(num_states)
-        self.action_space = gym.spaces.Discrete(num_actions)
-        self.state = 0
-        self.t = 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        self.state = 0
-        self.t = 0
-        return self.state, {}
-
-    def step(self, action: int):
-        s, a = self.state, int(action)
-        reward = self.reward_mean[s, a] + self.noise_std * self.np_random.standard_normal()
-        u = self.np_random.random()
-        self.state = min(int(np.searchsorted(self.cdf[s, a], u, side="left")), self.last_state)
-        self.t += 1
-        return self.state, float(reward), False, self.t >= self.horizon, {}
-
-
-def reference_env_fns(family: TaskFamily, tasks: TaskBatch) -> list[Callable[[], gym.Env]]:
-    """One constructor per task: the plain-Gymnasium twin of ``family`` bound to ``tasks[i]``."""
-    c = family.config
-    if isinstance(c, Nav2DConfig):
-        goals = tasks.goal.cpu().numpy()
-        return [
-            partial(RefNav2DEnv, g, c.max_action, c.horizon, c.goal_radius, c.reward) for g in goals
-        ]
-    if isinstance(c, TabularMDPConfig):
-        means = tasks.reward_mean.cpu().numpy()
-        trans = tasks.transition.cpu().numpy()
-        return [
-            partial(RefTabularMDPEnv, r, p, c.horizon, c.reward_noise_std)
-            for r, p in zip(means, trans, strict=True)
-        ]
-    raise ConfigError(f"no reference Gymnasium env for {family.family_id}")
-
-
-def reference_vector_env(family: TaskFamily, tasks: TaskBatch) -> SyncVectorEnv:
-    """Gymnasium's ``SyncVectorEnv`` over the reference envs, same-step auto-reset like ours."""
-    return SyncVectorEnv(
-        reference_env_fns(family, tasks), copy=False, autoreset_mode=AutoresetMode.SAME_STEP
-    )
 
 
 # --- the policy in the loop ------------------------------------------------------------------
@@ -275,91 +154,51 @@ def _summary(steps: int, times: list[float], batch_size: int) -> dict[str, Any]:
     }
 
 
-class _OursLoop:
-    """Policy -> ``BatchedEnv.step`` -> next obs, all tensors; no host sync in the loop."""
+def timed(step: Callable[[], Any]) -> Callable[[int], float]:
+    """``n -> seconds`` of ``n`` calls of ``step`` (without autograd)."""
 
-    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
-        self.env = family.make_env(len(tasks))
-        self.env.set_tasks(tasks)
-        self.obs = self.env.reset(seed=seed)
-        self.policy = policy
-
-    def __call__(self, steps: int) -> float:
-        env, policy, obs = self.env, self.policy, self.obs
+    def run(n: int) -> float:
         with torch.no_grad():
             start = time.perf_counter()
-            for _ in range(steps):
-                obs = env.step(policy.act(obs)).obs
-            seconds = time.perf_counter() - start
-        self.obs = obs
-        return seconds
+            for _ in range(n):
+                step()
+            return time.perf_counter() - start
+
+    return run
 
 
-class _ReferenceLoop:
-    """NumPy obs -> torch -> policy -> NumPy action -> ``SyncVectorEnv.step``, as a user writes it."""
-
-    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
-        self.env = reference_vector_env(family, tasks)
-        self.obs, _ = self.env.reset(seed=seed)
-        self.policy = policy
-
-    def __call__(self, steps: int) -> float:
-        env, policy, obs = self.env, self.policy, self.obs
-        with torch.no_grad():
-            start = time.perf_counter()
-            for _ in range(steps):
-                action = policy.act(torch.as_tensor(obs)).numpy()
-                obs, _reward, _term, _trunc, _info = env.step(action)
-            seconds = time.perf_counter() - start
-        self.obs = obs
-        return seconds
-
-
-class _FloorLoop:
-    """The policy alone: forward and sampling on a fixed batch of observations of the same shape."""
-
-    def __init__(self, family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int):
-        env = family.make_env(len(tasks))
-        env.set_tasks(tasks)
-        self.obs = env.reset(seed=seed)
-        self.policy = policy
-
-    def __call__(self, steps: int) -> float:
-        policy, obs = self.policy, self.obs
-        with torch.no_grad():
-            start = time.perf_counter()
-            for _ in range(steps):
-                policy.act(obs)
-            seconds = time.perf_counter() - start
-        return seconds
-
-
-class _EnvOnly:
-    """An environment's ``step`` alone, repeated with one fixed valid action batch (no policy)."""
-
-    def __init__(self, step: Callable[[Any], Any], action: Any):
-        self.step, self.action = step, action
-
-    def __call__(self, steps: int) -> float:
-        step, action = self.step, self.action
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(action)
-        return time.perf_counter() - start
-
-
-def _env_only_loops(
+def timing_loops(
     family: TaskFamily, policy: SmallPolicy, tasks: TaskBatch, seed: int
-) -> tuple[_EnvOnly, _EnvOnly, SyncVectorEnv]:
-    """Env-alone loops for ours and the reference (and the reference env, to close it)."""
-    ours = family.make_env(len(tasks))
-    ours.set_tasks(tasks)
-    ref = reference_vector_env(family, tasks)
-    ref_obs, _ = ref.reset(seed=seed)
+) -> tuple[dict[str, Callable[[int], float]], list[SyncVectorEnv]]:
+    """The loops timed, each ``n -> seconds``: ours (policy -> ``BatchedEnv.step`` -> next obs,
+    all tensors, no host sync), the reference (NumPy obs -> torch -> policy -> NumPy action ->
+    ``SyncVectorEnv.step``, as a user writes it), the floor (the policy alone on a fixed batch
+    of observations) and each environment alone with a fixed valid action batch; and the
+    Gymnasium environments to close afterwards."""
+    ours, floor_env, ours_alone = (family.make_env(len(tasks)) for _ in range(3))
+    for env in (ours, floor_env, ours_alone):
+        env.set_tasks(tasks)
+    ref, ref_alone = reference_vector_env(family, tasks), reference_vector_env(family, tasks)
+    obs = {"ours": ours.reset(seed=seed), "ref": ref.reset(seed=seed)[0]}
+    fixed_obs = floor_env.reset(seed=seed)
     with torch.no_grad():
-        action = policy.act(ours.reset(seed=seed))
-        ref_action = policy.act(torch.as_tensor(ref_obs)).numpy()
-    return _EnvOnly(ours.step, action), _EnvOnly(ref.step, ref_action), ref
+        action = policy.act(ours_alone.reset(seed=seed))
+        ref_action = policy.act(torch.as_tensor(ref_alone.reset(seed=seed)[0])).numpy()
+
+    def ours_step() -> None:
+        obs["ours"] = ours.step(policy.act(obs["ours"])).obs
+
+    def reference_step() -> None:
+        obs["ref"] = ref.step(policy.act(torch.as_tensor(obs["ref"])).numpy())[0]
+
+    loops = {
+        "ours": timed(ours_step),
+        "reference": timed(reference_step),
+        "floor": timed(lambda: policy.act(fixed_obs)),
+        "ours_env_only": timed(lambda: ours_alone.step(action)),
+        "reference_env_only": timed(lambda: ref_alone.step(ref_action)),
+    }
+    return loops, [ref, ref_alone]
 
 
 def measure_family(
@@ -370,16 +209,8 @@ def measure_family(
     tasks = family.tasks(batch_size, "train", seed)
     torch.manual_seed(seed)
     policy = SmallPolicy(family.observation_space, family.action_space).eval()
-    torch.manual_seed(seed)
-    reference = _ReferenceLoop(family, policy, tasks, seed)
-    loops: dict[str, Callable[[int], float]] = {
-        "ours": _OursLoop(family, policy, tasks, seed),
-        "reference": reference,
-        "floor": _FloorLoop(family, policy, tasks, seed),
-    }
-    loops["ours_env_only"], loops["reference_env_only"], ref_env_only = _env_only_loops(
-        family, policy, tasks, seed
-    )
+    torch.manual_seed(seed)  # the policy's action sampling
+    loops, gym_envs = timing_loops(family, policy, tasks, seed)
     steps: dict[str, int] = {}
     for name, loop in loops.items():
         loop(plan.warmup_steps)
@@ -389,8 +220,8 @@ def measure_family(
     for _ in range(plan.repeats):
         for name, loop in loops.items():
             times[name].append(loop(steps[name]))
-    reference.env.close()
-    ref_env_only.close()
+    for env in gym_envs:
+        env.close()
     row: dict[str, Any] = {"family": family_id, "batch_size": batch_size}
     for name in loops:
         row[name] = _summary(steps[name], times[name], batch_size)
