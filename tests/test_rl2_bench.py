@@ -40,7 +40,7 @@ def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
     assert data["settings"][0]["config"]["outer"] == "ppo"
     # --quick caps a preset's budget; --settings moves it to other families
     capped = RL2BanditBenchConfig(quick=True, settings=("10x10",), num_tasks=20, out=out)
-    assert [c.iterations for c in setting_configs(capped, BANDITS)] == [100]
+    assert [(c.iterations, c.trials) for c in setting_configs(capped, BANDITS)] == [(5, 32)]
     assert setting_configs(capped, BANDITS)[0].family.k == 10
     with pytest.raises(ConfigError, match="this table runs on bandit-bernoulli-v0"):
         setting_configs(RL2BanditBenchConfig(rl2=rl2_preset("mdps-10")), BANDITS)

@@ -60,7 +60,6 @@ class Table:
     """The family config's key into ``paper``."""
     target: Callable[[Any], float]
     """The target ratio for a family config."""
-    quick_iterations: int
 
 
 BANDITS = Table(
@@ -77,7 +76,6 @@ BANDITS = Table(
     setting=lambda text: dict(zip(("n", "k"), parse_bandit_setting(text), strict=True)),
     key=lambda f: (f.n, f.k),
     target=lambda f: 0.98 if f.n <= 10 else 0.97,
-    quick_iterations=100,
 )
 MDPS = Table(
     title="RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10)",
@@ -88,8 +86,11 @@ MDPS = Table(
     setting=lambda text: {"n": parse_episodes(text)},
     key=lambda f: f.n,
     target=lambda f: 1.0,
-    quick_iterations=20,
 )
+QUICK = {"iterations": 5, "trials": 32}
+"""--quick caps these in the RL² configuration (and the test tasks at 200, the tasks tuning a
+classic agent at 50): a CI-sized smoke run of the same code path, whatever the preset; its
+numbers are not meaningful."""
 
 
 def _episodes(text: str) -> int:
@@ -111,7 +112,7 @@ class RL2TableBenchConfig(Config):
     """Settings to train it on: 'n x k' (pulls x arms) for bandits, n (episodes) for MDPs;
     default: its own family's."""
     quick: bool = False
-    """CI-sized: at most 100 (bandits) or 20 (MDPs) iterations and 200 test tasks."""
+    """CI-sized: at most 5 iterations of 32 trials and 200 test tasks."""
     num_tasks: Size = 1000
     """Held-out test tasks per setting."""
     seeds: tuple[int, ...] = (0,)
@@ -175,7 +176,8 @@ def setting_configs(bench: RL2TableBenchConfig, table: Table) -> list[RL2Config]
             f"{cfg.family.family_id}"
         )
     if bench.quick:
-        cfg = dataclasses.replace(cfg, iterations=min(cfg.iterations, table.quick_iterations))
+        capped = {k: min(getattr(cfg, k), v) for k, v in QUICK.items()}
+        cfg = dataclasses.replace(cfg, **capped, minibatches=min(cfg.minibatches, capped["trials"]))
     if bench.runs and len(bench.settings) > 1:
         raise ConfigError(f"--runs scores one setting; got settings {list(bench.settings)}")
     families = [dataclasses.replace(cfg.family, **table.setting(s)) for s in bench.settings]
@@ -212,7 +214,10 @@ def score_setting(
     specs: list[Any] = [
         (f"rl2-seed{lr.seed}", lambda f, lr=lr: lr.trial_agent()) for lr in learners
     ]
-    specs += [(e.agent, tune(family, e, 300, seeds[0], bench.device)) for e in table.classics]
+    tune_tasks = 50 if bench.quick else 300
+    specs += [
+        (e.agent, tune(family, e, tune_tasks, seeds[0], bench.device)) for e in table.classics
+    ]
     res = evaluate(
         family,
         specs,

@@ -131,19 +131,13 @@ class TrainOptions:
 
 def train_command(config_cls: type) -> type:
     """The ``adaptrl train ALGO`` command: the algorithm's config flags plus :class:`TrainOptions`."""
-    fields = [
-        (
-            "algo",
-            Annotated[config_cls, tyro.conf.arg(name="")],
-            dataclasses.field(default_factory=config_cls),
-        )
-    ]
-    fields += [
-        (f.name, f.type, dataclasses.field(default=f.default))
-        for f in dataclasses.fields(TrainOptions)
-    ]
+    algo = ("algo", Annotated[config_cls, tyro.conf.arg(name="")])
     cls = dataclasses.make_dataclass(
-        f"Train{config_cls.__name__}", fields, frozen=True, namespace={"__module__": __name__}
+        f"Train{config_cls.__name__}",
+        [(*algo, dataclasses.field(default_factory=config_cls))],
+        bases=(TrainOptions,),  # inherited fields keep their docstrings (tyro's --help text)
+        frozen=True,
+        namespace={"__module__": __name__},
     )
     cls.__doc__ = (config_cls.__doc__ or "").strip()
     return cls
