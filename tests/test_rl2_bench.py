@@ -46,7 +46,8 @@ def test_rl2_bandit_and_mdp_benches_write_results(tmp_path):
         setting_configs(RL2BanditBenchConfig(rl2=rl2_preset("mdps-10")), BANDITS)
     out = tmp_path / "m"
     rl2 = dataclasses.replace(rl2_preset("mdps-10"), outer="trpo", memory="transformer")
-    bench = RL2MDPBenchConfig(rl2=dataclasses.replace(rl2, iterations=1), num_tasks=20, out=out)
+    rl2 = dataclasses.replace(rl2, iterations=1)
+    bench = RL2MDPBenchConfig(rl2=rl2, quick=True, num_tasks=20, out=out)
     payload = run_table(bench, MDPS)
     assert [r["agent"] for r in payload["rows"]] == ["rl2 (ours)", "psrl", "random"]
     assert payload["rows"][0]["paper"] == 156.2
