@@ -272,7 +272,7 @@ def test_parse_cli_partial_config_with_required_field(tmp_path: Path) -> None:
 
 
 def test_parse_cli_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--config needs a path"):
+    with pytest.raises(ConfigError, match="--config needs a preset name or a path"):
         parse_cli(Train, ["--config"])
     with pytest.raises(ConfigError, match="not found"):
         parse_cli(Train, ["--config", str(tmp_path / "nope.yaml")])

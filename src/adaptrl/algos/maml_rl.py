@@ -200,6 +200,16 @@ class MAMLRLConfig(Config):
         lrs = self.eval_inner_lrs or self.inner_lrs or (self.inner_lr,)
         return float(lrs[min(step, len(lrs) - 1)])
 
+    def trpo_options(self) -> dict[str, Any]:
+        """The TRPO solver's options, as ``rl.trpo.trpo_step`` takes them."""
+        return {
+            "max_kl": self.max_kl,
+            "damping": self.cg_damping,
+            "cg_iters": self.cg_iters,
+            "max_backtracks": self.ls_max_steps,
+            "backtrack_ratio": self.ls_backtrack_ratio,
+        }
+
     def loss_weights(self, steps: int | None = None) -> list[float]:
         """The outer-loss weight of the policy after each inner step 1..S, summing to 1.
         Trained for fewer ``steps`` (the curriculum's one), the last of them carries it all."""
@@ -420,12 +430,8 @@ class MAMLRL(MetaLearner):
         new, info = trpo_step(
             [self.params[k].detach() for k in names],
             objective,
-            max_kl=c.max_kl,
-            damping=c.cg_damping,
-            cg_iters=c.cg_iters,
-            max_backtracks=c.ls_max_steps,
-            backtrack_ratio=c.ls_backtrack_ratio,
             fvp=fvp,
+            **c.trpo_options(),
         )
         with torch.no_grad():
             for k, v in zip(names, new, strict=True):

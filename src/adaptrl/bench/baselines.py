@@ -216,14 +216,17 @@ def _mark(r: dict[str, Any]) -> str:
     return ("yes" if r["match"] else "NO") + (" (target)" if r["target"] else "")
 
 
+def _quick(cfg: Any, every: tuple[str, ...], first: tuple[str, ...]) -> Any:
+    """--quick: fewer tasks, and only the ``first`` settings unless --settings chose others."""
+    if not cfg.quick:
+        return cfg
+    settings = first if cfg.settings == every else cfg.settings
+    tasks = {"num_tasks": min(cfg.num_tasks, 200), "tune_tasks": min(cfg.tune_tasks, 100)}
+    return dataclasses.replace(cfg, settings=settings, **tasks)
+
+
 def run_bandits(cfg: BanditBenchConfig) -> dict[str, Any]:
-    if cfg.quick:
-        cfg = dataclasses.replace(
-            cfg,
-            settings=("10x5", "100x5") if cfg.settings == ALL_BANDIT_SETTINGS else cfg.settings,
-            num_tasks=min(cfg.num_tasks, 200),
-            tune_tasks=min(cfg.tune_tasks, 100),
-        )
+    cfg = _quick(cfg, ALL_BANDIT_SETTINGS, ("10x5", "100x5"))
     settings = [parse_bandit_setting(s) for s in cfg.settings]
     return _run(
         "RL² Table 1: Bernoulli bandits, total reward over n pulls",
@@ -238,13 +241,7 @@ def run_bandits(cfg: BanditBenchConfig) -> dict[str, Any]:
 
 
 def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
-    if cfg.quick:
-        cfg = dataclasses.replace(
-            cfg,
-            settings=("10", "25") if cfg.settings == ALL_MDP_SETTINGS else cfg.settings,
-            num_tasks=min(cfg.num_tasks, 200),
-            tune_tasks=min(cfg.tune_tasks, 100),
-        )
+    cfg = _quick(cfg, ALL_MDP_SETTINGS, ("10", "25"))
     return _run(
         "RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10), total reward over n episodes",
         RL2_TABLE2_SOURCE,

@@ -162,12 +162,8 @@ class ReferenceMAMLTRPO:
         new, info = trpo_step(
             [self.params[k] for k in names],
             objective,
-            max_kl=c.max_kl,
-            damping=c.cg_damping,
-            cg_iters=c.cg_iters,
-            max_backtracks=c.ls_max_steps,
-            backtrack_ratio=c.ls_backtrack_ratio,
             autograd_line_search=True,  # its inner steps take torch.autograd.grad
+            **c.trpo_options(),
         )
         self.params = {k: v.detach() for k, v in zip(names, new, strict=True)}
         self.iteration += 1

@@ -93,15 +93,6 @@ classic agent at 50): a CI-sized smoke run of the same code path, whatever the p
 numbers are not meaningful."""
 
 
-def _episodes(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(
-            f"MDP settings are episodes per trial n (e.g. 25), got {text!r}"
-        ) from None
-
-
 @dataclasses.dataclass(frozen=True)
 class RL2TableBenchConfig(Config):
     """What the two table benches share (each sets its own RL² preset and output folder)."""

@@ -11,7 +11,6 @@ union.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import sys
@@ -32,7 +31,7 @@ from adaptrl.cli.commands import (
     family_command,
     train_command,
 )
-from adaptrl.core.config import parse_cli
+from adaptrl.core.config import parse_cli, take_config_flag
 from adaptrl.core.device import tune_cpu_allocator
 from adaptrl.core.errors import AdaptrlError, ConfigError, UnknownIdError
 from adaptrl.core.presets import load_preset, preset_path
@@ -56,17 +55,6 @@ def _precheck_eval(argv: list[str]) -> None:
     for tok in argv:
         if FAMILY_ID.fullmatch(tok) and tok not in known:
             raise UnknownIdError("family", tok, known)
-
-
-def _take_config(args: list[str]) -> tuple[str | None, list[str]]:
-    """``--config NAME_OR_PATH`` (or ``--config=...``) taken out of ``args``."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    pre.add_argument("--config", default=None)
-    try:
-        known, rest = pre.parse_known_args(args)
-    except argparse.ArgumentError:
-        raise ConfigError("--config needs a preset name or a path to a YAML file") from None
-    return known.config, rest
 
 
 CONFIG_HELP = (
@@ -120,7 +108,7 @@ def _train(args: list[str]) -> int:
             return 0
         raise ConfigError("name the algorithm first: adaptrl train ALGO [options]")
     spec = ALGOS.get(args[0])
-    preset, rest = _take_config(_family_flag(args[1:]))
+    preset, rest = take_config_flag(_family_flag(args[1:]))
     _precheck_eval(rest)
     cls = train_command(spec.config_cls)
     default = None if preset is None else cls(algo=load_config(spec.name, preset))
@@ -143,7 +131,7 @@ def _bench(args: list[str]) -> int:
             return 0
         raise ConfigError("name the benchmark first: adaptrl bench NAME [options]")
     spec = BENCHES.get(args[0])
-    preset, rest = _take_config(args[1:])
+    preset, rest = take_config_flag(args[1:])
     description = f"{spec.description}\n\n{CONFIG_HELP}"
     prog = f"adaptrl bench {spec.name}"
     if preset is not None and spec.preset_field is None:  # a whole bench configuration

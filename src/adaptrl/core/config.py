@@ -604,15 +604,9 @@ def parse_cli(
     if config_flag:
         if "config" in {f.name for f in dataclasses.fields(cls)}:
             raise TypeError(f"{cls.__name__} has a field named 'config'; pass config_flag=False")
-        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-        pre.add_argument("--config", default=None)
-        try:
-            known, argv = pre.parse_known_args(argv)
-        except argparse.ArgumentError:
-            raise ConfigError("--config needs a path to a YAML file") from None
-        if known.config is not None:
-            loaded = _load_over(cls, Path(known.config), default, tyro.MISSING)
-            default = loaded
+        path, argv = take_config_flag(argv)
+        if path is not None:
+            default = _load_over(cls, Path(path), default, tyro.MISSING)
         doc = description if description is not None else _class_doc(cls)
         note = "Use --config PATH.yaml to load defaults from a file; flags override it."
         description = f"{doc}\n\n{note}" if doc else note
@@ -625,6 +619,18 @@ def parse_cli(
     if default is not None:
         kwargs["default"] = default
     return tyro.cli(cls, **kwargs)
+
+
+def take_config_flag(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``--config VALUE`` (or ``--config=VALUE``) taken out of ``args``: ``(VALUE or None, the
+    other arguments)``."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    pre.add_argument("--config", default=None)
+    try:
+        known, rest = pre.parse_known_args(list(args))
+    except argparse.ArgumentError:
+        raise ConfigError("--config needs a preset name or a path to a YAML file") from None
+    return known.config, rest
 
 
 def _load_over(cls: type[T], path: Path, base: T | None, fill: Any) -> T:
@@ -669,4 +675,5 @@ __all__ = [
     "parse_dotted",
     "read_yaml",
     "save_yaml_config",
+    "take_config_flag",
 ]
