@@ -469,3 +469,28 @@ def test_eval_report_says_which_model_it_scored(tmp_path):
     expected = "rl2, training seed 2, 1 of 5 iterations trained"
     assert f"- model: {expected}\n" in (out / "report.md").read_text()
     assert json.loads((out / "results.json").read_text())["model"] == expected
+
+
+def test_an_exported_model_scores_as_the_run_and_leaves_the_optimizer_out(tmp_path):
+    from adaptrl.algos.trainer import export_model, load_trained, new_run, train_run
+
+    config = dataclasses.replace(TINY, iterations=4)
+    run = new_run(tmp_path / "run", config, seed=3, checkpoint_every=2, keep=5).path
+    train_run(run, show_progress=False)
+    for iteration, source in ((None, "model"), (2, "checkpoints/ckpt-000000000002")):
+        out = export_model(run, tmp_path / f"export-{iteration}", iteration=iteration).path
+        model, original = load_state(out / "model")[0], load_state(run / source)[0]
+        assert "optimizer" not in model and "optimizer" in original
+        assert (out / "model.safetensors").stat().st_size < (
+            run / f"{source}.safetensors"
+        ).stat().st_size
+        exported = load_trained(out)
+        assert exported.iteration == (iteration or 4) and exported.config == config
+        family = make_family(config.family)
+        scores = []
+        for learner in (exported, RL2(config, seed=3)):
+            if learner is not exported:
+                learner.load_state_dict(original)
+            res = evaluate(family, [("rl2", lambda f, lr=learner: lr.trial_agent())], num_tasks=16)
+            scores.append(res.agents[0].returns)
+        assert torch.equal(scores[0], scores[1])

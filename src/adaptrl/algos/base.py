@@ -32,6 +32,10 @@ class MetaLearner(abc.ABC):
     metric: ClassVar[str] = "return"
     """What evaluation measures: "return", "accuracy" or "mse"."""
     higher_is_better: ClassVar[bool] = True
+    training_only: ClassVar[tuple[str, ...]] = ()
+    """Top-level ``state_dict`` entries only continuing training needs (an optimizer's state):
+    exported models leave them out (``algos.trainer.export_model``) and ``load_state_dict``
+    accepts a state without them."""
 
     def __init__(self, config: Any, *, seed: int = 0, device: str | torch.device = "cpu"):
         self.config = config

@@ -265,6 +265,7 @@ class RL2(MetaLearner):
     """RL² meta-learner: ``meta_train_step`` runs one batch of trials and one update."""
 
     name = "rl2"
+    training_only = ("optimizer",)
 
     def __init__(self, config: RL2Config, *, seed: int = 0, device: str | torch.device = "cpu"):
         super().__init__(config, seed=seed, device=device)
@@ -442,7 +443,8 @@ class RL2(MetaLearner):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # an exported model has none (training_only)
+            self.optimizer.load_state_dict(state["optimizer"])
         set_generator_state(self.generator, state["generator"])
         self.iteration = int(state["iteration"])
 

@@ -99,6 +99,31 @@ def save_trained(path: str | Path, learner: MetaLearner, config: Any, *, seed: i
     return run
 
 
+def export_model(source: str | Path, dest: str | Path, *, iteration: int | None = None) -> RunDir:
+    """Write the model of run ``source`` (its final model, or its checkpoint at ``iteration``) as
+    a small run directory ``dest``: its ``config.yaml`` and a ``model`` without the state only
+    training needs (``MetaLearner.training_only``), which ``adaptrl eval`` / ``adapt`` score and
+    adapt like the original. The models behind published figures are shipped this way."""
+    run, record = read_run(source)
+    learner = build_learner(record)
+    if iteration is None:
+        learner = load_trained(source)
+    else:
+        state, _ = load_state(run.checkpoint_path(iteration), map_location=learner.device)
+        learner.load_state_dict(state)
+    out = new_run(
+        dest,
+        record.config,
+        seed=record.seed,
+        device=record.device,
+        checkpoint_every=record.checkpoint_every,
+        keep=record.keep,
+    )
+    state = {k: v for k, v in learner.state_dict().items() if k not in learner.training_only}
+    save_state(out.path / MODEL, state, {"algo": learner.name, "exported_from": str(source)})
+    return out
+
+
 def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
     """Open a training run directory and read its record (strictly: unknown keys are errors)."""
     run = RunDir.open(path)
