@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,19 @@ def test_rl2_bench_runs_must_match_the_setting(tmp_path):
     _saved_rl2_run(tmp_path / "b", dataclasses.replace(config, hidden=32), 1)
     with pytest.raises(ConfigError, match=r"differs from .* score them separately"):
         load_rl2_runs((tmp_path / "a", tmp_path / "b"), config.family)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "docs/results/rl2"
+
+
+def test_a_shipped_table1_model_rescores_its_report_exactly():
+    """The models behind the Table 1 row are shipped; seed 0's reproduces its report's score on
+    the same 1000 held-out tasks (the bench's labels, tasks and environment seeds)."""
+    report = json.loads((SHIPPED / "table1-10x5" / "results.json").read_text())
+    seeds = report["settings"][0]["seeds"]
+    learner = load_trained(SHIPPED / "models" / f"bandits-10x5-s{seeds[0]}")
+    assert learner.config == rl2_preset("bandits-10") and learner.iteration == 300
+    spec = (f"rl2-seed{learner.seed}", lambda f: learner.trial_agent())
+    res = evaluate(make_family(learner.config.family), [spec], num_tasks=1000)
+    score = res.agents[0].returns.sum(-1).double().mean().item()
+    assert score == pytest.approx(report["rows"][0]["per_seed"][0], abs=1e-9)
