@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from adaptrl.core.provenance import provenance
+from adaptrl.core.table import markdown_table
 from adaptrl.eval.report import save_figure, write_report_files
 from adaptrl.eval.stats import mean_ci
 
@@ -79,17 +80,13 @@ def curve_markdown(report: CurveReport) -> str:
             lines.append(f"- {key.replace('_', ' ')}: {meta[key]}")
     better = "higher" if report.higher_is_better else "lower"
     lines += [f"- metric: {report.metric} ({better} is better); 95% Student-t CI over tasks", ""]
-    head = " | ".join(f"{report.x_label} = {x}" for x in report.x)
-    lines += [f"| | {head} |", "|---|" + "---|" * len(report.x)]
-    for c in report.curves:
-        mean, ci = c.summary()
-        lines.append(
-            f"| {c.label} | " + " | ".join(_fmt(m, h) for m, h in zip(mean, ci, strict=True)) + " |"
-        )
+    rows = [
+        [c.label, *(_fmt(m, h) for m, h in zip(*c.summary(), strict=True))] for c in report.curves
+    ]
     for label, values in (report.reference or {}).items():
-        cells = ["—" if v is None else f"{v:g}" for v in values]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([label, *("—" if v is None else f"{v:g}" for v in values)])
+    columns = ["", *(f"{report.x_label} = {x}" for x in report.x)]
+    return "\n".join([*lines, markdown_table(columns, rows)]) + "\n"
 
 
 def plot_adaptation(report: CurveReport, path: str | Path) -> Path:

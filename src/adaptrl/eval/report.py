@@ -9,6 +9,7 @@ from typing import Any
 
 from adaptrl.core.config import config_to_dict
 from adaptrl.core.provenance import provenance, write_json
+from adaptrl.core.table import markdown_table
 from adaptrl.eval.protocol import EvalResult
 
 
@@ -67,16 +68,14 @@ def to_markdown(result: EvalResult) -> str:
         f"95% CI (Student t) over {'seed means' if len(result.seeds) > 1 else 'tasks'}",
         *([f"- model: {result.model}"] if result.model else []),
         "",
-        "| agent | trial return (95% CI) | first episode | last episode |",
-        "|---|---|---|---|",
     ]
+    rows = []
     for a in result.agents:
-        curve, curve_ci = a.episode_curve()
-        lines.append(
-            f"| {a.label} | {fmt_ci(*a.trial_return())} | {fmt_ci(curve[0], curve_ci[0], 3)} "
-            f"| {fmt_ci(curve[-1], curve_ci[-1], 3)} |"
-        )
-    return "\n".join(lines) + "\n"
+        curve, ci = a.episode_curve()
+        first, last = fmt_ci(curve[0], ci[0], 3), fmt_ci(curve[-1], ci[-1], 3)
+        rows.append([a.label, fmt_ci(*a.trial_return()), first, last])
+    columns = ["agent", "trial return (95% CI)", "first episode", "last episode"]
+    return "\n".join([*lines, markdown_table(columns, rows)]) + "\n"
 
 
 def _draw_curves(result: EvalResult, ax) -> None:
