@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ def run_cli(args, capsys):
     return code, out.out, out.err
 
 
+ROOT = Path(__file__).resolve().parents[1]
 PRESETS = [p for p in list_presets() if p.group in ALGOS]
 
 
@@ -101,6 +103,11 @@ def test_bench_config_fills_its_learner_field_or_the_whole_bench(monkeypatch):
     glyphs = seen[-1]
     assert (glyphs.iterations, glyphs.queries, glyphs.num_tasks) == (50, 5, 600)
     assert "maml.meta_batch=8" in glyphs.params
+    # a run directory is a --config too (its configuration)
+    shipped = ROOT / "docs/results/maml-rl/maml-nav2d-110it-curriculum-evalsteps/models/MAML-s0"
+    run = read_run(shipped)
+    assert main(["bench", "maml-nav2d", "--config", str(shipped)]) == 0
+    assert seen[-1].maml == run[1].config
     # every bench names a preset group that exists, or none
     groups = {p.group for p in list_presets()}
     for name, spec in BENCHES.items():

@@ -105,10 +105,10 @@ def export_model(source: str | Path, dest: str | Path, *, iteration: int | None 
     training needs (``MetaLearner.training_only``), which ``adaptrl eval`` / ``adapt`` score and
     adapt like the original. The models behind published figures are shipped this way."""
     run, record = read_run(source)
-    learner = build_learner(record)
     if iteration is None:
         learner = load_trained(source)
     else:
+        learner = build_learner(record)
         state, _ = load_state(run.checkpoint_path(iteration), map_location=learner.device)
         learner.load_state_dict(state)
     out = new_run(

@@ -121,6 +121,7 @@ def _train(args: list[str]) -> int:
 
 
 def _bench(args: list[str]) -> int:
+    from adaptrl.algos import ALGOS, load_config
     from adaptrl.bench import BENCHES
     from adaptrl.bench.registry import run_bench
     from adaptrl.cli import run_cmds
@@ -139,9 +140,14 @@ def _bench(args: list[str]) -> int:
         cfg = parse_cli(spec.config_cls, rest, prog=prog, markers=MARKERS, description=description)
         return run_bench(cfg)
     default = None
-    if preset is not None:
-        field_type = typing.get_type_hints(spec.config_cls)[spec.preset_field]
-        value = load_preset(field_type, spec.presets or spec.name, preset)
+    if preset is not None:  # the learner's configuration: a preset, a file or a run's
+        group = spec.presets or spec.name
+        if group in ALGOS:
+            value = load_config(group, preset)
+        else:
+            value = load_preset(
+                typing.get_type_hints(spec.config_cls)[spec.preset_field], group, preset
+            )
         default = dataclasses.replace(spec.config_cls(), **{spec.preset_field: value})
     cfg = parse_cli(
         spec.config_cls,
