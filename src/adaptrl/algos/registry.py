@@ -54,7 +54,9 @@ def algo_of_config(config: Any) -> AlgoSpec:
     raise ConfigError(f"{type(config).__name__} is not the config of a registered algorithm")
 
 
-def load_config(algo: str, name_or_path: str | Path, overrides: Mapping[str, Any] | None = None):
+def load_config(
+    algo: str, name_or_path: str | Path, overrides: Mapping[str, Any] | None = None
+) -> Any:
     """``algo``'s config from a shipped preset (``configs/ALGO/NAME.yaml``), a YAML file of its
     fields, or a training run's ``config.yaml`` (or its directory), to repeat that run;
     ``overrides`` (nested or ``"a.b"`` keys) on top."""
