@@ -130,14 +130,21 @@ def test_rl2_bench_runs_must_match_the_setting(tmp_path):
 SHIPPED = Path(__file__).resolve().parents[1] / "docs/results/rl2"
 
 
-def test_a_shipped_table1_model_rescores_its_report_exactly():
-    """The models behind the Table 1 row are shipped; seed 0's reproduces its report's score on
+@pytest.mark.parametrize(
+    "report, model, preset, iterations",
+    [
+        ("table1-10x5", "bandits-10x5", "bandits-10", 300),
+        ("table1-100x5", "bandits-100x5", "bandits-100", 1500),
+    ],
+)
+def test_a_shipped_table1_model_rescores_its_report_exactly(report, model, preset, iterations):
+    """The models behind the Table 1 rows are shipped; seed 0's reproduces its report's score on
     the same 1000 held-out tasks (the bench's labels, tasks and environment seeds)."""
-    report = json.loads((SHIPPED / "table1-10x5" / "results.json").read_text())
-    seeds = report["settings"][0]["seeds"]
-    learner = load_trained(SHIPPED / "models" / f"bandits-10x5-s{seeds[0]}")
-    assert learner.config == rl2_preset("bandits-10") and learner.iteration == 300
+    data = json.loads((SHIPPED / report / "results.json").read_text())
+    seeds = data["settings"][0]["seeds"]
+    learner = load_trained(SHIPPED / "models" / f"{model}-s{seeds[0]}")
+    assert learner.config == rl2_preset(preset) and learner.iteration == iterations
     spec = (f"rl2-seed{learner.seed}", lambda f: learner.trial_agent())
     res = evaluate(make_family(learner.config.family), [spec], num_tasks=1000)
     score = res.agents[0].returns.sum(-1).double().mean().item()
-    assert score == pytest.approx(report["rows"][0]["per_seed"][0], abs=1e-9)
+    assert score == pytest.approx(data["rows"][0]["per_seed"][0], abs=1e-9)
