@@ -285,3 +285,35 @@ def test_cli_final_eval_is_recorded_in_the_run_and_done_again_on_resume(tmp_path
     assert (out / "eval" / "results.json").exists()
     with pytest.raises(ConfigError, match="final_eval_tasks"):
         new_run(tmp_path / "bad", GoalGuessConfig(), final_eval_tasks=-1)
+
+
+def test_train_in_memory_checks_metrics_and_stops_when_asked(tmp_path):
+    learner = GoalGuess(GoalGuessConfig(iterations=9), seed=0)
+    seen = []
+    train(
+        learner,
+        iterations=9,
+        show_progress=False,
+        on_iteration=lambda lr, m: seen.append(m) or lr.iteration == 4,
+    )
+    assert learner.iteration == 4 and len(seen) == 4 and set(seen[0]) == {"loss", "theta_norm"}
+    assert not any(tmp_path.iterdir())  # nothing written without a run directory
+    train(learner, iterations=6, show_progress=False)  # continues from where it stopped
+    assert learner.iteration == 6
+    with pytest.raises(TrainingError, match="loss became nan at iteration 3"):
+        train(GoalGuess(GoalGuessConfig(nan_at=3)), iterations=5, show_progress=False)
+
+
+def test_a_run_stopped_early_saves_its_model_and_last_checkpoint(tmp_path):
+    run = new_run(tmp_path / "r", GoalGuessConfig(iterations=9), checkpoint_every=5)
+    learner = train(
+        GoalGuess(GoalGuessConfig(iterations=9)),
+        run,
+        iterations=9,
+        checkpoint_every=5,
+        show_progress=False,
+        on_iteration=lambda lr, m: lr.iteration == 3,
+    )
+    assert learner.iteration == 3
+    assert [int(p.stem.split("-")[1]) for p in list_checkpoints(run.checkpoint_dir)] == [3]
+    assert load_trained(run.path).iteration == 3

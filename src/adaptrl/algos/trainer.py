@@ -251,10 +251,14 @@ def train(
 def _check_finite(metrics: Mapping[str, float], iteration: int, run: RunDir | None) -> None:
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
-        kept = f" (checkpoints up to the last finite iteration are in {run.checkpoint_dir})"
+        kept = (
+            ""
+            if run is None
+            else f" (checkpoints up to the last finite iteration are in {run.checkpoint_dir})"
+        )
         raise TrainingError(
             f"{', '.join(bad)} became {metrics[bad[0]]} at iteration {iteration}; lower the "
-            "learning rate or check the inputs" + (kept if run is not None else "")
+            "learning rate or check the inputs" + kept
         )
 
 
