@@ -300,7 +300,9 @@ def test_train_in_memory_checks_metrics_and_stops_when_asked(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written without a run directory
     train(learner, iterations=6, show_progress=False)  # continues from where it stopped
     assert learner.iteration == 6
-    with pytest.raises(TrainingError, match="loss, theta_norm became nan at iteration 3; lower the"):
+    with pytest.raises(
+        TrainingError, match="loss, theta_norm became nan at iteration 3; lower the"
+    ):
         train(GoalGuess(GoalGuessConfig(nan_at=3)), iterations=5, show_progress=False)
 
 
