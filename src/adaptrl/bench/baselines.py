@@ -167,24 +167,29 @@ def run_setting(
     return rows
 
 
-def _run(
-    title: str,
-    source: str,
-    cfg: Any,
-    settings: Sequence[Any],
-    make: Callable[[Any], TaskFamily],
-    agents: Sequence[Entry],
-    paper: Callable[[Any], dict[str, float]],
-    targets: Callable[[Any], Sequence[str]],
-) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class ClassicTable:
+    """A paper table of classic agents: its title and source, the family of a setting (a parsed
+    setting: ``(n, k)`` or ``n``), the agents, and per setting the published row and the cells
+    the foundation issue asks us to match."""
+
+    title: str
+    source: str
+    family: Callable[[Any], TaskFamily]
+    agents: Sequence[Entry]
+    paper: dict[Any, dict[str, float]]
+    targets: dict[Any, tuple[str, ...]]
+
+
+def _run(cfg: Any, table: ClassicTable, settings: Sequence[Any]) -> dict[str, Any]:
     """Every setting's rows, then the printed and written table."""
-    table = []
-    with progress(total=len(settings), description=title.split(":")[0]) as bar:
+    rows_data = []
+    with progress(total=len(settings), description=table.title.split(":")[0]) as bar:
         for setting in settings:
-            family = make(setting)
             label = "x".join(map(str, setting)) if isinstance(setting, tuple) else str(setting)
-            for row in run_setting(family, agents, paper(setting), targets(setting), cfg):
-                table.append({"setting": label, **row})
+            paper, targets = table.paper.get(setting, {}), table.targets.get(setting, ())
+            for row in run_setting(table.family(setting), table.agents, paper, targets, cfg):
+                rows_data.append({"setting": label, **row})
             bar.advance()
     header = {
         "tasks": f"{cfg.num_tasks} held-out test tasks per setting (eval seed {cfg.eval_seed})",
@@ -192,7 +197,7 @@ def _run(
         "seed": cfg.seed,
         "ci": "95% Student-t over tasks",
     }
-    cols = ["setting", "agent", "ours (95% CI)", source, "match (CI or 1%)"]
+    cols = ["setting", "agent", "ours (95% CI)", table.source, "match (CI or 1%)"]
     rows = [
         [
             r["setting"],
@@ -201,13 +206,12 @@ def _run(
             "—" if r["paper"] is None else f"{r['paper']}",
             _mark(r),
         ]
-        for r in table
+        for r in rows_data
     ]
-    print_table(title, cols, rows)
-    payload = {**header, "reference": source, "rows": table}
-    return write_bench(
-        cfg.out, payload, table_markdown(title, header, cols, rows), seeds=[cfg.seed]
-    )
+    print_table(table.title, cols, rows)
+    payload = {**header, "reference": table.source, "rows": rows_data}
+    markdown = table_markdown(table.title, header, cols, rows)
+    return write_bench(cfg.out, payload, markdown, seeds=[cfg.seed])
 
 
 def _mark(r: dict[str, Any]) -> str:
@@ -225,33 +229,32 @@ def _quick(cfg: Any, every: tuple[str, ...], first: tuple[str, ...]) -> Any:
     return dataclasses.replace(cfg, settings=settings, **tasks)
 
 
+BANDIT_TABLE = ClassicTable(
+    title="RL² Table 1: Bernoulli bandits, total reward over n pulls",
+    source=RL2_TABLE1_SOURCE,
+    family=lambda s: make_family("bandit-bernoulli-v0", n=s[0], k=s[1]),
+    agents=BANDIT_AGENTS,
+    paper=RL2_TABLE1,
+    targets=BANDIT_TARGETS,
+)
+MDP_TABLE = ClassicTable(
+    title="RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10), total reward over n episodes",
+    source=RL2_TABLE2_SOURCE,
+    family=lambda n: make_family("tabular-mdp-v0", n=n),
+    agents=MDP_AGENTS,
+    paper=RL2_TABLE2,
+    targets=MDP_TARGETS,
+)
+
+
 def run_bandits(cfg: BanditBenchConfig) -> dict[str, Any]:
     cfg = _quick(cfg, ALL_BANDIT_SETTINGS, ("10x5", "100x5"))
-    settings = [parse_bandit_setting(s) for s in cfg.settings]
-    return _run(
-        "RL² Table 1: Bernoulli bandits, total reward over n pulls",
-        RL2_TABLE1_SOURCE,
-        cfg,
-        settings,
-        lambda s: make_family("bandit-bernoulli-v0", n=s[0], k=s[1]),
-        BANDIT_AGENTS,
-        lambda s: RL2_TABLE1.get(s, {}),
-        lambda s: BANDIT_TARGETS.get(s, ()),
-    )
+    return _run(cfg, BANDIT_TABLE, [parse_bandit_setting(s) for s in cfg.settings])
 
 
 def run_mdps(cfg: MDPBenchConfig) -> dict[str, Any]:
     cfg = _quick(cfg, ALL_MDP_SETTINGS, ("10", "25"))
-    return _run(
-        "RL² Table 2: random tabular MDPs (|S|=10, |A|=5, T=10), total reward over n episodes",
-        RL2_TABLE2_SOURCE,
-        cfg,
-        [parse_episodes(n) for n in cfg.settings],
-        lambda n: make_family("tabular-mdp-v0", n=n),
-        MDP_AGENTS,
-        lambda n: RL2_TABLE2.get(n, {}),
-        lambda n: MDP_TARGETS.get(n, ()),
-    )
+    return _run(cfg, MDP_TABLE, [parse_episodes(n) for n in cfg.settings])
 
 
 register_bench(

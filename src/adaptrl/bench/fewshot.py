@@ -192,6 +192,7 @@ def score_cell(
     setting: Setting,
     family: FewShotConfig,
     tasks: Any,
+    *,
     cfg: ClassificationBench,
     overrides: dict[str, Any],
     paper: float | None,
@@ -240,7 +241,9 @@ def run_cells(
         for m in methods:
             ref = paper.get(PAPER_ALIASES.get(m.label, m.label), {}).get(setting.label)
             opts = overrides.get(m.label, {})
-            cells.append(score_cell(m, setting, family_cfg, tasks, cfg, opts, ref))
+            cells.append(
+                score_cell(m, setting, family_cfg, tasks, cfg=cfg, overrides=opts, paper=ref)
+            )
             if on_cell is not None:
                 on_cell(cells)
     return cells
@@ -251,10 +254,10 @@ def report(
     cells: Sequence[Cell],
     settings: Sequence[Setting],
     header: dict[str, Any],
+    *,
     sources: dict[str, str] | None,
     out: Path,
     seed: int,
-    *,
     complete: bool = True,
 ) -> str:
     """Write (results.json, report.md) one table: a row per method, a column per setting, ours
@@ -403,6 +406,7 @@ def _run_table(
     title: str,
     family: Callable[[Setting], FewShotConfig],
     about: dict[str, str],
+    *,
     paper: dict[str, dict[str, float]] | None = None,
     sources: dict[str, str] | None = None,
 ) -> str:
@@ -425,11 +429,13 @@ def _run_table(
         "ci": "95% Student-t over tasks",
     }
 
+    where = {"sources": sources, "out": cfg.out, "seed": cfg.seed}
+
     def save_partial(cells: list[Cell]) -> None:
-        report(title, cells, settings, header, sources, cfg.out, cfg.seed, complete=False)
+        report(title, cells, settings, header, complete=False, **where)
 
     cells = run_cells(cfg, methods, settings, family, paper or {}, on_cell=save_partial)
-    return report(title, cells, settings, header, sources, cfg.out, cfg.seed)
+    return report(title, cells, settings, header, **where)
 
 
 def omniglot_family(cfg: OmniglotBenchConfig, root: Path) -> Callable[[Setting], FewShotConfig]:
@@ -457,8 +463,8 @@ def run_omniglot(cfg: OmniglotBenchConfig) -> str:
         "Omniglot few-shot accuracy (%) beside the papers",
         omniglot_family(cfg, root),
         {"data": str(cfg.data)},
-        OMNIGLOT_PAPER,
-        OMNIGLOT_SOURCES,
+        paper=OMNIGLOT_PAPER,
+        sources=OMNIGLOT_SOURCES,
     )
 
 
@@ -477,8 +483,8 @@ def run_miniimagenet(cfg: MiniImageNetBenchConfig) -> str:
             layout="splits",
         ),
         {"data": str(cfg.data)},
-        MINIIMAGENET_PAPER,
-        MINIIMAGENET_SOURCES,
+        paper=MINIIMAGENET_PAPER,
+        sources=MINIIMAGENET_SOURCES,
     )
 
 
