@@ -178,7 +178,7 @@ class MetricLogger:
             atomic_write(self.csv_path, _render(header, kept))
         self.header = header
         self.last_step = int(kept[-1][0]) if kept else None
-        # TensorBoard hides events at or after purge_step written by earlier sessions.
+        # TensorBoard hides events at or after purge_step that an earlier writer (the killed run) left.
         self._purge_step = step + 1
         if self._writer is not None:
             self._writer.close()
