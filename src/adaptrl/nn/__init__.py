@@ -1,5 +1,13 @@
 """Networks (layer 3): MLP backbones and action-distribution heads, all usable functionally."""
 
+from adaptrl.nn.context import (
+    ProbabilisticContextEncoder,
+    RecurrentContextEncoder,
+    kl_to_standard_normal,
+    product_of_gaussians,
+    transition_dim,
+    transition_features,
+)
 from adaptrl.nn.heads import (
     CategoricalHead,
     DistSpec,
@@ -21,15 +29,21 @@ __all__ = [
     "CategoricalHead",
     "DistSpec",
     "GaussianHead",
+    "ProbabilisticContextEncoder",
+    "RecurrentContextEncoder",
     "action_input_dim",
     "encode_action",
     "entropy",
     "fisher_product",
     "kl",
+    "kl_to_standard_normal",
     "log_prob",
     "make_head",
     "mlp",
     "mode",
+    "product_of_gaussians",
     "sample",
     "spec_for",
+    "transition_dim",
+    "transition_features",
 ]

@@ -7,6 +7,7 @@ from adaptrl.rl.baseline import (
     linear_baseline_values,
 )
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss, vpg_loss
+from adaptrl.rl.replay import TaskReplay
 from adaptrl.rl.returns import discounted_returns, explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import (
     Rollout,
@@ -14,6 +15,17 @@ from adaptrl.rl.rollout import (
     first_episode_mask,
     step_budget_mask,
     step_in_episode,
+)
+from adaptrl.rl.td import (
+    discrete_sac_target,
+    double_dqn_target,
+    sac_actor_loss,
+    sac_alpha_loss,
+    sac_target,
+    smoothed_target_action,
+    soft_update,
+    td3_target,
+    td_loss,
 )
 from adaptrl.rl.trpo import (
     conjugate_gradient,
@@ -28,12 +40,15 @@ from adaptrl.rl.trpo import (
 
 __all__ = [
     "Rollout",
+    "TaskReplay",
     "baseline_advantages",
     "baseline_features",
     "collect",
     "conjugate_gradient",
     "conjugate_gradient_with_product",
     "discounted_returns",
+    "discrete_sac_target",
+    "double_dqn_target",
     "entropy_loss",
     "explained_variance",
     "first_episode_mask",
@@ -47,8 +62,15 @@ __all__ = [
     "max_kl_step",
     "normalize",
     "ppo_clip_loss",
+    "sac_actor_loss",
+    "sac_alpha_loss",
+    "sac_target",
+    "smoothed_target_action",
+    "soft_update",
     "step_budget_mask",
     "step_in_episode",
+    "td3_target",
+    "td_loss",
     "trpo_step",
     "unflat",
     "value_loss",
