@@ -302,6 +302,28 @@ def test_tabular_mdp_declares_its_initial_state():
     assert make_family("tabular-mdp-v0").initial_state == 0
 
 
+def test_gridworld_varibad_protocol():
+    fam = make_family("gridworld-goal-v0", step_reward=-0.1, goal_exclusion=2, test_fraction=0)
+    c = fam.config
+    assert (c.height, c.width, c.start, c.horizon, c.n) == (5, 5, (0, 0), 15, 4)
+    block = {0, 1, 5, 6}
+    assert sorted(fam.goal_cells.tolist()) == [s for s in range(25) if s not in block]
+    assert torch.equal(fam.train_cells, fam.test_cells)
+    tasks = fam.tasks(2000, "test", seed=0)
+    assert set(tasks.goal.tolist()) == set(fam.goal_cells.tolist())
+    env = fam.make_env(2)
+    env.set_tasks(TaskBatch({"goal": torch.tensor([2, 24])}))
+    env.reset()
+    step = env.step(torch.tensor([2, 2]))  # right: row 0 col 1 -> col 1; goal 2 is col 2
+    assert step.reward.tolist() == pytest.approx([-0.1, -0.1])
+    step = env.step(torch.tensor([2, 2]))
+    assert step.reward.tolist() == pytest.approx([1.0, -0.1])
+    step = env.step(torch.tensor([0, 0]))  # staying on the goal keeps paying
+    assert step.reward.tolist() == pytest.approx([1.0, -0.1])
+    _, r = fam.tabular_model(TaskBatch({"goal": torch.tensor([2])}))
+    assert r[0, 1, 2].item() == 1.0 and r[0, 0, 0].item() == pytest.approx(-0.1)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -312,7 +334,10 @@ def test_tabular_mdp_declares_its_initial_state():
         ({"walls": ((0, 0),)}, "start .* is a wall"),
         ({"height": 2, "width": 2, "walls": ((1, 1), (0, 1))}, "at least 2"),
         ({"walls": ((0, 1), (1, 0))}, "cannot be reached"),
-        ({"test_fraction": 0.0}, "test_fraction"),
+        ({"test_fraction": -0.1}, "test_fraction"),
+        ({"step_reward": 1.0}, "step_reward"),
+        ({"goal_exclusion": 0}, "goal_exclusion"),
+        ({"height": 3, "width": 3, "goal_exclusion": 3}, "only 0 goal cell"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"horizon": 0}, "horizon"),
         ({"n": 0}, "n must be >= 1, got 0"),

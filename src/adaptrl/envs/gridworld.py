@@ -1,16 +1,23 @@
 """``gridworld-goal-v0``: find a hidden goal cell in a small grid, then stay on it.
 
-Per task one goal cell is hidden among the non-wall cells other than the start. Each episode
-starts at ``start``; actions are stay, up, right, down, left (``up`` decreases the row); a move into a
-wall or off the grid leaves the agent in place. Every step that ends on the goal pays 1.0 (the
-agent may stay there to keep collecting), every other step 0.0. Nothing terminates: episodes last
+Per task one goal cell is hidden among the non-wall cells at Chebyshev distance at least
+``goal_exclusion`` from the start (1: any cell but the start). Each episode starts at ``start``;
+actions are stay, up, right, down, left (``up`` decreases the row); a move into a wall or off the
+grid leaves the agent in place. Every step that ends on the goal pays 1.0 (the agent may stay there
+to keep collecting), every other step ``step_reward``. Nothing terminates: episodes last
 ``horizon`` steps (a time limit, reported as ``truncated``); a trial is ``n`` episodes. The
 observation is the agent's cell index ``row * width + col``.
 
+The VariBAD protocol (Zintgraf et al. 2020: 5x5, start in a corner, the goal uniform over the 21
+cells outside the 2x2 block at the start, 15 steps, 4 episodes, -0.1 per step off the goal, every
+goal cell seen in meta-training) is ``gridworld-goal-v0 --step-reward -0.1 --goal-exclusion 2
+--test-fraction 0``: the other defaults already match it.
+
 The task space is finite, so :meth:`GridworldGoal.tasks` partitions the candidate goal cells once,
-from ``split_seed``, into meta-train and meta-test cells: held-out goals are never trained on. The
-dynamics are deterministic and known, and :meth:`GridworldGoal.tabular_model` exposes them in the
-same ``(P, R)`` form as ``tabular-mdp-v0`` so tabular planners (value iteration, PSRL) run here too.
+from ``split_seed``, into meta-train and meta-test cells: held-out goals are never trained on
+(``test_fraction`` 0: both splits draw from every cell). The dynamics are deterministic and known,
+and :meth:`GridworldGoal.tabular_model` exposes them in the same ``(P, R)`` form as
+``tabular-mdp-v0`` so tabular planners (value iteration, PSRL) run here too.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Annotated
 import gymnasium as gym
 import torch
 
-from adaptrl.core.config import Ge, Interval, Size
+from adaptrl.core.config import Ge, Interval, Lt, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs.base import BatchedEnv, FamilyConfig, Split, TaskBatch, TaskFamily, positive
@@ -48,8 +55,13 @@ class GridworldConfig(FamilyConfig):
     """Steps per episode (a time limit, reported as truncated)."""
     n: Size = 4
     """Episodes per trial."""
-    test_fraction: Annotated[float, Interval(gt=0, lt=1)] = 0.2
-    """Share of the candidate goal cells held out for meta-test (at least one cell each side)."""
+    step_reward: Annotated[float, Lt(1)] = 0.0
+    """Reward of a step that does not end on the goal (the goal pays 1; VariBAD: -0.1)."""
+    goal_exclusion: Size = 1
+    """Goals lie at Chebyshev distance >= this from the start (2 at a corner: not in its 2x2 block)."""
+    test_fraction: Annotated[float, Interval(ge=0, lt=1)] = 0.2
+    """Share of the candidate goal cells held out for meta-test (at least one cell each side;
+    0: no held-out cells, meta-train and meta-test tasks draw from all of them)."""
     split_seed: int = 0
     """Seed of the train/test partition of the goal cells (independent of task-sampling seeds)."""
 
@@ -67,11 +79,16 @@ class GridworldConfig(FamilyConfig):
         walls = {tuple(w) for w in self.walls}
         if tuple(self.start) in walls:
             raise ConfigError(f"start {tuple(self.start)} is a wall")
-        free = self.height * self.width - len(walls) - 1
+        free = sum(
+            1
+            for r in range(self.height)
+            for c in range(self.width)
+            if (r, c) not in walls and self.goal_allowed((r, c))
+        )
         if free < 2:
             raise ConfigError(
-                f"only {free} goal cell(s) left (non-wall cells other than the start); "
-                "a train/test split needs at least 2"
+                f"only {free} goal cell(s) left (non-wall cells at distance >= goal_exclusion="
+                f"{self.goal_exclusion} from the start); a train/test split needs at least 2"
             )
         unreachable = self._unreachable(walls)
         if unreachable:
@@ -79,6 +96,11 @@ class GridworldConfig(FamilyConfig):
                 f"cells {unreachable} cannot be reached from start {tuple(self.start)}; "
                 "add them to walls or open a path"
             )
+
+    def goal_allowed(self, cell: tuple[int, int]) -> bool:
+        """Whether ``goal_exclusion`` lets a goal sit on ``cell`` (walls aside)."""
+        r0, c0 = self.start
+        return max(abs(cell[0] - r0), abs(cell[1] - c0)) >= self.goal_exclusion
 
     def _inside(self, cell: tuple[int, ...]) -> bool:
         return len(cell) == 2 and 0 <= cell[0] < self.height and 0 <= cell[1] < self.width
@@ -100,7 +122,8 @@ class GridworldConfig(FamilyConfig):
 
 @register_family
 class GridworldGoal(TaskFamily):
-    """A grid with a hidden goal cell per task; reward 1 per step on the goal; trials of n episodes."""
+    """A grid with a hidden goal cell per task; reward 1 per step on the goal, ``step_reward``
+    elsewhere; trials of n episodes."""
 
     family_id = "gridworld-goal-v0"
     config_cls = GridworldConfig
@@ -120,8 +143,8 @@ class GridworldGoal(TaskFamily):
         for r, col in c.walls:
             self.walls[r * c.width + col] = True
         self.move_table = self._build_move_table()
-        candidate = ~self.walls
-        candidate[self.initial_state] = False
+        allowed = [c.goal_allowed(divmod(cell, c.width)) for cell in range(self.num_states)]
+        candidate = ~self.walls & torch.tensor(allowed)
         self.goal_cells = candidate.nonzero().squeeze(1)
         self.train_cells, self.test_cells = self._split_cells()
 
@@ -141,6 +164,8 @@ class GridworldGoal(TaskFamily):
     def _split_cells(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Partition the goal cells into (train, test) reproducibly from ``split_seed``."""
         count = len(self.goal_cells)
+        if self.config.test_fraction == 0:
+            return self.goal_cells, self.goal_cells
         n_test = min(max(1, round(self.config.test_fraction * count)), count - 1)
         gen = make_generator(self.config.split_seed, self.family_id, "split")
         perm = torch.randperm(count, generator=gen)
@@ -172,13 +197,14 @@ class GridworldGoal(TaskFamily):
         """``(P [n, S, A, S], R [n, S, A])``: deterministic transitions and mean rewards.
 
         ``R[s, a]`` is 1 where the move from ``s`` by ``a`` ends on the goal (the reward is paid
-        for the cell a step ends on), as in ``TabularMDP.tabular_model``.
+        for the cell a step ends on), as in ``TabularMDP.tabular_model``, else ``step_reward``.
         """
         goal = tasks.goal
         move = self.move_table.to(goal.device)
         n = len(goal)
         p = torch.nn.functional.one_hot(move, self.num_states).float()
-        r = (move.unsqueeze(0) == goal.view(n, 1, 1)).float()
+        on_goal = move.unsqueeze(0) == goal.view(n, 1, 1)
+        r = torch.where(on_goal, 1.0, self.config.step_reward)
         return p.unsqueeze(0).repeat(n, 1, 1, 1), r
 
     def make_env(self, num_envs: int, device: str | torch.device = "cpu") -> GridworldEnv:
@@ -192,6 +218,7 @@ class GridworldEnv(BatchedEnv):
         super().__init__(family, num_envs, device)
         self._move = family.move_table.to(self.device)
         self._start = family.initial_state
+        self._step_reward = family.config.step_reward
 
     def _bind_tasks(self, tasks: TaskBatch) -> None:
         self._goal = tasks.goal
@@ -203,6 +230,6 @@ class GridworldEnv(BatchedEnv):
 
     def _transition(self, action):
         self.state = self._move[self.state, action.long()]
-        reward = (self.state == self._goal).float()
+        reward = torch.where(self.state == self._goal, 1.0, self._step_reward)
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         return self.state, reward, terminated
