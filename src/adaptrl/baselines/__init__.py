@@ -1,5 +1,5 @@
 """Non-meta agents for comparison (layer 7): random, classic bandit agents (Gittins, UCB1,
-Thompson sampling, ...), tabular planners (PSRL, certainty equivalence, oracle), the gridworld goal search and oracles.
+Thompson sampling, ...), tabular planners (PSRL, certainty equivalence, oracle), the gridworld goal search, the exact Bayes-optimal gridworld agent and oracles.
 
 Importing this package registers every agent id in :data:`AGENTS`; build one with
 :func:`make_agent`.
@@ -7,6 +7,7 @@ Importing this package registers every agent id in :data:`AGENTS`; build one wit
 
 from adaptrl.baselines import (  # noqa: F401  (importing registers the agents)
     bandits,
+    bayes_optimal,
     generic,
     gridworld,
     nav2d,
