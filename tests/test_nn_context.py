@@ -94,3 +94,6 @@ def test_recurrent_encoder_ignores_left_padding():
     assert torch.allclose(enc(padded, mask), enc(valid), atol=1e-6)
     assert not torch.allclose(enc(padded), enc(valid), atol=1e-3)
     assert enc(torch.randn(2, 3, 6, 4)).shape == (2, 3, 8)
+    steps = enc.states(padded, mask)
+    assert steps.shape == (3, 7, 8) and torch.equal(steps[:, 0], torch.zeros(3, 8))
+    assert torch.allclose(steps[:, -2], enc(valid[:, :-1]), atol=1e-6)

@@ -116,14 +116,21 @@ class RecurrentContextEncoder(nn.Module):
         self.out_dim = hidden
         self.cell = nn.GRUCell(in_dim, hidden)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``features [..., N, in_dim]`` (oldest first) -> context ``[..., hidden]``."""
+    def states(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The context after each step: ``features [..., N, in_dim]`` (oldest first) ->
+        ``[..., N, hidden]``."""
         lead = features.shape[:-2]
         steps = features.shape[-2]
         x = features.reshape(-1, steps, features.shape[-1])
         m = None if mask is None else mask.reshape(-1, steps, 1)
         h = x.new_zeros(x.shape[0], self.out_dim)
+        out = []
         for t in range(steps):
             new = self.cell(x[:, t], h)
             h = new if m is None else torch.where(m[:, t], new, h)
-        return h.reshape(*lead, self.out_dim)
+            out.append(h)
+        return torch.stack(out, dim=1).reshape(*lead, steps, self.out_dim)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``features [..., N, in_dim]`` (oldest first) -> context ``[..., hidden]``."""
+        return self.states(features, mask)[..., -1, :]
