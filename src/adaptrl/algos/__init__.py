@@ -6,8 +6,8 @@ from adaptrl.algos import (
     lstm_optimizer,  # noqa: F401
     maml,  # noqa: F401
     maml_rl,  # noqa: F401
-    meta_q,  # noqa: F401
     matching,  # noqa: F401
+    meta_q,  # noqa: F401
     metasgd,  # noqa: F401
     protonet,  # noqa: F401
     reptile,  # noqa: F401
