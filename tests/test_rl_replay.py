@@ -129,3 +129,24 @@ def test_bad_input_gives_clear_errors():
             fields={"obs": ((64,), torch.float32)},
             capacity_option="--buffer-size",
         )
+
+
+def test_whole_segments_come_back_whole_and_uniform():
+    buf = TaskReplay(tasks=2, capacity=9, fields=FIELDS, segment=3)
+    for trial in range(5):  # the ring keeps the newest three trials of each row
+        buf.add(batch(2, 3, 3 * trial, trial=trial))
+    out = buf.sample_segments(3000, generator=torch.Generator().manual_seed(0))
+    assert out["reward"].shape == (2, 3000, 3)
+    trial = out["trial"]
+    assert bool((trial == trial[..., :1]).all())  # one trial per segment
+    first = out["reward"][0, :, 0].long()
+    assert set(first.tolist()) == {6, 9, 12}  # trials 2, 3, 4 start at numbers 6, 9, 12
+    assert torch.equal(out["reward"][0], first[:, None].float() + torch.arange(3.0))
+    counts = torch.bincount(trial[1, :, 0])[2:]
+    assert (counts - 1000).abs().max().item() < 120
+    with pytest.raises(ValueError, match="not whole segments of 3"):
+        buf.add(batch(2, 2, 0))
+    with pytest.raises(ValueError, match="not a multiple of segment"):
+        TaskReplay(tasks=1, capacity=10, fields=FIELDS, segment=3)
+    with pytest.raises(ValueError, match="segment="):
+        TaskReplay(tasks=1, capacity=10, fields=FIELDS).sample_segments(1)

@@ -47,7 +47,9 @@ class TaskReplay:
 
     ``fields`` maps a name to ``(shape, dtype)`` of one transition's entry (``()`` for a scalar).
     ``capacity_option`` names the setting that sets ``capacity``, for the error raised when the
-    buffer would not fit in memory.
+    buffer would not fit in memory. With ``segment`` set, data arrives in whole segments of that
+    many transitions (a learner's trials): ``capacity`` and every ``add`` are multiples of it, so
+    segments stay aligned in the ring and :meth:`sample_segments` can return whole ones.
     """
 
     def __init__(
@@ -59,11 +61,17 @@ class TaskReplay:
         *,
         capacity_option: str = "--replay-capacity",
         memory_fraction: float = 0.8,
+        segment: int | None = None,
     ):
         if tasks < 1 or capacity < 1:
             raise ValueError(
                 f"TaskReplay needs tasks >= 1 and capacity >= 1, got {tasks}, {capacity}"
             )
+        if segment is not None and (segment < 1 or capacity % segment):
+            raise ValueError(
+                f"TaskReplay: capacity {capacity} is not a multiple of segment {segment}"
+            )
+        self.segment = segment
         clash = set(fields) & set(INDEX_FIELDS)
         if clash:
             raise ValueError(f"TaskReplay: {sorted(clash)} are kept by the buffer itself")
@@ -110,6 +118,10 @@ class TaskReplay:
             )
         rows = self._rows(tasks)
         n = next(iter(batch.values())).shape[1]
+        if self.segment is not None and n % self.segment:
+            raise ValueError(
+                f"TaskReplay.add: {n} transitions are not whole segments of {self.segment}"
+            )
         keep = min(n, self.capacity)
         for name, value in batch.items():
             want = (rows.numel(), n, *self.data[name].shape[2:])
@@ -166,6 +178,24 @@ class TaskReplay:
             empty = rows[held == 0].tolist()
             raise ValueError(f"TaskReplay: tasks {empty} hold no transitions yet")
         return held
+
+    def sample_segments(
+        self,
+        count: int,
+        tasks: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``count`` whole segments per task, uniform with replacement over those held: fields
+        ``[tasks, count, segment, ...]`` in time order."""
+        if self.segment is None:
+            raise ValueError("TaskReplay.sample_segments needs a buffer built with segment=")
+        rows = self._rows(tasks)
+        held = self._held(rows, None) // self.segment
+        u = torch.rand((rows.numel(), count), generator=generator, device=self.device)
+        newest_first = (u * held.unsqueeze(-1)).long().clamp_max(held.unsqueeze(-1) - 1)
+        back = torch.arange(self.segment - 1, -1, -1, device=self.device)
+        age = newest_first.unsqueeze(-1) * self.segment + back
+        return self._gather(rows, self._slot(rows.unsqueeze(-1), age))
 
     def windows(
         self,
