@@ -12,6 +12,7 @@ from adaptrl.nn.context import (
     ProbabilisticContextEncoder,
     RecurrentContextEncoder,
     kl_to_standard_normal,
+    posterior_from_sums,
     product_of_gaussians,
     transition_dim,
     transition_features,
@@ -97,3 +98,13 @@ def test_recurrent_encoder_ignores_left_padding():
     steps = enc.states(padded, mask)
     assert steps.shape == (3, 7, 8) and torch.equal(steps[:, 0], torch.zeros(3, 8))
     assert torch.allclose(steps[:, -2], enc(valid[:, :-1]), atol=1e-6)
+
+
+def test_running_sums_give_the_same_posterior_as_the_batch_product():
+    torch.manual_seed(3)
+    mu, var = torch.randn(2, 5, 3), torch.rand(2, 5, 3) + 0.2
+    precision, weighted = torch.zeros(2, 3), torch.zeros(2, 3)
+    for i in range(5):
+        precision, weighted = precision + 1 / var[:, i], weighted + mu[:, i] / var[:, i]
+    a, b = posterior_from_sums(precision, weighted), product_of_gaussians(mu, var)
+    assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6)

@@ -273,3 +273,19 @@ def test_fisher_product_is_the_kl_hessian_at_equal_distributions(kind):
     ws = torch.randn(4, spec.param_dim, generator=gen, dtype=torch.float64)
     stacked = torch.stack([fisher_product(spec, r, x) for r, x in zip(rows, ws, strict=True)])
     torch.testing.assert_close(fisher_product(spec, rows, ws), stacked)
+
+
+def test_tanh_gaussian_log_prob_matches_torch_transformed_distribution():
+    from torch.distributions import Independent, Normal, TransformedDistribution
+    from torch.distributions.transforms import TanhTransform
+
+    from adaptrl.nn.heads import tanh_gaussian_sample
+
+    mean, log_std = (
+        torch.tensor([[0.3, -1.0], [2.5, 0.0]]),
+        torch.tensor([[-0.5, 0.2], [0.0, -1.0]]),
+    )
+    a, logp = tanh_gaussian_sample(mean, log_std, torch.Generator().manual_seed(0))
+    dist = TransformedDistribution(Independent(Normal(mean, log_std.exp()), 1), [TanhTransform()])
+    assert bool((a.abs() < 1).all())
+    assert torch.allclose(logp, dist.log_prob(a), atol=1e-4)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from adaptrl.rl.td import (
+    discrete_sac_actor_loss,
     discrete_sac_target,
     double_dqn_target,
     sac_actor_loss,
@@ -103,3 +104,12 @@ def test_soft_update_moves_the_target_by_tau():
         assert torch.allclose(t, 0.75 * b + 0.25 * s)
     with pytest.raises(ValueError, match="different parameter lists"):
         soft_update(nn.Linear(3, 2), nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)), 0.1)
+
+
+def test_discrete_sac_actor_loss_is_the_exact_expectation():
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # pi = (1/4, 3/4)
+    q1, q2 = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5, 4.0]])
+    loss, plogp = discrete_sac_actor_loss(q1, q2, logits, alpha=0.1)
+    want = 0.25 * (0.1 * math.log(0.25) - 0.5) + 0.75 * (0.1 * math.log(0.75) - 2.0)
+    assert loss.item() == pytest.approx(want)
+    assert plogp.item() == pytest.approx(0.25 * math.log(0.25) + 0.75 * math.log(0.75))

@@ -61,12 +61,18 @@ def product_of_gaussians(
     precision = var.reciprocal()
     if mask is not None:
         precision = precision * mask.unsqueeze(-1).to(precision.dtype)
-    total = precision.sum(-2)
-    empty = total == 0
-    safe = torch.where(empty, torch.ones_like(total), total)
-    post_var = torch.where(empty, torch.ones_like(total), safe.reciprocal())
-    post_mu = torch.where(empty, torch.zeros_like(total), (precision * mu).sum(-2) / safe)
-    return post_mu, post_var
+    return posterior_from_sums(precision.sum(-2), (precision * mu).sum(-2))
+
+
+def posterior_from_sums(
+    precision: torch.Tensor, weighted: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, var)`` of a product of Gaussians from its running sums ``sum 1/var_i`` and
+    ``sum mu_i/var_i`` (an agent adds one factor per step); ``N(0, 1)`` where there is none."""
+    empty = precision == 0
+    safe = torch.where(empty, torch.ones_like(precision), precision)
+    var = torch.where(empty, torch.ones_like(precision), safe.reciprocal())
+    return torch.where(empty, torch.zeros_like(weighted), weighted / safe), var
 
 
 def kl_to_standard_normal(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -84,14 +90,17 @@ class ProbabilisticContextEncoder(nn.Module):
         self.latent = latent
         self.net = mlp(in_dim, hidden, 2 * latent, activation="relu")
 
+    def factors(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each transition's Gaussian factor ``(mu_i, var_i)``, each ``[..., latent]``."""
+        out = self.net(features)
+        mu, raw = out[..., : self.latent], out[..., self.latent :]
+        return mu, F.softplus(raw).clamp_min(1e-7)
+
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``features [..., N, in_dim]`` -> posterior ``(mu, var)``, each ``[..., latent]``."""
-        out = self.net(features)
-        mu, raw = out[..., : self.latent], out[..., self.latent :]
-        var = F.softplus(raw).clamp_min(1e-7)
-        return product_of_gaussians(mu, var, mask)
+        return product_of_gaussians(*self.factors(features), mask)
 
     @staticmethod
     def sample(

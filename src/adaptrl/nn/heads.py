@@ -20,6 +20,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from adaptrl.core.config import Config, Size
 from adaptrl.core.errors import ConfigError
@@ -140,6 +141,19 @@ def mode(spec: DistSpec, params: torch.Tensor) -> torch.Tensor:
     if spec.kind == "categorical":
         return torch.argmax(_log_softmax(spec, params), dim=-1)
     return _split(spec, params)[0]
+
+
+def tanh_gaussian_sample(
+    mean: torch.Tensor, log_std: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAC's squashed Gaussian: ``a = tanh(u)``, ``u ~ N(mean, std)`` reparameterised; returns
+    ``(a, log pi(a))`` with the change-of-variables term ``-sum log(1 - tanh(u)^2)`` computed as
+    ``2 (log 2 - u - softplus(-2u))``, which stays finite where ``tanh`` saturates."""
+    eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean)
+    u = mean + log_std.exp() * eps
+    log_normal = (-0.5 * eps.square() - log_std - 0.5 * LOG_2PI).sum(-1)
+    log_det = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), log_normal - log_det
 
 
 def log_prob(spec: DistSpec, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

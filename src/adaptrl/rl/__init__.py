@@ -17,6 +17,7 @@ from adaptrl.rl.rollout import (
     step_in_episode,
 )
 from adaptrl.rl.td import (
+    discrete_sac_actor_loss,
     discrete_sac_target,
     double_dqn_target,
     sac_actor_loss,
@@ -47,6 +48,7 @@ __all__ = [
     "conjugate_gradient",
     "conjugate_gradient_with_product",
     "discounted_returns",
+    "discrete_sac_actor_loss",
     "discrete_sac_target",
     "double_dqn_target",
     "entropy_loss",

@@ -127,6 +127,23 @@ def sac_actor_loss(
     return masked_mean(alpha * logp - torch.minimum(q1, q2), mask)
 
 
+def discrete_sac_actor_loss(
+    q1: torch.Tensor,
+    q2: torch.Tensor,
+    logits: torch.Tensor,
+    alpha: torch.Tensor | float,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discrete SAC's actor loss ``mean(sum_a pi(a) (alpha log pi(a) - min(Q1, Q2)(a)))``, exact
+    over the actions, and the policy's mean log-probability ``sum_a pi log pi`` (minus its
+    entropy) for the temperature loss."""
+    alpha = torch.as_tensor(alpha, dtype=logits.dtype).detach()
+    logp = logits.log_softmax(-1)
+    p = logp.exp()
+    loss = masked_mean((p * (alpha * logp - torch.minimum(q1, q2).detach())).sum(-1), mask)
+    return loss, (p * logp).sum(-1).detach()
+
+
 def sac_alpha_loss(
     log_alpha: torch.Tensor,
     logp: torch.Tensor,
