@@ -385,16 +385,16 @@ class MetaQ(MetaLearner):
 
         # The context of s_t reads the transitions before t; that of s_{t+1} includes t.
         ctx = self.net.context(feats[..., :-1, :], mask[..., :-1])
-        ctx_next = self.net.context(feats[..., 1:, :], mask[..., 1:])
         state = self.net.state(now["obs"], now["progress"], ctx)
         with torch.no_grad():
-            t_ctx_next = self.target.context(feats[..., 1:, :], mask[..., 1:])
+            after = (feats[..., 1:, :], mask[..., 1:])
+            t_ctx_next = self.target.context(*after)
             next_state_t = self.target.state(now["next_obs"], next_progress, t_ctx_next)
         if self.net.discrete:
             q = self.net.q_values(state).gather(-1, now["action"].unsqueeze(-1)).squeeze(-1)
             with torch.no_grad():
                 next_online = self.net.q_values(
-                    self.net.state(now["next_obs"], next_progress, ctx_next)
+                    self.net.state(now["next_obs"], next_progress, self.net.context(*after))
                 )
                 y = double_dqn_target(
                     reward, last, next_online, self.target.q_values(next_state_t), cfg.gamma
