@@ -22,7 +22,7 @@ def test_collected_trials_fill_the_replay_rows_in_order():
     cfg = MetaQConfig(family=SMALL_GRID, trials=3, updates=1, batch=4, buffer_trials=2)
     learner = MetaQ(cfg, seed=0)
     tasks = learner.family.tasks(3, "train", seed=0)
-    trial, returns = learner.collect(tasks, epsilon=1.0)
+    trial, returns = learner.collect(tasks)  # iteration 0: epsilon 1, uniform actions
     T = learner.steps
     assert T == 8 and trial["obs"].shape == (3, T) and returns.shape == (3, 2)
     assert trial["episode"][0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
