@@ -69,6 +69,10 @@ class DeviceError(AdaptrlError):
     """The requested device is unavailable or the batch does not fit in its memory."""
 
 
+class BufferTooLargeError(AdaptrlError, MemoryError):
+    """A buffer would not fit in memory; the message gives its size and the option that shrinks it."""
+
+
 def require(module: str, extra: str, feature: str):
     """Import an optional module or raise :class:`MissingExtraError` naming the extra to install."""
     import importlib

@@ -19,6 +19,8 @@ import os
 
 import torch
 
+from adaptrl.core.errors import BufferTooLargeError
+
 INDEX_FIELDS = ("episode", "trial")
 """Integer fields every buffer keeps beside the learner's own."""
 
@@ -46,8 +48,8 @@ class TaskReplay:
     """Ring buffers of transitions, one per task, stored as ``[tasks, capacity, ...]`` tensors.
 
     ``fields`` maps a name to ``(shape, dtype)`` of one transition's entry (``()`` for a scalar).
-    ``capacity_option`` names the setting that sets ``capacity``, for the error raised when the
-    buffer would not fit in memory. With ``segment`` set, data arrives in whole segments of that
+    ``capacity_option`` names the setting that sets ``capacity`` (counted in segments when
+    ``segment`` is set), for the error raised when the buffer would not fit in memory. With ``segment`` set, data arrives in whole segments of that
     many transitions (a learner's trials): ``capacity`` and every ``add`` are multiples of it, so
     segments stay aligned in the ring and :meth:`sample_segments` can return whole ones.
     """
@@ -86,8 +88,8 @@ class TaskReplay:
         free = available_bytes() if self.device.type == "cpu" else None
         if free is not None and total > memory_fraction * free:
             largest = max(sizes, key=sizes.__getitem__)
-            fit = int(capacity * memory_fraction * free / total)
-            raise MemoryError(
+            fit = int(capacity * memory_fraction * free / total) // (segment or 1)
+            raise BufferTooLargeError(
                 f"replay buffer of {tasks} tasks x {capacity:,} transitions would take "
                 f"{_gib(total)} ({largest}: {_gib(sizes[largest])}), more than "
                 f"{memory_fraction:.0%} of the {_gib(free)} available; lower {capacity_option} "
