@@ -87,3 +87,17 @@ def test_meta_q_learns_to_explore_bandits():
     meta_q, gittins, random = (a.trial_return()[0] for a in res.agents)
     # Random scores 5.0 in expectation and Gittins ~6.8: ask for most of that gap.
     assert meta_q > random + 0.6 * (gittins - random), (meta_q, gittins, random)
+
+
+def test_adapt_returns_the_context_after_the_context_episodes(tmp_path):
+    from adaptrl.algos.trainer import new_run, train_run
+
+    cfg = MetaQConfig(
+        family=SMALL_GRID, iterations=1, trials=2, updates=1, batch=2, hidden=(8,), context_size=4
+    )
+    learner = train_run(new_run(tmp_path / "run", cfg).path, show_progress=False)
+    tasks = learner.family.tasks(3, "test", seed=0)
+    empty = learner.adapt(tasks, 0, torch.Generator().manual_seed(0))["context"]
+    assert torch.equal(empty, torch.zeros(3, 4))  # a GRU over no transitions
+    one = learner.adapt(tasks, 1, torch.Generator().manual_seed(0))["context"]
+    assert one.shape == (3, 4) and bool((one != 0).any())

@@ -11,6 +11,7 @@ import torch
 from _resume import full_and_resumed
 from adaptrl.algos.pearl import PEARL, PEARLConfig
 from adaptrl.algos.trainer import train
+from adaptrl.core.seeding import derive_seed
 from adaptrl.envs.bandit import BanditConfig
 from adaptrl.envs.gridworld import GridworldConfig
 from adaptrl.envs.nav2d import Nav2DConfig
@@ -86,3 +87,26 @@ def test_pearl_learns_bandits_beyond_thompson_sampling_range():
     pearl, gittins, random = (a.trial_return()[0] for a in res.agents)
     # Random ~5.0, Gittins ~6.8 (Thompson sampling ~5.9): ask for over half the gap.
     assert pearl > random + 0.5 * (gittins - random), (pearl, gittins, random)
+
+
+def test_adapt_returns_the_posterior_after_the_context_episodes():
+    learner = PEARL(PEARLConfig(family=SMALL_GRID, trials=2, **TINY), seed=0)
+    tasks = learner.family.tasks(5, "test", seed=0)
+    prior = learner.adapt(tasks, 0, torch.Generator().manual_seed(0))
+    assert torch.equal(prior["z_mean"], torch.zeros(5, 2)) and torch.equal(
+        prior["z_var"], torch.ones(5, 2)
+    )
+    two = learner.adapt(tasks, 2, torch.Generator().manual_seed(0))
+    # By hand: the same agent and generator for 2 episodes of 4 steps.
+    env = learner.family.make_env(5)
+    env.set_tasks(tasks)
+    obs = env.reset(seed=derive_seed(learner.seed, "pearl", "adapt"))
+    agent = learner.trial_agent()
+    agent.begin_trial(env, tasks, torch.Generator().manual_seed(0))
+    for _ in range(8):
+        step = env.step(agent.act(obs))
+        agent.observe(obs, agent.action, step)
+        obs = step.obs
+    want = agent.embedding()
+    assert torch.equal(two["z_mean"], want["z_mean"]) and torch.equal(two["z_var"], want["z_var"])
+    assert bool((two["z_var"] < 1).all())

@@ -199,6 +199,11 @@ class MetaQAgent:
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
         self.window.push(self.learner.features(obs, self.action, step.reward, step.final_obs))
 
+    @torch.no_grad()
+    def embedding(self) -> dict[str, torch.Tensor]:
+        """The context of the transitions seen so far, ``[B, context_size]``."""
+        return {"context": self.net.context(self.window.features, self.window.mask)}
+
 
 class MetaQ(OffPolicyLearner):
     """Meta-Q-Learning: ``meta_train_step`` collects a batch of trials into the replay buffer and

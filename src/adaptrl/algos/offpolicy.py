@@ -123,6 +123,8 @@ class OffPolicyLearner(MetaLearner):
     metrics (``extra_metrics``) and tensors to the checkpoint (``extra_state``).
     """
 
+    default_eval_steps = 2
+    """Context episodes ``adaptrl adapt`` reads by default."""
     optimizers: ClassVar[tuple[str, ...]] = ("optimizer",)
     """Attributes holding the learner's optimisers (None where unused), all checkpointed."""
 
@@ -252,6 +254,32 @@ class OffPolicyLearner(MetaLearner):
         trial["trial"] = torch.full_like(trial["episode"], self.iteration)
         trial.update(self.trial_extras(trial))
         return trial, episode_sums(trial["reward"], trial["episode"], self.episodes)
+
+    @torch.no_grad()
+    def adapt(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Adaptation is inference here: run ``steps`` episodes of each task with the evaluated
+        agent and return what its context holds at the end of the last one (the agent's
+        ``embedding()``: meta-q's context vector, PEARL's posterior), ``[num_tasks, ...]``."""
+        env = self.family.make_env(len(tasks), self.device)
+        env.set_tasks(tasks)
+        obs = env.reset(seed=derive_seed(self.seed, self.name, "adapt"))
+        agent = self.trial_agent()
+        agent.begin_trial(env, tasks, generator)
+        saved = agent.embedding()
+        ended = torch.zeros(len(tasks), dtype=torch.long, device=self.device)
+        for _ in range(steps * self.horizon):  # every row ends its `steps` episodes in this budget
+            step = env.step(agent.act(obs))
+            agent.observe(obs, agent.action, step)
+            newly = (step.terminated | step.truncated) & (ended == steps - 1)
+            ended = ended + (step.terminated | step.truncated).long()
+            saved = {
+                k: torch.where(newly.view(-1, *[1] * (v.dim() - 1)), v, saved[k])
+                for k, v in agent.embedding().items()
+            }
+            obs = step.obs
+        return saved
 
     def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params) -> torch.Tensor:
         """:func:`clipped_step` with the configured norm."""

@@ -165,6 +165,11 @@ class PEARLAgent:
         ended = (step.terminated | step.truncated).unsqueeze(-1)
         self.z = torch.where(ended, self._draw(), self.z)
 
+    def embedding(self) -> dict[str, torch.Tensor]:
+        """The posterior over z of the transitions seen so far, ``[B, latent]`` each."""
+        mu, var = posterior_from_sums(self.precision, self.weighted)
+        return {"z_mean": mu, "z_var": var}
+
 
 class PEARL(OffPolicyLearner):
     """PEARL meta-learner: ``meta_train_step`` collects a batch of trials by posterior sampling and
