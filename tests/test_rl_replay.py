@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from adaptrl.core.errors import CheckpointError
 from adaptrl.rl.replay import TaskReplay
 
 FIELDS = {"obs": ((2,), torch.float32), "reward": ((), torch.float32)}
@@ -103,9 +104,9 @@ def test_state_round_trip_through_safetensors_resumes_the_same_samples(tmp_path)
     b = other.sample(32, generator=torch.Generator().manual_seed(9))
     assert all(torch.equal(a[k], b[k]) for k in a)
     wrong = TaskReplay(tasks=2, capacity=5, fields=FIELDS)
-    with pytest.raises(ValueError, match=r"replay.obs is \(2, 4, 2\)"):
+    with pytest.raises(CheckpointError, match=r"replay.obs is \(2, 4, 2\)"):
         wrong.load_state_dict(buf.state_dict())
-    with pytest.raises(KeyError, match="lacks"):
+    with pytest.raises(CheckpointError, match="lacks"):
         wrong.load_state_dict({})
 
 

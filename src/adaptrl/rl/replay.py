@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from adaptrl.core.errors import BufferTooLargeError
+from adaptrl.core.errors import BufferTooLargeError, CheckpointError
 
 INDEX_FIELDS = ("episode", "trial")
 """Integer fields every buffer keeps beside the learner's own."""
@@ -247,11 +247,11 @@ class TaskReplay:
         mine = self.state_dict(prefix)
         missing = sorted(set(mine) - set(state))
         if missing:
-            raise KeyError(f"TaskReplay.load_state_dict: checkpoint lacks {missing}")
+            raise CheckpointError(f"TaskReplay.load_state_dict: checkpoint lacks {missing}")
         for key, target in mine.items():
             value = state[key]
             if value.shape != target.shape or value.dtype != target.dtype:
-                raise ValueError(
+                raise CheckpointError(
                     f"TaskReplay.load_state_dict: {key} is {tuple(value.shape)} {value.dtype} in the "
                     f"checkpoint, {tuple(target.shape)} {target.dtype} in this buffer"
                 )
