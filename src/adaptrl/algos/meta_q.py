@@ -127,6 +127,19 @@ class ContextQNetwork(nn.Module):
             return self.encoder(features, mask)
         return torch.cat(self.encoder(features, mask), dim=-1)
 
+    def context_pair(
+        self, features: torch.Tensor, mask: torch.Tensor, whole_trial: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contexts before and after the last transition of windows ``[..., N + 1, F]``: of
+        ``s_t`` (the first N) and of ``s_{t+1}`` (the last N). A GRU reading the whole trial
+        gets both from one pass: the window's oldest step lies in an earlier trial (a trial has
+        N steps), so it is masked and the pass equals two."""
+        if whole_trial and isinstance(self.encoder, RecurrentContextEncoder):
+            states = self.encoder.states(features, mask)
+            return states[..., -2, :], states[..., -1, :]
+        before = self.context(features[..., :-1, :], mask[..., :-1])
+        return before, self.context(features[..., 1:, :], mask[..., 1:])
+
     def state(
         self, obs: torch.Tensor, progress: torch.Tensor, context: torch.Tensor
     ) -> torch.Tensor:
@@ -276,17 +289,16 @@ class MetaQ(OffPolicyLearner):
         next_progress = now["progress"] + 1.0 / self.steps
 
         # The context of s_t reads the transitions before t; that of s_{t+1} includes t.
-        ctx = self.net.context(feats[..., :-1, :], mask[..., :-1])
+        ctx, ctx_next = self.net.context_pair(feats, mask, whole_trial=self.config.context is None)
         state = self.net.state(now["obs"], now["progress"], ctx)
         with torch.no_grad():
-            after = (feats[..., 1:, :], mask[..., 1:])
-            t_ctx_next = self.target.context(*after)
+            _, t_ctx_next = self.target.context_pair(feats, mask, self.config.context is None)
             next_state_t = self.target.state(now["next_obs"], next_progress, t_ctx_next)
         if self.net.discrete:
             q = self.net.q_values(state).gather(-1, now["action"].unsqueeze(-1)).squeeze(-1)
             with torch.no_grad():
                 next_online = self.net.q_values(
-                    self.net.state(now["next_obs"], next_progress, self.net.context(*after))
+                    self.net.state(now["next_obs"], next_progress, ctx_next.detach())
                 )
                 y = double_dqn_target(
                     reward, last, next_online, self.target.q_values(next_state_t), cfg.gamma
