@@ -1,0 +1,313 @@
+"""``adaptrl bench offpolicy-gridworld`` and ``offpolicy-nav2d``: the off-policy context learners
+(``meta-q``, ``pearl``) beside the references their targets name.
+
+``offpolicy-gridworld`` trains meta-q, pearl and RL² on the VariBAD gridworld protocol (their
+``gridworld-varibad`` presets) and scores them on the same held-out tasks as the exact
+``bayes-optimal`` agent, ``goal-search`` and ``psrl``: return per episode of the trial.
+
+``offpolicy-nav2d`` trains meta-q and pearl on the family of a shipped MAML-RL model and scores all
+three on the same test tasks: the context learners' return in the episode that follows
+``context_episodes`` episodes of the task, against the MAML model's return after ``maml_steps``
+gradient steps, with the environment steps each was meta-trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from adaptrl.algos.base import MetaLearner
+from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.meta_q import MetaQ, MetaQConfig
+from adaptrl.algos.pearl import PEARL, PEARLConfig
+from adaptrl.algos.registry import ALGOS
+from adaptrl.algos.rl2 import RL2, RL2Config
+from adaptrl.algos.trainer import load_trained
+from adaptrl.bench.common import table_markdown, train_timed, write_bench
+from adaptrl.bench.registry import BenchSpec, register_bench
+from adaptrl.core.config import Config, Count, Size, config_to_dict
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.presets import load_preset
+from adaptrl.core.seeding import make_generator
+from adaptrl.core.table import print_table
+from adaptrl.envs import make_family
+from adaptrl.envs.gridworld import GridworldConfig
+from adaptrl.eval.protocol import EVAL_SEED, evaluate
+from adaptrl.eval.stats import mean_ci
+
+LEARNERS: dict[str, type[MetaLearner]] = {"meta-q": MetaQ, "pearl": PEARL, "rl2": RL2}
+OFFPOLICY_QUICK = {"iterations": 2, "trials": 4, "updates": 2, "batch": 8, "buffer_trials": 2}
+"""What --quick shrinks in a meta-q or pearl configuration."""
+RL2_QUICK = {"iterations": 2, "trials": 8, "minibatches": 2}
+QUICK_GRID = GridworldConfig(
+    height=3, width=3, horizon=4, n=2, step_reward=-0.1, goal_exclusion=2, test_fraction=0
+)
+"""The --quick gridworld: small enough for the exact Bayes-optimal DP to take no time."""
+
+
+def preset(algo: str, name: str) -> Any:
+    """A shipped preset of ``algo`` as its config class."""
+    return load_preset(ALGOS.get(algo).config_cls, algo, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyBench(Config):
+    """What both benches share: training seeds, the test tasks, trained runs to score."""
+
+    quick: bool = False
+    """CI-sized run (two iterations of a few trials, a small task set)."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds of every learner."""
+    num_tasks: Size = 1000
+    """Held-out test tasks."""
+    eval_seed: int = EVAL_SEED
+    """Seed of the test tasks and of the evaluation."""
+    runs: tuple[Path, ...] = ()
+    """Trained run directories to score instead of training (their algorithm is read from them)."""
+    threads: Size = 1
+    """torch threads (the machine is shared)."""
+
+
+def env_steps(config: Any, steps_per_trial: int) -> int:
+    """Environment steps a trial learner meta-trains on: one trial per task per iteration."""
+    return config.iterations * config.trials * steps_per_trial
+
+
+def trained(
+    bench: OffPolicyBench, configs: dict[str, Any], quick: dict[str, dict[str, Any]]
+) -> list[tuple[str, MetaLearner, dict[str, Any]]]:
+    """``(label, learner, training record)`` for every learner: loaded from ``bench.runs`` when
+    given, else each of ``configs`` trained per seed (with ``quick``'s overrides in --quick)."""
+    if bench.runs:
+        out = []
+        for path in bench.runs:
+            learner = load_trained(path)
+            out.append((f"{learner.name}-s{learner.seed}", learner, {"run": str(path)}))
+        return out
+    out = []
+    for algo, config in configs.items():
+        if bench.quick:
+            config = dataclasses.replace(config, **quick[algo])
+        for seed in bench.seeds:
+            learner = LEARNERS[algo](config, seed=seed)
+            record = train_timed(learner, config.iterations, f"train {algo} s{seed}")
+            steps = learner.steps if hasattr(learner, "steps") else learner.family.max_episode_steps
+            record["env_steps"] = env_steps(config, steps)
+            out.append((f"{algo}-s{seed}", learner, record))
+    return out
+
+
+def episode_rows(result: Any) -> list[list[Any]]:
+    """One table row per agent: trial return and each episode's return, with 95% CIs."""
+    rows = []
+    for agent in result.agents:
+        mean, ci = agent.trial_return()
+        means, cis = agent.episode_curve()
+        rows.append(
+            [
+                agent.label,
+                f"{mean:.2f} ± {ci:.2f}",
+                *(f"{m:.2f} ± {c:.2f}" for m, c in zip(means, cis, strict=True)),
+            ]
+        )
+    return rows
+
+
+# --- offpolicy-gridworld --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyGridworldConfig(OffPolicyBench):
+    """meta-q, pearl and RL² on the VariBAD gridworld beside the exact Bayes-optimal agent."""
+
+    meta_q: MetaQConfig = preset("meta-q", "gridworld-varibad")
+    """meta-q's configuration (its family is the bench's)."""
+    pearl: PEARLConfig = preset("pearl", "gridworld-varibad")
+    """pearl's configuration."""
+    rl2: RL2Config = preset("rl2", "gridworld-varibad")
+    """RL²'s configuration."""
+    learners: tuple[Literal["meta-q", "pearl", "rl2"], ...] = ("meta-q", "pearl", "rl2")
+    """Which learners to train."""
+    baselines: tuple[str, ...] = ("bayes-optimal", "goal-search", "psrl", "random")
+    """Classic agents on the same tasks."""
+    out: Path = Path("results/bench/offpolicy-gridworld")
+    """Directory for results.json and report.md."""
+
+
+def run_offpolicy_gridworld(bench: OffPolicyGridworldConfig) -> dict[str, Any]:
+    torch.set_num_threads(bench.threads)
+    configs = {name: getattr(bench, name.replace("-", "_")) for name in bench.learners}
+    if bench.quick:
+        configs = {k: dataclasses.replace(c, family=QUICK_GRID) for k, c in configs.items()}
+        bench = dataclasses.replace(bench, num_tasks=16)
+    quick = {"meta-q": OFFPOLICY_QUICK, "pearl": OFFPOLICY_QUICK, "rl2": RL2_QUICK}
+    learners = trained(bench, configs, quick)
+    family = learners[0][1].family
+    for label, learner, _ in learners:
+        if learner.family.config != family.config:
+            raise ConfigError(f"{label} was trained on another family than {learners[0][0]}")
+    agents = [(label, lambda f, lr=learner: lr.trial_agent()) for label, lr, _ in learners]
+    result = evaluate(
+        family, [*agents, *bench.baselines], num_tasks=bench.num_tasks, eval_seed=bench.eval_seed
+    )
+    episodes = result.agents[0].returns.shape[-1]
+    columns = ["agent", "trial return", *(f"episode {e + 1}" for e in range(episodes))]
+    rows = episode_rows(result)
+    print_table("offpolicy-gridworld", columns, rows)
+    header = {
+        "family": f"`{config_to_dict(family.config)}`",
+        "tasks": f"{bench.num_tasks} held-out test tasks (eval seed {bench.eval_seed}), 95% CI over tasks",
+        "training": "; ".join(
+            f"{label}: {rec.get('env_steps', rec.get('run'))} env steps"
+            for label, _, rec in learners
+        ),
+    }
+    markdown = table_markdown("offpolicy-gridworld", header, columns, rows)
+    payload = {
+        "benchmark": "offpolicy-gridworld",
+        "family": config_to_dict(family.config),
+        "num_tasks": bench.num_tasks,
+        "eval_seed": bench.eval_seed,
+        "configs": {k: config_to_dict(c) for k, c in configs.items()},
+        "training": {label: rec for label, _, rec in learners},
+        "agents": [{"name": a.label, "returns": a.returns.tolist()} for a in result.agents],
+    }
+    return write_bench(bench.out, payload, markdown, seeds=list(bench.seeds))
+
+
+# --- offpolicy-nav2d ------------------------------------------------------------------------
+
+SHIPPED_MAML = Path("docs/results/maml-rl/maml-nav2d-110it-curriculum-evalsteps/models/MAML-s0")
+"""Our best shipped MAML-RL nav2d model (Table 4, the step curriculum)."""
+
+
+def maml_env_steps(config: MAMLRLConfig) -> int:
+    """Environment steps MAML-RL meta-trained on, at most (every rollout one full episode):
+    per iteration, each task's rollouts before and after each inner step."""
+    horizon = make_family(config.family).max_episode_steps
+    per_batch = config.meta_batch_size * config.rollouts_per_task * horizon
+    return sum(per_batch * (config.steps_at(it) + 1) for it in range(config.iterations))
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyNav2DConfig(OffPolicyBench):
+    """meta-q and pearl after a few context episodes against MAML-RL after a few gradient steps."""
+
+    num_tasks: Size = 100
+    """Held-out test tasks (MAML-RL's adaptation is costly: 100 as its own bench)."""
+    meta_q: MetaQConfig = preset("meta-q", "nav2d")
+    """meta-q's configuration (trained on the MAML model's family)."""
+    pearl: PEARLConfig = preset("pearl", "nav2d")
+    """pearl's configuration (trained on the MAML model's family)."""
+    learners: tuple[Literal["meta-q", "pearl"], ...] = ("meta-q", "pearl")
+    """Which context learners to train."""
+    maml_model: Path = SHIPPED_MAML
+    """The MAML-RL run directory to compare with (a run of `adaptrl train maml-rl`)."""
+    maml_steps: Count = 3
+    """MAML's inner gradient steps at test time."""
+    context_episodes: Count = 2
+    """Episodes the context learners read before the scored one."""
+    out: Path = Path("results/bench/offpolicy-nav2d")
+    """Directory for results.json and report.md."""
+
+
+def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
+    torch.set_num_threads(bench.threads)
+    maml = load_trained(bench.maml_model, expect=MAMLRL)
+    family_cfg = maml.config.family
+    configs = {
+        name: dataclasses.replace(getattr(bench, name.replace("-", "_")), family=family_cfg)
+        for name in bench.learners
+    }
+    maml_steps = bench.maml_steps
+    if bench.quick:
+        bench = dataclasses.replace(bench, num_tasks=4)
+        maml_steps = 1
+    learners = trained(bench, configs, {"meta-q": OFFPOLICY_QUICK, "pearl": OFFPOLICY_QUICK})
+    family = make_family(family_cfg)
+    scored = bench.context_episodes + 1
+    agents = [(label, lambda f, lr=learner: lr.trial_agent()) for label, learner, _ in learners]
+    result = evaluate(
+        family, agents, num_tasks=bench.num_tasks, episodes=scored, eval_seed=bench.eval_seed
+    )
+    tasks = family.tasks(bench.num_tasks, "test", bench.eval_seed)
+    curve = maml.adaptation_curve(
+        tasks, maml_steps, make_generator(bench.eval_seed, "offpolicy-nav2d", "maml")
+    )
+    maml_return = mean_ci(curve[:, -1].double().numpy())
+    maml_steps_trained = maml_env_steps(maml.config)
+    columns = [
+        "learner",
+        f"return in episode {scored} (95% CI)",
+        "episode 1",
+        "meta-train env steps",
+        "share of MAML's",
+    ]
+    rows = [
+        [
+            f"MAML-RL after {maml_steps} steps",
+            f"{maml_return[0]:.2f} ± {maml_return[1]:.2f}",
+            "",
+            f"{maml_steps_trained:,} (at most)",
+            "1",
+        ]
+    ]
+    for (label, _, record), agent in zip(learners, result.agents, strict=True):
+        means, cis = agent.episode_curve()
+        steps = record.get("env_steps")
+        share = "" if steps is None else f"{steps / maml_steps_trained:.3f}"
+        rows.append(
+            [
+                label,
+                f"{means[-1]:.2f} ± {cis[-1]:.2f}",
+                f"{means[0]:.2f} ± {cis[0]:.2f}",
+                "" if steps is None else f"{steps:,}",
+                share,
+            ]
+        )
+    print_table("offpolicy-nav2d", columns, rows)
+    header = {
+        "family": f"`{config_to_dict(family_cfg)}`",
+        "tasks": f"{bench.num_tasks} held-out test tasks (eval seed {bench.eval_seed}), 95% CI over tasks",
+        "MAML model": str(bench.maml_model),
+    }
+    markdown = table_markdown("offpolicy-nav2d", header, columns, rows)
+    payload = {
+        "benchmark": "offpolicy-nav2d",
+        "family": config_to_dict(family_cfg),
+        "num_tasks": bench.num_tasks,
+        "eval_seed": bench.eval_seed,
+        "maml": {
+            "model": str(bench.maml_model),
+            "steps": maml_steps,
+            "return": maml_return,
+            "env_steps": maml_steps_trained,
+        },
+        "configs": {k: config_to_dict(c) for k, c in configs.items()},
+        "training": {label: rec for label, _, rec in learners},
+        "agents": [{"name": a.label, "returns": a.returns.tolist()} for a in result.agents],
+    }
+    return write_bench(bench.out, payload, markdown, seeds=list(bench.seeds))
+
+
+register_bench(
+    BenchSpec(
+        name="offpolicy-gridworld",
+        config_cls=OffPolicyGridworldConfig,
+        run=run_offpolicy_gridworld,
+        description="meta-q, pearl and RL² on the VariBAD gridworld beside the exact Bayes-optimal agent",
+    )
+)
+register_bench(
+    BenchSpec(
+        name="offpolicy-nav2d",
+        config_cls=OffPolicyNav2DConfig,
+        run=run_offpolicy_nav2d,
+        description="meta-q and pearl after 2 context episodes vs MAML-RL after 3 steps, with env steps",
+    )
+)
+
+__all__ = ["OffPolicyGridworldConfig", "OffPolicyNav2DConfig", "maml_env_steps"]

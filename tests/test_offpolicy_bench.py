@@ -1,0 +1,60 @@
+"""adaptrl bench offpolicy-gridworld / offpolicy-nav2d in their quick forms, and the environment-step
+accounting their comparisons rest on."""
+
+from __future__ import annotations
+
+import json
+
+from adaptrl.algos.maml_rl import MAMLRLConfig
+from adaptrl.algos.trainer import read_run
+from adaptrl.bench.offpolicy import SHIPPED_MAML, maml_env_steps
+from adaptrl.cli.main import main
+from adaptrl.envs.nav2d import Nav2DConfig
+
+
+def test_maml_env_steps_count_every_rollout_before_and_after_each_inner_step():
+    cfg = MAMLRLConfig(
+        family=Nav2DConfig(horizon=10), iterations=3, meta_batch_size=2, rollouts_per_task=5
+    )
+    assert maml_env_steps(cfg) == 3 * 2 * 5 * 10 * 2
+    curriculum = MAMLRLConfig(
+        family=Nav2DConfig(horizon=10),
+        iterations=4,
+        meta_batch_size=2,
+        rollouts_per_task=5,
+        inner_steps=2,
+        inner_lrs=(0.5, 0.25),
+        single_step_iterations=3,
+    )
+    assert maml_env_steps(curriculum) == 3 * 100 * 2 + 1 * 100 * 3
+    # The shipped Table 4 model: 100 iterations of one step, 10 of two, 20 tasks x 20 rollouts.
+    _, record = read_run(SHIPPED_MAML)
+    assert maml_env_steps(record.config) == 100 * 80_000 + 10 * 120_000
+
+
+def test_offpolicy_gridworld_quick(tmp_path):
+    assert main(["bench", "offpolicy-gridworld", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = [a["name"] for a in results["agents"]]
+    assert names == [
+        "meta-q-s0",
+        "pearl-s0",
+        "rl2-s0",
+        "bayes-optimal",
+        "goal-search",
+        "psrl",
+        "random",
+    ]
+    # Two iterations of 4 trials of 2 episodes x 4 steps (RL²: 8 trials).
+    assert results["training"]["meta-q-s0"]["env_steps"] == 2 * 4 * 8
+    assert results["training"]["rl2-s0"]["env_steps"] == 2 * 8 * 8
+    assert "bayes-optimal" in (tmp_path / "report.md").read_text()
+
+
+def test_offpolicy_nav2d_quick_scores_the_shipped_maml_model(tmp_path):
+    assert main(["bench", "offpolicy-nav2d", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["maml"]["env_steps"] == 9_200_000
+    assert results["family"]["goal_region"] == "box"  # the MAML model's family, not the presets'
+    assert [a["name"] for a in results["agents"]] == ["meta-q-s0", "pearl-s0"]
+    assert len(results["agents"][0]["returns"][0][0]) == 3  # 2 context episodes + the scored one
