@@ -101,3 +101,28 @@ def test_adapt_returns_the_context_after_the_context_episodes(tmp_path):
     assert torch.equal(empty, torch.zeros(3, 4))  # a GRU over no transitions
     one = learner.adapt(tasks, 1, torch.Generator().manual_seed(0))["context"]
     assert one.shape == (3, 4) and bool((one != 0).any())
+
+
+def test_a_nan_td_loss_stops_training_with_the_checkpoints_kept(tmp_path, monkeypatch):
+    from adaptrl.algos import meta_q
+    from adaptrl.algos.trainer import new_run, train_run
+    from adaptrl.core.errors import TrainingError
+
+    cfg = MetaQConfig(
+        family=SMALL_GRID, iterations=4, trials=2, updates=1, batch=2, hidden=(8,), context_size=4
+    )
+    run = new_run(tmp_path / "run", cfg, checkpoint_every=2).path
+    real = meta_q.td_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 2 else loss
+
+    monkeypatch.setattr(meta_q, "td_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"td_loss.* at iteration 3"):
+        train_run(run, show_progress=False)
+    assert [p.name for p in sorted((run / "checkpoints").glob("*.json"))] == [
+        "ckpt-000000000002.json"
+    ]
