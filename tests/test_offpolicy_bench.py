@@ -58,3 +58,11 @@ def test_offpolicy_nav2d_quick_scores_the_shipped_maml_model(tmp_path):
     assert results["family"]["goal_region"] == "box"  # the MAML model's family, not the presets'
     assert [a["name"] for a in results["agents"]] == ["meta-q-s0", "pearl-s0"]
     assert len(results["agents"][0]["returns"][0][0]) == 3  # 2 context episodes + the scored one
+
+
+def test_offpolicy_speed_quick(tmp_path):
+    assert main(["bench", "offpolicy-speed", "--quick", "--out", str(tmp_path)]) == 0
+    (result,) = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert result["preset"] == "meta-q/gridworld-varibad" and result["rows"] == 4
+    assert result["updates_per_s"] > 0 and 0 < result["sampling_share"] < 1
+    assert len(result["seconds"]["update"]) == 2

@@ -7,6 +7,7 @@ from adaptrl.bench import (  # noqa: F401  (one module per line below)
     maml_rl,
     maml_speed,
     offpolicy,
+    offpolicy_speed,
     rl2,
     sinusoid,
     throughput,
