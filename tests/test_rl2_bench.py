@@ -133,16 +133,19 @@ SHIPPED = Path(__file__).resolve().parents[1] / "docs/results/rl2"
 @pytest.mark.parametrize(
     "report, model, preset, iterations",
     [
-        ("table1-10x5", "bandits-10x5", "bandits-10", 300),
-        ("table1-100x5", "bandits-100x5", "bandits-100", 1500),
+        ("table1-10x5", "bandits-10x5-s0", "bandits-10", 300),
+        ("table1-100x5", "bandits-100x5-s0", "bandits-100", 1500),
+        ("table2-n10", "mdps-10-s0", "mdps-10", 1500),
+        ("table2-n25", "mdps-25-s0-1750it", "mdps-25", 1750),
     ],
 )
-def test_a_shipped_table1_model_rescores_its_report_exactly(report, model, preset, iterations):
-    """The models behind the Table 1 rows are shipped; seed 0's reproduces its report's score on
-    the same 1000 held-out tasks (the bench's labels, tasks and environment seeds)."""
+def test_a_shipped_table_model_rescores_its_report_exactly(report, model, preset, iterations):
+    """The models behind the Table 1 and Table 2 rows are shipped; seed 0's reproduces its
+    report's score on the same 1000 held-out tasks (the bench's labels, tasks and environment
+    seeds)."""
     data = json.loads((SHIPPED / report / "results.json").read_text())
-    seeds = data["settings"][0]["seeds"]
-    learner = load_trained(SHIPPED / "models" / f"{model}-s{seeds[0]}")
+    assert data["settings"][0]["seeds"][0] == 0
+    learner = load_trained(SHIPPED / "models" / model)
     assert learner.config == rl2_preset(preset) and learner.iteration == iterations
     spec = (f"rl2-seed{learner.seed}", lambda f: learner.trial_agent())
     res = evaluate(make_family(learner.config.family), [spec], num_tasks=1000)
