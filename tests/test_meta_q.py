@@ -126,3 +126,141 @@ def test_a_nan_td_loss_stops_training_with_the_checkpoints_kept(tmp_path, monkey
     assert [p.name for p in sorted((run / "checkpoints").glob("*.json"))] == [
         "ckpt-000000000002.json"
     ]
+
+
+def _tiny_trained(tmp_path, family, **kw):
+    from adaptrl.algos.trainer import new_run, train_run
+
+    cfg = MetaQConfig(
+        family=family,
+        iterations=3,
+        trials=2,
+        updates=2,
+        batch=3,
+        hidden=(16,),
+        context_size=8,
+        propensity_bank=20,
+        **kw,
+    )
+    return train_run(new_run(tmp_path / "run", cfg).path, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    "family", [SMALL_GRID, Nav2DConfig(horizon=4, n=2)], ids=["double-dqn", "td3"]
+)
+def test_propensity_step_equals_a_per_task_autograd_reference(tmp_path, family):
+    """One vmapped adaptation step equals, task by task, plain autograd on a copy of the heads
+    with the loss written out: new-task TD loss + propensity-weighted bank TD loss (+ actor
+    loss), proximal term zero at the start."""
+    import copy
+
+    from adaptrl.rl.propensity import propensity_weights
+
+    learner = _tiny_trained(tmp_path, family, adapt_steps=1, adapt_lr=0.1)
+    net, cfg = learner.net, learner.config
+    B, T = 3, learner.horizon
+    S = net.state(
+        torch.zeros(1, *learner.obs_field()[0], dtype=learner.obs_field()[1]),
+        torch.zeros(1),
+        torch.zeros(1, cfg.context_size),
+    ).shape[-1]
+    gen = torch.Generator().manual_seed(0)
+    state = torch.randn(B, T + 1, S, generator=gen)
+    if net.discrete:
+        action = torch.randint(net.spec.dim, (B, T), generator=gen)
+    else:
+        action = torch.rand(B, T, net.spec.dim, generator=gen) * 2 - 1
+    reward = torch.randn(B, T, generator=gen)
+    adapted = learner.propensity_adapt(state, action, reward)
+
+    bank = learner.adaptation_bank()
+    ctx = slice(S - cfg.context_size, None)
+    beta, _ = propensity_weights(
+        state[:, :-1, ctx], bank["state"][:, ctx], l2=cfg.propensity_l2, clip=cfg.propensity_clip
+    )
+    for b in range(B):
+        heads = {n: copy.deepcopy(m) for n, m in net.heads().items()}
+        with torch.no_grad():
+            y = net.bootstrap_target(
+                reward[b], torch.zeros(T, dtype=torch.bool), state[b, 1:], cfg.gamma
+            )
+
+        def td(s, a, yy, w, heads=heads):
+            if net.discrete:
+                q = heads["q"](s).gather(-1, a.unsqueeze(-1)).squeeze(-1)
+                return (0.5 * w * (q - yy) ** 2).mean()
+            total = 0.0
+            for n in ("q1", "q2"):
+                q = heads[n](torch.cat([s, a], -1)).squeeze(-1)
+                total = total + (0.5 * w * (q - yy) ** 2).mean()
+            pi = torch.tanh(heads["actor"](s))
+            q_pi = torch.func.functional_call(
+                heads["q1"],
+                {k: v.detach() for k, v in heads["q1"].named_parameters()},
+                (torch.cat([s, pi], -1),),
+            ).squeeze(-1)
+            return total - (w * q_pi).mean()
+
+        loss = td(state[b, :-1], action[b], y, 1.0) + td(
+            bank["state"], bank["action"], bank["y"], beta[b]
+        )
+        params = [p for m in heads.values() for p in m.parameters()]
+        grads = torch.autograd.grad(loss, params)
+        expected = [p - 0.1 * g for p, g in zip(params, grads, strict=True)]
+        got = [adapted[n][k][b] for n, m in heads.items() for k, _ in m.named_parameters()]
+        for e, g in zip(expected, got, strict=True):
+            torch.testing.assert_close(g, e.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_propensity_is_scored_beside_the_context_alone_and_survives_export(tmp_path):
+    from adaptrl.algos.trainer import export_model, load_trained
+
+    learner = _tiny_trained(tmp_path, SMALL_GRID)
+    assert list(learner.trial_agents()) == ["meta-q", "meta-q+propensity"]
+    export_model(tmp_path / "run", tmp_path / "small")
+    small = load_trained(tmp_path / "small")
+    assert small.replay.size.sum() == 0  # exported without the replay ...
+    for k, v in learner.adaptation_bank().items():  # ... but with the bank it adapts with
+        assert torch.equal(small.adaptation_bank()[k], v)
+    scores = []
+    for lr in (learner, small):
+        res = evaluate(
+            lr.family,
+            [(n, lambda f, m=m: m()) for n, m in lr.trial_agents().items()],
+            num_tasks=8,
+            show_progress=False,
+        )
+        scores.append([a.returns for a in res.agents])
+        assert [a.name for a in res.agents] == ["meta-q", "meta-q+propensity"]
+    for a, b in zip(*scores, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_adapting_changes_the_policy_only_after_the_context_episodes(tmp_path):
+    learner = _tiny_trained(tmp_path, SMALL_GRID, adapt_lr=5.0, adapt_steps=5)
+    plain, adapting = learner.trial_agent("none"), learner.trial_agent("propensity")
+    env = learner.family.make_env(4, "cpu")
+    tasks = learner.family.tasks(4, "test", seed=0)
+    env.set_tasks(tasks)
+    for agent in (plain, adapting):
+        agent.begin_trial(env, tasks, torch.Generator().manual_seed(0))
+    obs = env.reset(seed=0)
+    first, after = [], []
+    for t in range(learner.steps):
+        a, b = plain.act(obs), adapting.act(obs)
+        (first if t < learner.horizon else after).append(bool(torch.equal(a, b)))
+        step = env.step(a)  # both see the same transitions
+        plain.observe(obs, a, step)
+        adapting.observe(obs, a, step)
+        obs = step.obs
+    assert all(first) and adapting.head is not None
+    assert not all(after)  # a large step moved the heads
+
+
+def test_propensity_needs_an_episode_after_adapting():
+    with pytest.raises(ConfigError, match=r"--adapt-episodes 2 leaves no episode.* at most 1"):
+        MetaQ(MetaQConfig(family=SMALL_GRID, adaptation="propensity", adapt_episodes=2))
+    learner = MetaQ(MetaQConfig(family=SMALL_GRID, adapt_episodes=2))
+    assert list(learner.trial_agents()) == ["meta-q"]
+    with pytest.raises(ConfigError, match="no meta-training transitions"):
+        MetaQ(MetaQConfig(family=SMALL_GRID)).adaptation_bank()

@@ -38,6 +38,7 @@ def test_offpolicy_gridworld_quick(tmp_path):
     names = [a["name"] for a in results["agents"]]
     assert names == [
         "meta-q-s0",
+        "meta-q-s0+propensity",
         "pearl-s0",
         "rl2-s0",
         "bayes-optimal",
@@ -56,7 +57,11 @@ def test_offpolicy_nav2d_quick_scores_the_shipped_maml_model(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["maml"]["env_steps"] == 9_200_000
     assert results["family"]["goal_region"] == "box"  # the MAML model's family, not the presets'
-    assert [a["name"] for a in results["agents"]] == ["meta-q-s0", "pearl-s0"]
+    assert [a["name"] for a in results["agents"]] == [
+        "meta-q-s0",
+        "meta-q-s0+propensity",
+        "pearl-s0",
+    ]
     assert len(results["agents"][0]["returns"][0][0]) == 3  # 2 context episodes + the scored one
 
 

@@ -16,6 +16,7 @@ talks to a learner through optional hooks:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -61,6 +62,11 @@ class MetaLearner(abc.ABC):
     # Optional hooks. ``hasattr``-style checks in eval use ``supports()``.
     def trial_agent(self) -> Any:
         raise ConfigError(f"{self.name} is not evaluated by trials; use adaptation curves")
+
+    def trial_agents(self) -> dict[str, Callable[[], Any]]:
+        """The agents evaluation scores, by label: the trial agent, or several ways of adapting
+        it (meta-q with and without propensity adaptation)."""
+        return {self.name: self.trial_agent}
 
     def adaptation_curve(self, tasks: Any, steps: int, generator: torch.Generator) -> torch.Tensor:
         raise ConfigError(f"{self.name} does not adapt by gradient steps; evaluate it by trials")

@@ -21,7 +21,15 @@ One iteration:
    towards the online one (Polyak averaging).
 
 Evaluation runs the greedy policy (``eval_epsilon``) through the trial-agent protocol, beside the
-classic agents. The replay buffer is part of the checkpoint, so a resumed run is bit-identical.
+classic agents, two ways: ``none`` (the context alone adapts) and ``propensity``, Meta-Q-Learning's
+adaptation. With ``propensity`` the agent plays ``adapt_episodes`` context episodes, then each task
+takes ``adapt_steps`` gradient steps on its own Q-head (the layers after the frozen context
+encoder), on its transitions plus a fixed sample of meta-training transitions (the *bank*)
+weighted by how much they look like the new task (``rl/propensity.py``: a logistic regression on
+the contexts), with a proximal penalty towards the meta-trained head scaled by ``1 - ESS``, and
+plays the remaining episodes with that head. The bank is drawn from the replay and stored with the
+model, so an exported model adapts too. The replay buffer is part of the checkpoint, so a resumed
+run is bit-identical.
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
+from torch.func import functional_call, grad, vmap
 
 from adaptrl.algos.offpolicy import OffPolicyConfig, OffPolicyLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.config import Ge, Positive, Size, Unit
 from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import make_generator
 from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
 from adaptrl.nn.context import (
@@ -46,6 +56,7 @@ from adaptrl.nn.context import (
 from adaptrl.nn.mlp import mlp
 from adaptrl.nn.policies import to_box
 from adaptrl.nn.recurrent import encode_observation, observation_dim
+from adaptrl.rl.propensity import propensity_weights
 from adaptrl.rl.td import (
     double_dqn_target,
     smoothed_target_action,
@@ -84,6 +95,22 @@ class MetaQConfig(OffPolicyConfig):
     """Continuous: clip of the smoothing noise."""
     policy_delay: Size = 2
     """Continuous: critic updates per actor update."""
+    adaptation: Literal["none", "propensity"] = "none"
+    """Meta-test adaptation of ``trial_agent()`` (evaluation reports both ways anyway)."""
+    adapt_episodes: Size = 1
+    """Propensity: context episodes played before the Q-head adapts."""
+    adapt_steps: Size = 10
+    """Propensity: gradient steps of each task's Q-head."""
+    adapt_lr: Positive = 0.05
+    """Propensity: step size of those (plain gradient) steps."""
+    propensity_bank: Size = 256
+    """Propensity: meta-training transitions stored with the model for reuse."""
+    propensity_clip: Positive = 1.0
+    """Propensity: upper clip of the density-ratio weights of meta-training transitions."""
+    propensity_l2: Positive = 0.01
+    """Propensity: L2 penalty of the logistic regression (standardised contexts)."""
+    proximal: Annotated[float, Ge(0)] = 1.0
+    """Propensity: weight of ``(1 - ESS) / 2 |theta - theta_meta|^2``."""
 
 
 def epsilon_at(cfg: MetaQConfig, iteration: int) -> float:
@@ -160,6 +187,28 @@ class ContextQNetwork(nn.Module):
         """The actor's action in ``[-1, 1]^d``."""
         return torch.tanh(self.actor(state))
 
+    def heads(self) -> dict[str, nn.Module]:
+        """The layers after the context, which propensity adaptation changes per task."""
+        if self.discrete:
+            return {"q": self.q}
+        return {"q1": self.q1, "q2": self.q2, "actor": self.actor}
+
+    def head_call(self, params: dict[str, Any], name: str, x: torch.Tensor) -> torch.Tensor:
+        """Head ``name`` with the parameters ``params[name]`` instead of its own."""
+        return functional_call(getattr(self, name), params[name], (x,))
+
+    def bootstrap_target(
+        self, reward: torch.Tensor, last: torch.Tensor, next_state: torch.Tensor, gamma: float
+    ) -> torch.Tensor:
+        """TD target from this network alone (no target network): ``r + gamma max_a Q(s', a)``,
+        or TD3's clipped double-Q at the actor's action."""
+        if self.discrete:
+            next_q = self.q_values(next_state)
+            return double_dqn_target(reward, last, next_q, next_q, gamma)
+        return td3_target(
+            reward, last, *self.q_values(next_state, self.act_unit(next_state)), gamma
+        )
+
 
 class ContextWindow:
     """The transitions an acting agent has seen in its current trial, as the encoder reads them:
@@ -182,35 +231,63 @@ class MetaQAgent:
     name = "meta-q"
     uses_task = False
 
-    def __init__(self, learner: MetaQ, epsilon: float, noise: float):
+    def __init__(
+        self,
+        learner: MetaQ,
+        epsilon: float,
+        noise: float,
+        adaptation: Literal["none", "propensity"] = "none",
+    ):
         self.learner, self.net = learner, learner.net
         self.epsilon, self.noise = epsilon, noise
+        self.adapt_at = learner.config.adapt_episodes * learner.horizon
+        self.propensity = adaptation == "propensity"
+        if self.propensity:
+            self.name = "meta-q+propensity"
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         L = self.learner
         self.generator, self.t = generator, 0
         self.window = ContextWindow(env.num_envs, L.context_length, L.feature_dim, env.device)
+        self.head: dict[str, Any] | None = None  # per-task head parameters once adapted
+        self.log: dict[str, list[torch.Tensor]] = {"state": [], "action": [], "reward": []}
+
+    def _values(self, state: torch.Tensor) -> torch.Tensor:
+        """Q-values (discrete) or the actor's unit action (continuous), per-task head or not."""
+        net = self.net
+        name = "q" if net.discrete else "actor"
+        if self.head is None:
+            return getattr(net, name)(state)
+        return vmap(lambda p, x: net.head_call(p, name, x))(self.head, state)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         L, net = self.learner, self.net
         progress = torch.full(obs.shape[:1], self.t / L.steps, device=obs.device)
         state = net.state(obs, progress, net.context(self.window.features, self.window.mask))
+        if self.propensity and self.t <= self.adapt_at:
+            self.log["state"].append(state)
+            if self.t == self.adapt_at:
+                log = {k: torch.stack(v, dim=1) for k, v in self.log.items()}
+                self.head = L.propensity_adapt(log["state"], log["action"], log["reward"])
         self.t += 1
         gen = self.generator
         if net.discrete:
-            greedy = net.q_values(state).argmax(-1)
+            greedy = self._values(state).argmax(-1)
             u = torch.rand(greedy.shape, generator=gen, device=gen.device).to(obs.device)
             rand = torch.randint(net.spec.dim, greedy.shape, generator=gen, device=gen.device)
             self.action = torch.where(u < self.epsilon, rand.to(obs.device), greedy)
             return self.action
-        unit = net.act_unit(state)
+        unit = torch.tanh(self._values(state))
         noise = torch.randn(unit.shape, generator=gen, device=gen.device).to(obs.device)
         self.action = (unit + self.noise * noise).clamp(-1.0, 1.0)
         return to_box(self.action, L.action_map)
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
         self.window.push(self.learner.features(obs, self.action, step.reward, step.final_obs))
+        if self.propensity and self.t <= self.adapt_at:
+            self.log["action"].append(self.action)
+            self.log["reward"].append(step.reward)
 
     @torch.no_grad()
     def embedding(self) -> dict[str, torch.Tensor]:
@@ -237,13 +314,25 @@ class MetaQ(OffPolicyLearner):
             if self.net.discrete
             else torch.optim.Adam(self.net.actor.parameters(), lr=config.lr)
         )
+        self.bank: dict[str, torch.Tensor] | None = None  # see adaptation_bank
+        self.bank_at = -1
 
     def check_config(self) -> None:
         cfg = self.config
+        if cfg.adaptation == "propensity":
+            self.check_adaptation()
         if cfg.context is not None and cfg.context > self.steps:
             raise ConfigError(
                 f"meta-q --context {cfg.context} is longer than a trial ({self.steps} steps: "
                 f"{self.episodes} episodes of {self.horizon}); use at most {self.steps}"
+            )
+
+    def check_adaptation(self) -> None:
+        if self.config.adapt_episodes >= self.episodes:
+            raise ConfigError(
+                f"meta-q --adapt-episodes {self.config.adapt_episodes} leaves no episode to play "
+                f"after adapting (trials of {self.episodes} episodes); use at most "
+                f"{self.episodes - 1}"
             )
 
     def build_network(self) -> ContextQNetwork:
@@ -274,6 +363,14 @@ class MetaQ(OffPolicyLearner):
 
     def extra_metrics(self) -> dict[str, torch.Tensor]:
         return {"epsilon": torch.tensor(epsilon_at(self.config, self.iteration))}
+
+    def extra_state(self) -> dict[str, Any]:
+        held = self.bank is not None or bool(self.replay.size.sum() > 0)
+        return {"bank": self.adaptation_bank()} if held else {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.bank = state.get("bank")
+        self.bank_at = int(state["iteration"]) if self.bank is not None else -1
 
     def update(self) -> dict[str, torch.Tensor]:
         """One TD step (double DQN or TD3) on windows sampled from every replay row."""
@@ -334,9 +431,113 @@ class MetaQ(OffPolicyLearner):
         return info
 
     # --- evaluation ------------------------------------------------------------------------
-    def trial_agent(self) -> MetaQAgent:
-        """The trained Q-function acting greedily (``eval_epsilon``) or by its actor, noise-free."""
-        return MetaQAgent(self, self.config.eval_epsilon, 0.0)
+    def trial_agent(self, adaptation: Literal["none", "propensity"] | None = None) -> MetaQAgent:
+        """The trained Q-function acting greedily (``eval_epsilon``) or by its actor, noise-free;
+        with ``propensity`` (default: the config's ``adaptation``) it adapts its Q-head after
+        ``adapt_episodes``."""
+        adaptation = adaptation or self.config.adaptation
+        if adaptation == "propensity":
+            self.check_adaptation()
+        return MetaQAgent(self, self.config.eval_epsilon, 0.0, adaptation)
+
+    def trial_agents(self) -> dict[str, Any]:
+        """Scored both ways: the context alone, and with propensity adaptation (where a trial
+        has an episode left after ``adapt_episodes``)."""
+        agents: dict[str, Any] = {"meta-q": lambda: self.trial_agent("none")}
+        if self.config.adapt_episodes < self.episodes:
+            agents["meta-q+propensity"] = lambda: self.trial_agent("propensity")
+        return agents
+
+    # --- propensity adaptation -------------------------------------------------------------
+    @torch.no_grad()
+    def adaptation_bank(self) -> dict[str, torch.Tensor]:
+        """``propensity_bank`` meta-training transitions as the Q-head reads them: ``state``,
+        ``action`` and the TD target ``y`` of the current network. Drawn from the replay with a
+        generator of its own (training draws stay untouched), again whenever the network has
+        trained since; a model loaded without its replay uses the bank it was saved with."""
+        if self.bank_at != self.iteration and bool(self.replay.size.sum() > 0):
+            self.bank, self.bank_at = self._draw_bank(), self.iteration
+        if self.bank is None:
+            raise ConfigError(
+                "meta-q has no meta-training transitions to adapt with (the model was saved "
+                "before any training); evaluate it with --adaptation none"
+            )
+        return self.bank
+
+    def _draw_bank(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        gen = make_generator(self.seed, self.name, "bank", self.iteration, device=self.device)
+        per_row = -(-cfg.propensity_bank // cfg.trials)
+        window, mask = self.replay.windows(per_row, self.context_length + 1, generator=gen)
+        feats = self.features(
+            window["obs"], window["action"], window["reward"], window["final_obs"]
+        )
+        now = {k: v[:, :, -1] for k, v in window.items()}
+        ctx, ctx_next = self.net.context_pair(feats, mask, whole_trial=cfg.context is None)
+        state = self.net.state(now["obs"], now["progress"], ctx)
+        next_state = self.net.state(now["next_obs"], now["progress"] + 1.0 / self.steps, ctx_next)
+        y = self.net.bootstrap_target(
+            now["reward"] * cfg.reward_scale, now["last"], next_state, cfg.gamma
+        )
+        bank = {"state": state, "action": now["action"], "y": y}
+        return {k: v.flatten(0, 1)[: cfg.propensity_bank].contiguous() for k, v in bank.items()}
+
+    def propensity_adapt(
+        self, state: torch.Tensor, action: torch.Tensor, reward: torch.Tensor
+    ) -> dict[str, Any]:
+        """Meta-Q-Learning's adaptation of each task's Q-head from its context steps (``state``
+        ``[B, T + 1, S]``: the T steps' states and the next; ``action``, ``reward`` ``[B, T]``):
+        ``adapt_steps`` gradient steps on its TD loss plus the bank's, weighted by propensity,
+        plus ``proximal (1 - ESS) / 2 |theta - theta_meta|^2``. Targets come from the
+        meta-trained network, held fixed. Returns the heads' parameters ``[B, ...]``."""
+        cfg, net = self.config, self.net
+        bank = self.adaptation_bank()
+        ctx = slice(state.shape[-1] - cfg.context_size, None)  # the state ends with the context
+        with torch.no_grad():
+            done = torch.zeros_like(reward, dtype=torch.bool)
+            y = net.bootstrap_target(reward * cfg.reward_scale, done, state[:, 1:], cfg.gamma)
+            beta, ess = propensity_weights(
+                state[:, :-1, ctx],
+                bank["state"][:, ctx],
+                l2=cfg.propensity_l2,
+                clip=cfg.propensity_clip,
+            )
+        meta = {n: {k: p.detach() for k, p in m.named_parameters()} for n, m in net.heads().items()}
+
+        def loss(params, s, a, y, beta, ess):
+            new = self._head_losses(params, s, a, y, None)
+            old = self._head_losses(params, bank["state"], bank["action"], bank["y"], beta)
+            drift = sum((p - meta[n][k]).square().sum() for n in meta for k, p in params[n].items())
+            return new + old + 0.5 * cfg.proximal * (1.0 - ess) * drift
+
+        step = vmap(grad(loss))
+        B = state.shape[0]
+        params = {n: {k: p.expand(B, *p.shape) for k, p in d.items()} for n, d in meta.items()}
+        for _ in range(cfg.adapt_steps):
+            g = step(params, state[:, :-1], action, y, beta, ess)
+            params = {
+                n: {k: p - cfg.adapt_lr * g[n][k] for k, p in d.items()} for n, d in params.items()
+            }
+        return params
+
+    def _head_losses(self, params, s, a, y, weight) -> torch.Tensor:
+        """One task's TD loss (and, continuous, actor loss) of the heads ``params`` on the
+        transitions ``s, a, y``, each weighted by ``weight`` (None: 1)."""
+        net = self.net
+        w = 1.0 if weight is None else weight
+        if net.discrete:
+            q = net.head_call(params, "q", s).gather(-1, a.unsqueeze(-1)).squeeze(-1)
+            return (0.5 * w * (q - y).square()).mean()
+        critic = sum(
+            (
+                0.5 * w * (net.head_call(params, n, torch.cat([s, a], -1)).squeeze(-1) - y).square()
+            ).mean()
+            for n in ("q1", "q2")
+        )
+        fixed = {"q1": {k: v.detach() for k, v in params["q1"].items()}}
+        pi = torch.tanh(net.head_call(params, "actor", s))
+        q_pi = net.head_call(fixed, "q1", torch.cat([s, pi], -1)).squeeze(-1)
+        return critic - (w * q_pi).mean()
 
 
 register_algo(

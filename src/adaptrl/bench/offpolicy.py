@@ -137,6 +137,16 @@ class OffPolicyGridworldConfig(OffPolicyBench):
     """Directory for results.json and report.md."""
 
 
+def agent_specs(learners: list[tuple[str, Any, Any]]) -> list[tuple[str, Any]]:
+    """Every agent each trained learner is scored as (meta-q also with propensity adaptation),
+    labelled by the learner's label."""
+    return [
+        (label + name[len(learner.name) :], lambda f, make=make: make())
+        for label, learner, _ in learners
+        for name, make in learner.trial_agents().items()
+    ]
+
+
 def run_offpolicy_gridworld(bench: OffPolicyGridworldConfig) -> dict[str, Any]:
     torch.set_num_threads(bench.threads)
     configs = {name: getattr(bench, name.replace("-", "_")) for name in bench.learners}
@@ -149,7 +159,7 @@ def run_offpolicy_gridworld(bench: OffPolicyGridworldConfig) -> dict[str, Any]:
     for label, learner, _ in learners:
         if learner.family.config != family.config:
             raise ConfigError(f"{label} was trained on another family than {learners[0][0]}")
-    agents = [(label, lambda f, lr=learner: lr.trial_agent()) for label, lr, _ in learners]
+    agents = agent_specs(learners)
     result = evaluate(
         family, [*agents, *bench.baselines], num_tasks=bench.num_tasks, eval_seed=bench.eval_seed
     )
@@ -229,7 +239,7 @@ def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
     learners = trained(bench, configs, {"meta-q": OFFPOLICY_QUICK, "pearl": OFFPOLICY_QUICK})
     family = make_family(family_cfg)
     scored = bench.context_episodes + 1
-    agents = [(label, lambda f, lr=learner: lr.trial_agent()) for label, learner, _ in learners]
+    agents = agent_specs(learners)
     result = evaluate(
         family, agents, num_tasks=bench.num_tasks, episodes=scored, eval_seed=bench.eval_seed
     )
@@ -255,9 +265,11 @@ def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
             "1",
         ]
     ]
-    for (label, _, record), agent in zip(learners, result.agents, strict=True):
+    records = {label: record for label, _, record in learners}
+    for agent in result.agents:
         means, cis = agent.episode_curve()
-        steps = record.get("env_steps")
+        label = agent.name
+        steps = records[label.split("+")[0]].get("env_steps")
         share = "" if steps is None else f"{steps / maml_steps_trained:.3f}"
         rows.append(
             [

@@ -126,7 +126,7 @@ def _evaluate_trials(learner: MetaLearner, opts: EvalOptions, out_dir: Path) -> 
             f"{learner.name} adapts within a trial, not by gradient steps: use --episodes"
         )
     family = task_source(learner)
-    agents: list[Any] = [(learner.name, lambda fam: learner.trial_agent())]
+    agents: list[Any] = [(n, lambda fam, f=f: f()) for n, f in learner.trial_agents().items()]
     agents += list(opts.baselines)
     result = evaluate(
         family,
