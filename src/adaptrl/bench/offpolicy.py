@@ -72,7 +72,8 @@ class OffPolicyBench(Config):
 
 
 def env_steps(config: Any, steps_per_trial: int) -> int:
-    """Environment steps a trial learner meta-trains on: one trial per task per iteration."""
+    """Environment steps a trial learner (meta-q, pearl, RL²: each has ``steps`` per trial)
+    meta-trains on: one trial per task per iteration."""
     return config.iterations * config.trials * steps_per_trial
 
 
@@ -85,7 +86,8 @@ def trained(
         out = []
         for path in bench.runs:
             learner = load_trained(path)
-            out.append((f"{learner.name}-s{learner.seed}", learner, {"run": str(path)}))
+            record = {"run": str(path), "env_steps": env_steps(learner.config, learner.steps)}
+            out.append((f"{learner.name}-s{learner.seed}", learner, record))
         return out
     out = []
     for algo, config in configs.items():
@@ -94,8 +96,7 @@ def trained(
         for seed in bench.seeds:
             learner = LEARNERS[algo](config, seed=seed)
             record = train_timed(learner, config.iterations, f"train {algo} s{seed}")
-            steps = learner.steps if hasattr(learner, "steps") else learner.family.max_episode_steps
-            record["env_steps"] = env_steps(config, steps)
+            record["env_steps"] = env_steps(config, learner.steps)
             out.append((f"{algo}-s{seed}", learner, record))
     return out
 
