@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from adaptrl.algos.maml_rl import MAMLRLConfig
 from adaptrl.algos.trainer import read_run
 from adaptrl.bench.offpolicy import SHIPPED_MAML, maml_env_steps
@@ -71,3 +73,19 @@ def test_offpolicy_speed_quick(tmp_path):
     assert result["preset"] == "meta-q/gridworld-varibad" and result["rows"] == 4
     assert result["updates_per_s"] > 0 and 0 < result["sampling_share"] < 1
     assert len(result["seconds"]["update"]) == 2
+
+
+def test_offpolicy_cheetah_quick_scores_the_shipped_maml_cheetah_model(tmp_path):
+    pytest.importorskip("mujoco")
+    assert main(["bench", "offpolicy-cheetah", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["family"]["family_id"] == "halfcheetah-dir-v0"  # the MAML model's family
+    # 160 iterations of 40 tasks x 20 rollouts of 200 steps, before and after one step
+    assert results["maml"]["env_steps"] == 160 * 40 * 20 * 200 * 2
+    assert [a["name"] for a in results["agents"]] == ["pearl-s0"]
+    # Two quick iterations of 4 trials of 3 episodes x 200 steps.
+    assert results["training"]["pearl-s0"]["env_steps"] == 2 * 4 * 600
+    curves = results["curves"]
+    assert len(curves["pearl-s0"][0]) == 2 and curves["pearl-s0"][0][-1] == 2 * 4 * 600
+    assert len(curves["MAML-RL"][0]) == 160  # read from the shipped metrics
+    assert (tmp_path / "sample-efficiency.png").stat().st_size > 10_000

@@ -13,10 +13,12 @@ gradient steps, with the environment steps each was meta-trained on.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from adaptrl.algos.base import MetaLearner
@@ -35,6 +37,7 @@ from adaptrl.core.seeding import make_generator
 from adaptrl.core.table import print_table
 from adaptrl.envs import make_family
 from adaptrl.envs.gridworld import GridworldConfig
+from adaptrl.eval.curves import plot_sample_efficiency
 from adaptrl.eval.protocol import EVAL_SEED, evaluate
 from adaptrl.eval.stats import mean_ci
 
@@ -95,7 +98,14 @@ def trained(
             config = dataclasses.replace(config, **quick[algo])
         for seed in bench.seeds:
             learner = LEARNERS[algo](config, seed=seed)
-            record = train_timed(learner, config.iterations, f"train {algo} s{seed}")
+            curve: list[float] = []
+            record = train_timed(
+                learner,
+                config.iterations,
+                f"train {algo} s{seed}",
+                lambda lr, m, c=curve: c.append(float(m.get("last_episode_return", np.nan))),
+            )
+            record["curve"] = curve
             record["env_steps"] = env_steps(config, learner.steps)
             out.append((f"{algo}-s{seed}", learner, record))
     return out
@@ -193,6 +203,8 @@ def run_offpolicy_gridworld(bench: OffPolicyGridworldConfig) -> dict[str, Any]:
 
 SHIPPED_MAML = Path("docs/results/maml-rl/maml-nav2d-110it-curriculum-evalsteps/models/MAML-s0")
 """Our best shipped MAML-RL nav2d model (Table 4, the step curriculum)."""
+SHIPPED_MAML_CHEETAH = Path("docs/results/maml-rl/maml-cheetah-paper-budget/seed1/model")
+"""Our shipped MAML-TRPO HalfCheetah forward/backward model (160 iterations, Table 5's budget)."""
 
 
 def maml_env_steps(config: MAMLRLConfig) -> int:
@@ -204,11 +216,24 @@ def maml_env_steps(config: MAMLRLConfig) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class OffPolicyNav2DConfig(OffPolicyBench):
-    """meta-q and pearl after a few context episodes against MAML-RL after a few gradient steps."""
+class VersusMAMLBench(OffPolicyBench):
+    """The context learners after a few context episodes against a MAML-RL model after a few
+    gradient steps, on the MAML model's family and the same test tasks (nav2d, HalfCheetah)."""
 
     num_tasks: Size = 100
     """Held-out test tasks (MAML-RL's adaptation is costly: 100 as its own bench)."""
+    maml_model: Path = Path()
+    """The MAML-RL run directory to compare with (a run of `adaptrl train maml-rl`)."""
+    maml_steps: Count = 3
+    """MAML's inner gradient steps at test time."""
+    context_episodes: Count = 2
+    """Episodes the context learners read before the scored one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyNav2DConfig(VersusMAMLBench):
+    """meta-q and pearl after 2 context episodes against MAML-RL after 3 steps on nav2d."""
+
     meta_q: MetaQConfig = preset("meta-q", "nav2d")
     """meta-q's configuration (trained on the MAML model's family)."""
     pearl: PEARLConfig = preset("pearl", "nav2d")
@@ -217,21 +242,73 @@ class OffPolicyNav2DConfig(OffPolicyBench):
     """Which context learners to train."""
     maml_model: Path = SHIPPED_MAML
     """The MAML-RL run directory to compare with (a run of `adaptrl train maml-rl`)."""
-    maml_steps: Count = 3
-    """MAML's inner gradient steps at test time."""
-    context_episodes: Count = 2
-    """Episodes the context learners read before the scored one."""
     out: Path = Path("results/bench/offpolicy-nav2d")
-    """Directory for results.json and report.md."""
+    """Directory for results.json, report.md and sample-efficiency.png."""
 
 
-def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class OffPolicyCheetahConfig(VersusMAMLBench):
+    """pearl after 2 context episodes against MAML-TRPO after 2 steps on HalfCheetah."""
+
+    pearl: PEARLConfig = preset("pearl", "cheetah-dir")
+    """pearl's configuration (trained on the MAML model's family)."""
+    learners: tuple[Literal["pearl"], ...] = ("pearl",)
+    """Which context learners to train."""
+    maml_model: Path = SHIPPED_MAML_CHEETAH
+    """The MAML-RL run directory to compare with (a run of `adaptrl train maml-rl` on a
+    HalfCheetah family; its family is the one pearl trains on)."""
+    maml_steps: Count = 2
+    """MAML's inner gradient steps at test time."""
+    out: Path = Path("results/bench/offpolicy-cheetah")
+    """Directory for results.json, report.md and sample-efficiency.png."""
+
+
+def read_metric(run: Path, column: str) -> tuple[list[int], list[float]] | None:
+    """``(iterations, values)`` of ``column`` in a run's metrics (``RUN/metrics.csv``, or the
+    ``training-metrics.csv`` shipped beside an exported model); None where there are none."""
+    for path in (run / "metrics.csv", run.parent / "training-metrics.csv"):
+        if path.is_file():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if r.get(column)]
+            return [int(r["step"]) for r in rows], [float(r[column]) for r in rows]
+    return None
+
+
+def maml_curve(maml: MAMLRL, run: Path) -> tuple[list[float], list[float]] | None:
+    """MAML-RL's return after adaptation on its training tasks against environment steps."""
+    read = read_metric(run, "return_post")
+    if read is None:
+        return None
+    cfg = maml.config
+    per_batch = (
+        cfg.meta_batch_size * cfg.rollouts_per_task * make_family(cfg.family).max_episode_steps
+    )
+    cumulative = np.cumsum([per_batch * (cfg.steps_at(it) + 1) for it in range(max(read[0]))])
+    return [float(cumulative[i - 1]) for i in read[0]], read[1]
+
+
+def learner_curve(
+    label: str, learner: Any, record: dict[str, Any]
+) -> tuple[list[float], list[float]] | None:
+    """A context learner's return in the last episode of its training trials against steps."""
+    if "curve" in record:
+        iterations, values = list(range(1, len(record["curve"]) + 1)), record["curve"]
+    else:
+        read = read_metric(Path(record["run"]), "last_episode_return")
+        if read is None:
+            return None
+        iterations, values = read
+    per_iteration = learner.config.trials * learner.steps
+    return [float(i * per_iteration) for i in iterations], list(values)
+
+
+def run_versus_maml(bench: VersusMAMLBench, name: str) -> dict[str, Any]:
     torch.set_num_threads(bench.threads)
     maml = load_trained(bench.maml_model, expect=MAMLRL)
     family_cfg = maml.config.family
     configs = {
-        name: dataclasses.replace(getattr(bench, name.replace("-", "_")), family=family_cfg)
-        for name in bench.learners
+        algo: dataclasses.replace(getattr(bench, algo.replace("-", "_")), family=family_cfg)
+        for algo in bench.learners
     }
     maml_steps = bench.maml_steps
     if bench.quick:
@@ -240,16 +317,18 @@ def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
     learners = trained(bench, configs, {"meta-q": OFFPOLICY_QUICK, "pearl": OFFPOLICY_QUICK})
     family = make_family(family_cfg)
     scored = bench.context_episodes + 1
-    agents = agent_specs(learners)
     result = evaluate(
-        family, agents, num_tasks=bench.num_tasks, episodes=scored, eval_seed=bench.eval_seed
+        family,
+        agent_specs(learners),
+        num_tasks=bench.num_tasks,
+        episodes=scored,
+        eval_seed=bench.eval_seed,
     )
     tasks = family.tasks(bench.num_tasks, "test", bench.eval_seed)
-    curve = maml.adaptation_curve(
-        tasks, maml_steps, make_generator(bench.eval_seed, "offpolicy-nav2d", "maml")
-    )
+    curve = maml.adaptation_curve(tasks, maml_steps, make_generator(bench.eval_seed, name, "maml"))
     maml_return = mean_ci(curve[:, -1].double().numpy())
-    maml_steps_trained = maml_env_steps(maml.config)
+    maml_trained = maml_env_steps(maml.config)
+    maml_label = f"MAML-RL after {maml_steps} steps"
     columns = [
         "learner",
         f"return in episode {scored} (95% CI)",
@@ -259,37 +338,46 @@ def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
     ]
     rows = [
         [
-            f"MAML-RL after {maml_steps} steps",
+            maml_label,
             f"{maml_return[0]:.2f} ± {maml_return[1]:.2f}",
             "",
-            f"{maml_steps_trained:,} (at most)",
+            f"{maml_trained:,} (at most)",
             "1",
         ]
     ]
     records = {label: record for label, _, record in learners}
+    scores = {"MAML-RL": (float(maml_trained), *maml_return)}
     for agent in result.agents:
         means, cis = agent.episode_curve()
-        label = agent.name
-        steps = records[label.split("+")[0]].get("env_steps")
-        share = "" if steps is None else f"{steps / maml_steps_trained:.3f}"
+        steps = records[agent.name.split("+")[0]]["env_steps"]
+        scores[agent.name] = (float(steps), means[-1], cis[-1])
         rows.append(
             [
-                label,
+                agent.name,
                 f"{means[-1]:.2f} ± {cis[-1]:.2f}",
                 f"{means[0]:.2f} ± {cis[0]:.2f}",
-                "" if steps is None else f"{steps:,}",
-                share,
+                f"{steps:,}",
+                f"{steps / maml_trained:.3f}",
             ]
         )
-    print_table("offpolicy-nav2d", columns, rows)
+    print_table(name, columns, rows)
+    curves = {"MAML-RL": maml_curve(maml, bench.maml_model)}
+    curves.update({label: learner_curve(label, lr, rec) for label, lr, rec in learners})
+    plot_sample_efficiency(
+        {k: v for k, v in curves.items() if v is not None},
+        scores,
+        bench.out / "sample-efficiency.png",
+        f"{name}: {family.family_id}, {bench.num_tasks} held-out tasks",
+    )
     header = {
         "family": f"`{config_to_dict(family_cfg)}`",
         "tasks": f"{bench.num_tasks} held-out test tasks (eval seed {bench.eval_seed}), 95% CI over tasks",
         "MAML model": str(bench.maml_model),
     }
-    markdown = table_markdown("offpolicy-nav2d", header, columns, rows)
+    markdown = table_markdown(name, header, columns, rows)
+    markdown += "\n![return against environment steps](sample-efficiency.png)\n"
     payload = {
-        "benchmark": "offpolicy-nav2d",
+        "benchmark": name,
         "family": config_to_dict(family_cfg),
         "num_tasks": bench.num_tasks,
         "eval_seed": bench.eval_seed,
@@ -297,13 +385,22 @@ def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
             "model": str(bench.maml_model),
             "steps": maml_steps,
             "return": maml_return,
-            "env_steps": maml_steps_trained,
+            "env_steps": maml_trained,
         },
         "configs": {k: config_to_dict(c) for k, c in configs.items()},
         "training": {label: rec for label, _, rec in learners},
+        "curves": {k: v for k, v in curves.items() if v is not None},
         "agents": [{"name": a.label, "returns": a.returns.tolist()} for a in result.agents],
     }
     return write_bench(bench.out, payload, markdown, seeds=list(bench.seeds))
+
+
+def run_offpolicy_nav2d(bench: OffPolicyNav2DConfig) -> dict[str, Any]:
+    return run_versus_maml(bench, "offpolicy-nav2d")
+
+
+def run_offpolicy_cheetah(bench: OffPolicyCheetahConfig) -> dict[str, Any]:
+    return run_versus_maml(bench, "offpolicy-cheetah")
 
 
 register_bench(
@@ -322,5 +419,18 @@ register_bench(
         description="meta-q and pearl after 2 context episodes vs MAML-RL after 3 steps, with env steps",
     )
 )
+register_bench(
+    BenchSpec(
+        name="offpolicy-cheetah",
+        config_cls=OffPolicyCheetahConfig,
+        run=run_offpolicy_cheetah,
+        description="pearl after 2 context episodes vs MAML-TRPO after 2 steps on HalfCheetah, with env steps",
+    )
+)
 
-__all__ = ["OffPolicyGridworldConfig", "OffPolicyNav2DConfig", "maml_env_steps"]
+__all__ = [
+    "OffPolicyCheetahConfig",
+    "OffPolicyGridworldConfig",
+    "OffPolicyNav2DConfig",
+    "maml_env_steps",
+]

@@ -126,6 +126,45 @@ def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_sample_efficiency(
+    curves: dict[str, tuple[list[float], list[float]]],
+    scores: dict[str, tuple[float, float, float]],
+    path: str | Path,
+    title: str,
+) -> Path:
+    """Return against meta-training environment steps (log scale): each learner's training curve
+    (``label -> (env steps, return)``) and its held-out test score with a 95% CI
+    (``label -> (env steps, mean, ci)``) as a marker at the budget it was trained on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 4.2), dpi=110)
+    colors: dict[str, Any] = {}
+    for label, (x, y) in curves.items():
+        (line,) = ax.plot(x, y, alpha=0.8, label=f"{label} (training tasks)")
+        colors[label] = line.get_color()
+    for label, (x, mean, ci) in scores.items():
+        ax.errorbar(
+            [x],
+            [mean],
+            yerr=[ci],
+            fmt="o",
+            capsize=4,
+            color=colors.get(label),
+            label=f"{label} (held-out tasks, 95% CI)",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("meta-training environment steps")
+    ax.set_ylabel("return after adaptation")
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def curve_to_dict(report: CurveReport) -> dict[str, Any]:
     curves = []
     for c in report.curves:
