@@ -137,6 +137,24 @@ def test_train_on_a_missing_device_creates_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["meta-q", "--buffer-trials", "100000000"], "lower --buffer-trials"),
+        (["meta-q", "gridworld-goal-v0", "--context", "1000"], "longer than a trial"),
+        (
+            ["meta-q", "gridworld-goal-v0", "--adaptation", "propensity", "--adapt-episodes", "9"],
+            "leaves no episode",
+        ),
+    ],
+)
+def test_train_refused_by_the_learner_creates_nothing(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", *args, "--out", str(out)], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_unknown_ids_name_their_kind_in_the_plural():
     with pytest.raises(UnknownIdError, match="Known families: ") as exc:
         FAMILIES.get("nav2d-gaol-v0")

@@ -268,10 +268,13 @@ def train_run(
     resume: bool = False,
     show_progress: bool = True,
     on_iteration: Callable[[MetaLearner, dict[str, float]], None] | None = None,
+    learner: MetaLearner | None = None,
 ) -> MetaLearner:
-    """Train (or, with ``resume``, continue) the run at ``path`` made by :func:`new_run`."""
+    """Train (or, with ``resume``, continue) the run at ``path`` made by :func:`new_run`;
+    ``learner``: one already built from the run's record (the CLI builds it before creating the
+    run directory, so that a config it refuses leaves nothing behind)."""
     run, record = read_run(path)
-    learner = build_learner(record)
+    learner = build_learner(record) if learner is None else learner
     return train(
         learner,
         run,

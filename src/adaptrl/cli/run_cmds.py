@@ -103,12 +103,16 @@ def print_presets() -> None:
 
 def run_train(algo: str, cmd: Any) -> int:
     """Create the run directory, train, and optionally evaluate on held-out tasks."""
+    from adaptrl.algos.registry import ALGOS
     from adaptrl.algos.trainer import new_run, train_run
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = cmd.out if cmd.out is not None else Path("runs") / algo / stamp
     make_family_of(cmd.algo)  # validate the family and the device before creating anything
-    resolve_device(cmd.device)
+    device = resolve_device(cmd.device)
+    # Building the learner checks what only it can (a replay buffer too large for memory, a
+    # context longer than a trial, actions the algorithm cannot take) before the run exists.
+    learner = ALGOS.get(algo).learner_cls(cmd.algo, seed=cmd.seed, device=device)
     run = new_run(
         out,
         cmd.algo,
@@ -119,7 +123,7 @@ def run_train(algo: str, cmd: Any) -> int:
         final_eval_tasks=cmd.final_eval_tasks,
     )
     console().print(f"run directory: {run.path}")
-    learner = train_run(run.path)
+    learner = train_run(run.path, learner=learner)
     return _after_training(run.path, learner)
 
 
