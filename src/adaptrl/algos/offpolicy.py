@@ -68,8 +68,8 @@ class OffPolicyConfig(Config):
     """Polyak rate of the target network per gradient step."""
     reward_scale: Positive = 1.0
     """Rewards are multiplied by this for the update only."""
-    max_grad_norm: Positive = 10.0
-    """Gradient-norm clipping of every update."""
+    max_grad_norm: Positive | None = 10.0
+    """Gradient-norm clipping of every update (None: no clipping; the norm is still logged)."""
 
 
 def collect_trial(
@@ -104,12 +104,14 @@ def clipped_step(
     optimizer: torch.optim.Optimizer,
     loss: torch.Tensor,
     params: Iterable[torch.Tensor],
-    max_norm: float,
+    max_norm: float | None,
 ) -> torch.Tensor:
-    """Backward, clip the gradient norm of ``params``, step; returns the norm before clipping."""
+    """Backward, clip the gradient norm of ``params`` (None: no clipping), step; returns the
+    norm before clipping."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(list(params), max_norm)
+    limit = float("inf") if max_norm is None else max_norm
+    norm = torch.nn.utils.clip_grad_norm_(list(params), limit)
     optimizer.step()
     return norm.detach()
 

@@ -59,6 +59,9 @@ class PEARLConfig(OffPolicyConfig):
 
     lr: Positive = 3e-4
     """Adam learning rate of every network and of the temperature (the paper: 3e-4)."""
+    max_grad_norm: Positive | None = None
+    """Gradient-norm clipping (None, as the paper: SAC's critic gradients on locomotion reach
+    hundreds, and clipping them at 10 stalled learning; see docs/results.md)."""
     reward_scale: Positive = 5.0
     """Rewards are multiplied by this for the update only (the paper: 5; sets SAC's greediness)."""
     latent: Size = 5
