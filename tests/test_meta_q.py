@@ -150,8 +150,8 @@ def _tiny_trained(tmp_path, family, **kw):
 )
 def test_propensity_step_equals_a_per_task_autograd_reference(tmp_path, family):
     """One vmapped adaptation step equals, task by task, plain autograd on a copy of the heads
-    with the loss written out: new-task TD loss + propensity-weighted bank TD loss (+ actor
-    loss), proximal term zero at the start."""
+    with the loss written out (new-task TD loss + propensity-weighted bank TD loss (+ actor
+    loss), proximal term zero at the start) and Adam's first step."""
     import copy
 
     from adaptrl.rl.propensity import propensity_weights
@@ -206,7 +206,8 @@ def test_propensity_step_equals_a_per_task_autograd_reference(tmp_path, family):
         )
         params = [p for m in heads.values() for p in m.parameters()]
         grads = torch.autograd.grad(loss, params)
-        expected = [p - 0.1 * g for p, g in zip(params, grads, strict=True)]
+        # Adam's first step: m / sqrt(v) = g / |g| after bias correction
+        expected = [p - 0.1 * g / (g.abs() + 1e-8) for p, g in zip(params, grads, strict=True)]
         got = [adapted[n][k][b] for n, m in heads.items() for k, _ in m.named_parameters()]
         for e, g in zip(expected, got, strict=True):
             torch.testing.assert_close(g, e.detach(), rtol=1e-5, atol=1e-6)
@@ -264,3 +265,20 @@ def test_propensity_needs_an_episode_after_adapting():
     assert list(learner.trial_agents()) == ["meta-q"]
     with pytest.raises(ConfigError, match="no meta-training transitions"):
         MetaQ(MetaQConfig(family=SMALL_GRID)).adaptation_bank()
+
+
+def test_functional_adam_matches_torch_adam():
+    from adaptrl.algos.meta_q import adam_moments, adam_step
+
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 4, generator=gen)
+    ref = w.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=0.01)
+    params = {"h": {"w": w}}
+    moments = adam_moments(params)
+    for t in range(1, 6):
+        g = torch.randn(3, 4, generator=gen)
+        ref.grad = g.clone()
+        opt.step()
+        params, moments = adam_step(params, {"h": {"w": g}}, moments, t, 0.01)
+    torch.testing.assert_close(params["h"]["w"], ref.detach(), rtol=1e-6, atol=1e-7)

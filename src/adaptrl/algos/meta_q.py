@@ -101,8 +101,8 @@ class MetaQConfig(OffPolicyConfig):
     """Propensity: context episodes played before the Q-head adapts."""
     adapt_steps: Size = 10
     """Propensity: gradient steps of each task's Q-head."""
-    adapt_lr: Positive = 0.05
-    """Propensity: step size of those (plain gradient) steps."""
+    adapt_lr: Positive = 1e-4
+    """Propensity: Adam step size of those steps (each parameter moves about this much)."""
     propensity_bank: Size = 256
     """Propensity: meta-training transitions stored with the model for reuse."""
     propensity_clip: Positive = 1.0
@@ -111,6 +111,41 @@ class MetaQConfig(OffPolicyConfig):
     """Propensity: L2 penalty of the logistic regression (standardised contexts)."""
     proximal: Annotated[float, Ge(0)] = 1.0
     """Propensity: weight of ``(1 - ESS) / 2 |theta - theta_meta|^2``."""
+
+
+def adam_moments(params: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Zero first and second moments for :func:`adam_step`, shaped like ``params``."""
+    zeros = {n: {k: torch.zeros_like(p) for k, p in d.items()} for n, d in params.items()}
+    return {"m": zeros, "v": {n: dict(d) for n, d in zeros.items()}}
+
+
+def adam_step(
+    params: dict[str, dict[str, torch.Tensor]],
+    grads: dict[str, dict[str, torch.Tensor]],
+    moments: dict[str, Any],
+    t: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """One functional Adam step (step ``t`` >= 1) on nested parameter dicts, out of place: each
+    parameter moves by about ``lr`` whatever the scale of its gradient (Q-values of a trial's
+    return make plain gradient steps diverge)."""
+    b1, b2 = betas
+    m = {
+        n: {k: b1 * moments["m"][n][k] + (1 - b1) * g for k, g in d.items()}
+        for n, d in grads.items()
+    }
+    v = {
+        n: {k: b2 * moments["v"][n][k] + (1 - b2) * g * g for k, g in d.items()}
+        for n, d in grads.items()
+    }
+    c1, c2 = 1 - b1**t, 1 - b2**t
+    new = {
+        n: {k: p - lr * (m[n][k] / c1) / ((v[n][k] / c2).sqrt() + eps) for k, p in d.items()}
+        for n, d in params.items()
+    }
+    return new, {"m": m, "v": v}
 
 
 def epsilon_at(cfg: MetaQConfig, iteration: int) -> float:
@@ -513,11 +548,10 @@ class MetaQ(OffPolicyLearner):
         step = vmap(grad(loss))
         B = state.shape[0]
         params = {n: {k: p.expand(B, *p.shape) for k, p in d.items()} for n, d in meta.items()}
-        for _ in range(cfg.adapt_steps):
+        moments = adam_moments(params)
+        for t in range(1, cfg.adapt_steps + 1):
             g = step(params, state[:, :-1], action, y, beta, ess)
-            params = {
-                n: {k: p - cfg.adapt_lr * g[n][k] for k, p in d.items()} for n, d in params.items()
-            }
+            params, moments = adam_step(params, g, moments, t, cfg.adapt_lr)
         return params
 
     def _head_losses(self, params, s, a, y, weight) -> torch.Tensor:
