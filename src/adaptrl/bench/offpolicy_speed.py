@@ -40,8 +40,9 @@ class OffPolicySpeedConfig(Config):
         "pearl/gridworld-varibad",
         "meta-q/nav2d",
         "pearl/nav2d",
+        "pearl/cheetah-vel",
     )
-    """ALGO/PRESET pairs to time."""
+    """ALGO/PRESET pairs to time (the MuJoCo one needs the mujoco extra)."""
     fill: Size = 8
     """Iterations of collection that fill the replay before updates are timed."""
     rounds: Size = 10
