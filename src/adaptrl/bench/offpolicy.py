@@ -182,7 +182,8 @@ def run_offpolicy_gridworld(bench: OffPolicyGridworldConfig) -> dict[str, Any]:
         "family": f"`{config_to_dict(family.config)}`",
         "tasks": f"{bench.num_tasks} held-out test tasks (eval seed {bench.eval_seed}), 95% CI over tasks",
         "training": "; ".join(
-            f"{label}: {rec.get('env_steps', rec.get('run'))} env steps"
+            f"{label}: {rec['env_steps']:,} env steps"
+            + (f" ({rec['run']})" if "run" in rec else "")
             for label, _, rec in learners
         ),
     }
@@ -192,7 +193,7 @@ def run_offpolicy_gridworld(bench: OffPolicyGridworldConfig) -> dict[str, Any]:
         "family": config_to_dict(family.config),
         "num_tasks": bench.num_tasks,
         "eval_seed": bench.eval_seed,
-        "configs": {k: config_to_dict(c) for k, c in configs.items()},
+        "configs": {label: config_to_dict(lr.config) for label, lr, _ in learners},
         "training": {label: rec for label, _, rec in learners},
         "agents": [{"name": a.label, "returns": a.returns.tolist()} for a in result.agents],
     }
@@ -387,7 +388,7 @@ def run_versus_maml(bench: VersusMAMLBench, name: str) -> dict[str, Any]:
             "return": maml_return,
             "env_steps": maml_trained,
         },
-        "configs": {k: config_to_dict(c) for k, c in configs.items()},
+        "configs": {label: config_to_dict(lr.config) for label, lr, _ in learners},
         "training": {label: rec for label, _, rec in learners},
         "curves": {k: v for k, v in curves.items() if v is not None},
         "agents": [{"name": a.label, "returns": a.returns.tolist()} for a in result.agents],
