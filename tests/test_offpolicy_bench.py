@@ -4,14 +4,18 @@ accounting their comparisons rest on."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from adaptrl.algos.maml_rl import MAMLRLConfig
 from adaptrl.algos.trainer import read_run
 from adaptrl.bench.offpolicy import SHIPPED_MAML, maml_env_steps
 from adaptrl.cli.main import main
 from adaptrl.envs.nav2d import Nav2DConfig
+
+SHIPPED_OFFPOLICY = Path(__file__).resolve().parents[1] / "docs/results/offpolicy"
 
 
 def test_maml_env_steps_count_every_rollout_before_and_after_each_inner_step():
@@ -89,3 +93,25 @@ def test_offpolicy_cheetah_quick_scores_the_shipped_maml_cheetah_model(tmp_path)
     assert len(curves["pearl-s0"][0]) == 2 and curves["pearl-s0"][0][-1] == 2 * 4 * 600
     assert len(curves["MAML-RL"][0]) == 160  # read from the shipped metrics
     assert (tmp_path / "sample-efficiency.png").stat().st_size > 10_000
+
+
+def test_the_shipped_meta_q_gridworld_model_rescores_its_report_exactly():
+    """meta-q behind the VariBAD gridworld figure is shipped; it reproduces its report's trial
+    return on the same 1000 held-out tasks (the bench's labels, tasks and environment seeds)."""
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.eval.protocol import evaluate
+
+    shipped = SHIPPED_OFFPOLICY / "gridworld"
+    data = json.loads((shipped / "results.json").read_text())
+    returns = {a["name"]: a["returns"] for a in data["agents"]}
+    learner = load_trained(SHIPPED_OFFPOLICY / "models/metaq-varibad-s0")
+    assert learner.iteration == 1500 and learner.bank is not None
+    res = evaluate(
+        learner.family,
+        [("meta-q-s0", lambda f: learner.trial_agent("none"))],
+        num_tasks=data["num_tasks"],
+        eval_seed=data["eval_seed"],
+        show_progress=False,
+    )
+    expected = torch.tensor(returns["meta-q-s0"]).sum(-1).double().mean().item()
+    assert res.agents[0].returns.sum(-1).double().mean().item() == pytest.approx(expected, abs=1e-6)
