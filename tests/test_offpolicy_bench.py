@@ -115,3 +115,27 @@ def test_the_shipped_meta_q_gridworld_model_rescores_its_report_exactly():
     )
     expected = torch.tensor(returns["meta-q-s0"]).sum(-1).double().mean().item()
     assert res.agents[0].returns.sum(-1).double().mean().item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_shipped_pearl_cheetah_vel_model_rescores_its_report():
+    """PEARL behind the HalfCheetah-Vel figure is shipped; its return after 2 context episodes
+    on the report's 100 held-out tasks is reproduced."""
+    pytest.importorskip("mujoco")
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.eval.protocol import evaluate
+
+    shipped = SHIPPED_OFFPOLICY / "cheetah-vel-pearl-s0"
+    data = json.loads((shipped / "results.json").read_text())
+    learner = load_trained(SHIPPED_OFFPOLICY / "models/pearl-cheetah-vel-s0")
+    res = evaluate(
+        learner.family,
+        [("pearl", lambda f: learner.trial_agent())],
+        num_tasks=data["num_tasks"],
+        episodes=3,
+        eval_seed=data["eval_seed"],
+        show_progress=False,
+    )
+    expected = torch.tensor(data["agents"][0]["returns"])[0, :, -1].double().mean().item()
+    assert res.agents[0].returns[0, :, -1].double().mean().item() == pytest.approx(
+        expected, abs=1e-4
+    )
