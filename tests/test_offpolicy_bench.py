@@ -139,3 +139,24 @@ def test_the_shipped_pearl_cheetah_vel_model_rescores_its_report():
     assert res.agents[0].returns[0, :, -1].double().mean().item() == pytest.approx(
         expected, abs=1e-4
     )
+
+
+def test_the_shipped_meta_q_bandit_model_rescores_its_report_exactly():
+    """meta-q behind the bandit (k = 5, n = 10) figure is shipped and is the preset's config."""
+    from adaptrl.algos.meta_q import MetaQConfig
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.core.presets import load_preset
+    from adaptrl.eval.protocol import evaluate
+
+    data = json.loads((SHIPPED_OFFPOLICY / "bandits10-metaq-s0/results.json").read_text())
+    learner = load_trained(SHIPPED_OFFPOLICY / "models/metaq-bandits10-s0")
+    assert learner.config == load_preset(MetaQConfig, "meta-q", "bandits-10")
+    res = evaluate(
+        learner.family,
+        [("meta-q", lambda f: learner.trial_agent("none"))],
+        num_tasks=data["num_tasks"],
+        eval_seed=data["eval_seed"],
+        chunk_size=500,  # adaptrl eval's chunks (each chunk seeds its environments)
+        show_progress=False,
+    )
+    assert res.agents[0].trial_return()[0] == pytest.approx(data["agents"][0]["trial_return_mean"])
