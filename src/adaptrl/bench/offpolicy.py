@@ -288,9 +288,7 @@ def maml_curve(maml: MAMLRL, run: Path) -> tuple[list[float], list[float]] | Non
     return [float(cumulative[i - 1]) for i in read[0]], read[1]
 
 
-def learner_curve(
-    label: str, learner: Any, record: dict[str, Any]
-) -> tuple[list[float], list[float]] | None:
+def learner_curve(learner: Any, record: dict[str, Any]) -> tuple[list[float], list[float]] | None:
     """A context learner's return in the last episode of its training trials against steps."""
     if "curve" in record:
         iterations, values = list(range(1, len(record["curve"]) + 1)), record["curve"]
@@ -363,7 +361,7 @@ def run_versus_maml(bench: VersusMAMLBench, name: str) -> dict[str, Any]:
         )
     print_table(name, columns, rows)
     curves = {"MAML-RL": maml_curve(maml, bench.maml_model)}
-    curves.update({label: learner_curve(label, lr, rec) for label, lr, rec in learners})
+    curves.update({label: learner_curve(lr, rec) for label, lr, rec in learners})
     plot_sample_efficiency(
         {k: v for k, v in curves.items() if v is not None},
         scores,
