@@ -400,8 +400,12 @@ class MetaQ(OffPolicyLearner):
         return {"epsilon": torch.tensor(epsilon_at(self.config, self.iteration))}
 
     def extra_state(self) -> dict[str, Any]:
-        held = self.bank is not None or bool(self.replay.size.sum() > 0)
+        held = self.bank is not None or self.replay_held()
         return {"bank": self.adaptation_bank()} if held else {}
+
+    def replay_held(self) -> bool:
+        """Whether the replay holds any transition (a model exported without it holds none)."""
+        return bool(self.replay.size.sum() > 0)
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.bank = state.get("bank")
@@ -490,7 +494,7 @@ class MetaQ(OffPolicyLearner):
         ``action`` and the TD target ``y`` of the current network. Drawn from the replay with a
         generator of its own (training draws stay untouched), again whenever the network has
         trained since; a model loaded without its replay uses the bank it was saved with."""
-        if self.bank_at != self.iteration and bool(self.replay.size.sum() > 0):
+        if self.bank_at != self.iteration and self.replay_held():
             self.bank, self.bank_at = self._draw_bank(), self.iteration
         if self.bank is None:
             raise ConfigError(

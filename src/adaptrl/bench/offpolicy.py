@@ -208,12 +208,19 @@ SHIPPED_MAML_CHEETAH = Path("docs/results/maml-rl/maml-cheetah-paper-budget/seed
 """Our shipped MAML-TRPO HalfCheetah forward/backward model (160 iterations, Table 5's budget)."""
 
 
-def maml_env_steps(config: MAMLRLConfig) -> int:
-    """Environment steps MAML-RL meta-trained on, at most (every rollout one full episode):
-    per iteration, each task's rollouts before and after each inner step."""
+def maml_steps_per_iteration(config: MAMLRLConfig, iterations: int | None = None) -> list[int]:
+    """Environment steps of each of MAML-RL's first ``iterations`` (default: all) meta-iterations,
+    at most (every rollout one full episode): each task's rollouts before and after each inner
+    step."""
     horizon = make_family(config.family).max_episode_steps
     per_batch = config.meta_batch_size * config.rollouts_per_task * horizon
-    return sum(per_batch * (config.steps_at(it) + 1) for it in range(config.iterations))
+    count = config.iterations if iterations is None else iterations
+    return [per_batch * (config.steps_at(it) + 1) for it in range(count)]
+
+
+def maml_env_steps(config: MAMLRLConfig) -> int:
+    """Environment steps MAML-RL meta-trained on, at most (see :func:`maml_steps_per_iteration`)."""
+    return sum(maml_steps_per_iteration(config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,16 +282,13 @@ def read_metric(run: Path, column: str) -> tuple[list[int], list[float]] | None:
     return None
 
 
-def maml_curve(maml: MAMLRL, run: Path) -> tuple[list[float], list[float]] | None:
-    """MAML-RL's return after adaptation on its training tasks against environment steps."""
+def maml_curve(config: MAMLRLConfig, run: Path) -> tuple[list[float], list[float]] | None:
+    """MAML-RL's return after adaptation on its training tasks (the metrics of ``run``, trained
+    with ``config``) against environment steps."""
     read = read_metric(run, "return_post")
     if read is None:
         return None
-    cfg = maml.config
-    per_batch = (
-        cfg.meta_batch_size * cfg.rollouts_per_task * make_family(cfg.family).max_episode_steps
-    )
-    cumulative = np.cumsum([per_batch * (cfg.steps_at(it) + 1) for it in range(max(read[0]))])
+    cumulative = np.cumsum(maml_steps_per_iteration(config, max(read[0])))
     return [float(cumulative[i - 1]) for i in read[0]], read[1]
 
 
@@ -360,7 +364,7 @@ def run_versus_maml(bench: VersusMAMLBench, name: str) -> dict[str, Any]:
             ]
         )
     print_table(name, columns, rows)
-    curves = {"MAML-RL": maml_curve(maml, bench.maml_model)}
+    curves = {"MAML-RL": maml_curve(maml.config, bench.maml_model)}
     curves.update({label: learner_curve(lr, rec) for label, lr, rec in learners})
     plot_sample_efficiency(
         {k: v for k, v in curves.items() if v is not None},
@@ -431,5 +435,8 @@ __all__ = [
     "OffPolicyCheetahConfig",
     "OffPolicyGridworldConfig",
     "OffPolicyNav2DConfig",
+    "maml_curve",
     "maml_env_steps",
+    "maml_steps_per_iteration",
+    "read_metric",
 ]
