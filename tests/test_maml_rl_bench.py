@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.mktn import MKTN
 from adaptrl.algos.rl2 import RL2
 from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.bench import maml_rl as bench
@@ -89,6 +90,27 @@ def test_maml_nav2d_quick_writes_a_curve_report(tmp_path):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, baselines=("nope",), out=out))
     with pytest.raises(ConfigError, match="runs on nav2d-goal-v0"):
         bench.run_maml_nav2d(bench.MAMLNav2DConfig(maml=bench.maml_preset("cheetah-dir")))
+
+
+def test_maml_nav2d_trains_mktn_beside_maml_on_the_same_streams(tmp_path):
+    """``--baselines mktn``: MKTN (head-only inner loop) from MAML's configuration and seed, with
+    both learners' seconds per meta-iteration and the ANIL paper's figures in the report."""
+    out = tmp_path / "anil"
+    result = bench.run_maml_nav2d(bench.MAMLNav2DConfig(quick=True, out=out, baselines=("mktn",)))
+    assert [c.label for c in result["report"].curves] == ["MAML", "mktn"]
+    maml, mktn = (load_trained(out / "models" / f"{k}-s0") for k in ("MAML", "mktn"))
+    assert isinstance(mktn, MKTN) and mktn.config.inner_layers == 1
+    assert {f.name: getattr(mktn.config, f.name) for f in dataclasses.fields(maml.config)} == (
+        dataclasses.asdict(maml.config) | {"family": maml.config.family}
+    )
+    text = (out / "report.md").read_text()
+    assert "Seconds per meta-iteration" in text and "mktn" in text
+    assert "ANIL -20.1 vs MAML -20.3" in text
+    tasks = mktn.family.tasks(8, "test", bench.EVAL_SEED)
+    gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
+    torch.testing.assert_close(
+        mktn.adaptation_curve(tasks, 3, gen).double(), result["report"].curves[1].values
+    )
 
 
 def test_direction_breakdown_weighs_the_two_directions_equally():

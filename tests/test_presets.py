@@ -12,11 +12,14 @@ import torch
 import yaml
 
 from adaptrl.algos import ALGOS, load_config, make_learner
+from adaptrl.algos.maml_rl import MAMLRLConfig
+from adaptrl.algos.mktn import MKTNConfig
 from adaptrl.algos.rl2 import RL2Config
+from adaptrl.baselines.pg import mktn_config
 from adaptrl.algos.trainer import read_run
 from adaptrl.bench import BENCHES
 from adaptrl.cli.main import main
-from adaptrl.core.config import config_to_dict
+from adaptrl.core.config import config_to_dict, read_yaml
 from adaptrl.core.errors import ConfigError, UnknownIdError
 from adaptrl.core.presets import list_presets, load_preset, preset_path, presets_root
 from adaptrl.envs import FAMILIES
@@ -55,6 +58,18 @@ def test_presets_extend_each_other_and_list_only_what_differs():
     assert twenty_five == dataclasses.replace(ten, family=twenty_five.family, iterations=3000)
     text = preset_path("rl2", "mdps-25").read_text()
     assert "extends: mdps-10" in text and "hidden" not in text
+
+
+@pytest.mark.parametrize("name", ["nav2d", "cheetah-dir"])
+def test_a_preset_extends_another_groups(name):
+    """mktn's presets are MAML-RL's with the head alone adapted, and restate nothing else."""
+    maml = load_preset(MAMLRLConfig, "maml-rl", name)
+    mktn = load_preset(MKTNConfig, "mktn", name)
+    assert mktn == mktn_config(maml) and mktn.inner_layers == 1
+    assert read_yaml(preset_path("mktn", name)) == {
+        "extends": f"maml-rl/{name}",
+        "inner_layers": 1,
+    }
 
 
 def test_unknown_presets_and_keys_are_one_line_errors(tmp_path):

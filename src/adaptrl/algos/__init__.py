@@ -9,6 +9,7 @@ from adaptrl.algos import (
     matching,  # noqa: F401
     meta_q,  # noqa: F401
     metasgd,  # noqa: F401
+    mktn,  # noqa: F401
     pearl,  # noqa: F401
     protonet,  # noqa: F401
     reptile,  # noqa: F401

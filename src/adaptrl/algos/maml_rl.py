@@ -288,6 +288,9 @@ class MAMLRL(MetaLearner):
     """MAML-RL learner: ``theta`` in ``self.params``, adaptation and updates as pure functions."""
 
     name = "maml-rl"
+    streams = "maml-rl"
+    """Namespace of the random streams (init, tasks, environments): a learner built on this one
+    that keeps it draws the same initial policy and meta-batches for the same seed."""
     default_eval_steps = 3
     metric = "return"
     higher_is_better = True
@@ -305,7 +308,7 @@ class MAMLRL(MetaLearner):
             probe = self.family.sample_tasks(1, make_generator(0, "probe"))
             self.task_dim = int(self.family.task_keys(probe).shape[1])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, self.name, "init"))
+            torch.manual_seed(derive_seed(self.seed, self.streams, "init"))
             self.policy = MLPPolicy(
                 obs_space.shape[0] + self.task_dim,
                 self.family.action_space,
@@ -325,7 +328,7 @@ class MAMLRL(MetaLearner):
             if config.outer == "ppo"
             else None
         )
-        self.generator = make_generator(self.seed, self.name, "actions", device=self.device)
+        self.generator = make_generator(self.seed, self.streams, "actions", device=self.device)
         self._envs: dict[int, BatchedEnv] = {}
 
     # --- one meta-iteration ---------------------------------------------------------------------
@@ -335,7 +338,7 @@ class MAMLRL(MetaLearner):
         tasks = self.family.tasks(
             c.meta_batch_size,
             "train",
-            seed=derive_seed(self.seed, self.name, "tasks", it),
+            seed=derive_seed(self.seed, self.streams, "tasks", it),
             device=self.device,
         )
         theta = {k: v.detach() for k, v in self.params.items()}
@@ -343,7 +346,7 @@ class MAMLRL(MetaLearner):
         phi, shared = theta, True
         budget = c.batch == "steps"
         for k, lr in enumerate(c.train_lrs(c.steps_at(it))):
-            env_seed = derive_seed(self.seed, self.name, "env", it, k)
+            env_seed = derive_seed(self.seed, self.streams, "env", it, k)
             pre.append(
                 self.rollouts(
                     tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget
@@ -352,7 +355,7 @@ class MAMLRL(MetaLearner):
             with torch.no_grad():
                 phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=shared)
             shared = False
-        env_seed = derive_seed(self.seed, self.name, "env", it, "post")
+        env_seed = derive_seed(self.seed, self.streams, "env", it, "post")
         post = self.rollouts(tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget)
         info = self.update(pre, post)
         self.iteration += 1
@@ -469,8 +472,9 @@ class MAMLRL(MetaLearner):
         data-collecting ``phi_g``, so its Hessian is ``mean_g J_g^T F_g J_g`` with ``F_g`` the
         Fisher of task g's adapted policy on its post-update states and ``J_g = I - alpha H^in_g``
         the Jacobian of one inner step (``H^in_g`` the inner loss' Hessian; ``J_g = I`` for
-        first-order MAML or no inner step). Each product costs two inner Hessian-vector products
-        and one Fisher-vector product, all second-order; differentiating the KL's gradient through
+        first-order MAML or no inner step; where only some parameters adapt, ``J_g = I - alpha P
+        H^in_g`` with ``P`` the projection on them, no longer symmetric). Each product costs two
+        inner Hessian-vector products and one Fisher-vector product, all second-order; differentiating the KL's gradient through
         the inner step (``rl.trpo.fisher_vector_product``) also computes third-order terms that
         multiply the vanishing gradient. ``F_g`` is applied as ``J_dist^T M J_dist`` (a
         forward-mode ``jvp``, the distribution's closed-form Fisher ``M`` from
@@ -514,12 +518,25 @@ class MAMLRL(MetaLearner):
         def dot(xs: tuple[torch.Tensor, ...], ys: list[torch.Tensor]) -> torch.Tensor:
             return sum((x * y.detach()).sum() for x, y in zip(xs, ys, strict=True))  # type: ignore[return-value]
 
-        def jacobian_t(w: list[torch.Tensor]) -> list[torch.Tensor]:  # J_g w_g (J_g symmetric)
+        adapted = set(self.adapted())
+        frozen = [k not in adapted for k in names]
+
+        def project(w: list[torch.Tensor]) -> list[torch.Tensor]:  # P: zero what is not adapted
+            return [torch.zeros_like(x) if f else x for x, f in zip(w, frozen, strict=True)]
+
+        def hessian(w: list[torch.Tensor]) -> list[torch.Tensor]:  # H^in_g w_g
+            with torch.enable_grad():
+                return list(torch.autograd.grad(dot(inner_grad, w), copies, retain_graph=True))
+
+        def jacobian(w: list[torch.Tensor]) -> list[torch.Tensor]:  # J_g w_g = w_g - lr P H w_g
             if not second_order:
                 return w
-            with torch.enable_grad():
-                hw = torch.autograd.grad(dot(inner_grad, w), copies, retain_graph=True)
-            return [a - lr * h for a, h in zip(w, hw, strict=True)]
+            return [a - lr * h for a, h in zip(w, project(hessian(w)), strict=True)]
+
+        def jacobian_t(w: list[torch.Tensor]) -> list[torch.Tensor]:  # J_g^T w_g = w_g - lr H P w_g
+            if not second_order:
+                return w
+            return [a - lr * h for a, h in zip(w, hessian(project(w)), strict=True)]
 
         def dist_of(*p: torch.Tensor) -> torch.Tensor:
             return batched_policy_dist(self.policy, dict(zip(names, p, strict=True)), post.obs)
@@ -532,7 +549,7 @@ class MAMLRL(MetaLearner):
 
         def fvp(v: torch.Tensor) -> torch.Tensor:
             shared = unflat(v, [theta[k] for k in names])
-            u = jacobian_t([x.expand(num_tasks, *x.shape) for x in shared])
+            u = jacobian([x.expand(num_tasks, *x.shape) for x in shared])
             return flat([x.sum(0) for x in jacobian_t(fisher(u))]) + damping * v
 
         return fvp
@@ -560,7 +577,8 @@ class MAMLRL(MetaLearner):
         shared: bool = True,
         num_tasks: int | None = None,
     ) -> Params:
-        """``phi_g`` after one VPG step per batch: ``phi <- phi - lr * grad L_g(phi)``, all tasks at once.
+        """``phi_g`` after one VPG step per batch: ``phi <- phi - lr * grad L_g(phi)``, all tasks at
+        once, on the parameters the inner loop adapts (:meth:`adapted`); the others stay ``params``.
 
         ``params`` are shared by all tasks (``shared``) or already per task ``[G, ...]``. The result
         is differentiable with respect to ``params`` (second order) unless ``first_order``, which
@@ -571,17 +589,32 @@ class MAMLRL(MetaLearner):
                 return params
             g = num_tasks if num_tasks is not None else 1
             return {k: v.expand(g, *v.shape) for k, v in params.items()}
-        grad_fn = grad(self.task_loss)
+        adapted = set(self.adapted())
+        moving = {k: v for k, v in params.items() if k in adapted}
+        fixed = {k: v for k, v in params.items() if k not in adapted}
+
+        def loss(moving: Params, fixed: Params, *batch: torch.Tensor) -> torch.Tensor:
+            return self.task_loss({**fixed, **moving}, *batch)
+
+        grad_fn = grad(loss)
         in_dim: int | None = None if shared else 0
+        moving_dim = in_dim
         for batch, lr in zip(batches, lrs, strict=True):
-            grads = vmap(grad_fn, in_dims=(in_dim, 0, 0, 0, 0))(
-                params, batch.obs, batch.actions, batch.advantages, batch.mask
+            grads = vmap(grad_fn, in_dims=(moving_dim, in_dim, 0, 0, 0, 0))(
+                moving, fixed, batch.obs, batch.actions, batch.advantages, batch.mask
             )
-            params = {
-                k: params[k] - lr * (grads[k].detach() if first_order else grads[k]) for k in params
+            moving = {
+                k: moving[k] - lr * (grads[k].detach() if first_order else grads[k]) for k in moving
             }
-            in_dim = 0
-        return params
+            moving_dim = 0
+        if shared:
+            g = batches[0].obs.shape[0]
+            fixed = {k: v.expand(g, *v.shape) for k, v in fixed.items()}
+        return {k: moving[k] if k in moving else fixed[k] for k in params}
+
+    def adapted(self) -> list[str]:
+        """Names of the parameters the inner loop adapts (MAML: all of them)."""
+        return list(self.params)
 
     # --- rollouts: collecting, then processing into a Batch --------------------------------------
     def rollouts(

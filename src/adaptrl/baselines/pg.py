@@ -10,6 +10,10 @@ is evaluated with exactly the same rollouts, inner VPG steps, learning rates and
   with the same inner steps at test time.
 * ``oracle``: a policy that sees the task (its parameters appended to the observation,
   ``observe_task=True``), trained like ``pretrained``: the upper bound of a learned policy.
+
+Beside them, ``mktn`` is a rival meta-learner rather than a baseline: MAML-RL with only the
+policy's head adapted in the inner loop (ANIL for RL, ``algos/mktn.py``), trained on the same
+configuration, the same random streams and seeds, as the ANIL paper compares it with MAML.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.mktn import MKTN, MKTNConfig
 from adaptrl.core.errors import ConfigError
 
 
@@ -63,6 +68,20 @@ def oracle_config(config: MAMLRLConfig) -> MAMLRLConfig:
     return _without_inner_steps(config, observe_task=True)
 
 
+def mktn_config(config: MAMLRLConfig) -> MKTNConfig:
+    """The same configuration with only the policy's head adapted in the inner loop."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(MAMLRLConfig)}
+    return MKTNConfig(**fields)
+
+
+def variant_learner(
+    config: MAMLRLConfig, *, seed: int = 0, device: str | torch.device = "cpu"
+) -> MAMLRL:
+    """The learner a variant's configuration describes (MKTN for an MKTN config)."""
+    cls = MKTN if isinstance(config, MKTNConfig) else MAMLRL
+    return cls(config, seed=seed, device=device)  # type: ignore[arg-type]
+
+
 GRADIENT_BASELINES: dict[str, GradientBaseline] = {
     b.name: b
     for b in (
@@ -73,6 +92,9 @@ GRADIENT_BASELINES: dict[str, GradientBaseline] = {
             "pretrained", "multi-task pretrained, fine-tuned with the same steps", pretrained_config
         ),
         GradientBaseline("oracle", "multi-task policy that sees the task", oracle_config),
+        GradientBaseline(
+            "mktn", "the same meta-training, only the head adapted (ANIL)", mktn_config
+        ),
     )
 }
 
@@ -85,7 +107,7 @@ def make_baseline_learner(
         raise ConfigError(
             f"unknown gradient baseline {name!r}; choose from {sorted(GRADIENT_BASELINES)}"
         )
-    return MAMLRL(GRADIENT_BASELINES[name].derive(config), seed=seed, device=device)
+    return variant_learner(GRADIENT_BASELINES[name].derive(config), seed=seed, device=device)
 
 
 def describe() -> dict[str, Any]:
@@ -96,7 +118,9 @@ __all__ = [
     "GRADIENT_BASELINES",
     "GradientBaseline",
     "make_baseline_learner",
+    "mktn_config",
     "oracle_config",
     "pretrained_config",
     "scratch_config",
+    "variant_learner",
 ]

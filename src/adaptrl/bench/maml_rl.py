@@ -21,9 +21,11 @@ import torch
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.trainer import load_trained, save_trained
 from adaptrl.baselines.nav2d import Nav2DOracle
-from adaptrl.baselines.pg import GRADIENT_BASELINES
+from adaptrl.baselines.pg import GRADIENT_BASELINES, variant_learner
 from adaptrl.bench.common import train_timed, write_curve_bench
 from adaptrl.bench.reference import (
+    ANIL_RL,
+    ANIL_SOURCE,
     PAPER_CHEETAH_DIR,
     PAPER_CHEETAH_SOURCE,
     PAPER_NAV2D,
@@ -66,7 +68,8 @@ class CurveBench(Config):
     steps: Count = 3
     """Inner steps at test time."""
     baselines: tuple[str, ...] = ("scratch", "pretrained", "oracle")
-    """Gradient baselines run beside MAML (none: ``--baselines`` alone)."""
+    """Gradient baselines run beside MAML (none: ``--baselines`` alone); ``mktn`` adds MKTN (ANIL:
+    the head alone adapted) trained on the same configuration and seeds."""
     threads: Size = 1
     """torch threads (the machine is shared)."""
 
@@ -111,7 +114,9 @@ def run_curves(
     training: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
     for seed in bench.seeds:
         for label, (cfg, trained) in variants.items():
-            learner = maml if label == "MAML" and maml is not None else MAMLRL(cfg, seed=seed)
+            learner = (
+                maml if label == "MAML" and maml is not None else variant_learner(cfg, seed=seed)
+            )
             if trained and learner is not maml:
                 training[label].append(train_and_save(learner, f"{label}-s{seed}", models))
             gen = make_generator(bench.eval_seed, name, "eval")  # the same for every learner
@@ -139,6 +144,27 @@ def run_curves(
         "per_seed": {k: [v.mean(0).tolist() for v in vals] for k, vals in curves.items()},
     }
     return report, extra
+
+
+def timing_lines(extra: dict[str, Any], family_id: str) -> list[str]:
+    """Seconds per meta-iteration of every learner trained here, as a ratio to MAML's in the same
+    run, and the ANIL paper's one-step figures where an ``mktn`` row is in the table."""
+    timed = {k: [r["seconds_per_iteration"] for r in v] for k, v in extra["training"].items() if v}
+    if "MAML" not in timed:
+        return []
+    maml = sum(timed["MAML"]) / len(timed["MAML"])
+    parts = [
+        f"{k} {sum(v) / len(v):.2f} s ({maml / (sum(v) / len(v)):.2f}x MAML's speed)"
+        for k, v in timed.items()
+    ]
+    lines = ["", f"Seconds per meta-iteration (mean over seeds, this run): {'; '.join(parts)}."]
+    if "mktn" in extra["training"] and family_id in ANIL_RL:
+        paper = ANIL_RL[family_id]
+        lines.append(
+            f"{ANIL_SOURCE}, after one step: ANIL {paper['ANIL']} vs MAML {paper['MAML']} "
+            f"(its own protocol; ours above are on our tasks and budget)."
+        )
+    return lines
 
 
 def budget_text(config: MAMLRLConfig, steps: int) -> str:
@@ -244,6 +270,7 @@ def run_maml_nav2d(bench: MAMLNav2DConfig) -> dict[str, Any]:
         f"- a policy that stands still: {still['distance']:.2f} with reward = -distance, "
         f"{still['squared']:.2f} with reward = -distance² (paper's MAML at 0 steps: -40.41)",
         f"- goal-seeking controller that knows the goal: {o_mean:.2f} ± {o_ci:.2f}",
+        *timing_lines(extra, family.family_id),
     ]
     payload = {
         "benchmark": "maml-nav2d",
@@ -357,12 +384,7 @@ def run_maml_cheetah(bench: MAMLCheetahConfig) -> dict[str, Any]:
         name, config, bench, reference=reference, models=bench.out / "models", maml=maml
     )
     lines = cheetah_lines(report, config, bench, extra)
-    if extra["training"]["MAML"]:
-        lines.append(
-            f"Seconds per MAML meta-iteration: "
-            f"{extra['training']['MAML'][0]['seconds_per_iteration']:.2f} "
-            f"({config.meta_batch_size} tasks x {config.rollouts_per_task} rollouts x H=200)."
-        )
+    lines += timing_lines(extra, config.family.family_id)
     payload = {
         "benchmark": name,
         "paper": PAPER_CHEETAH_DIR if task == "dir" else None,

@@ -63,6 +63,14 @@ PAPER_CHEETAH_DIR = {
     "context vector (paper)": [-40.49, -44.08, -38.27, -42.50],
 }
 
+#: ANIL (Raghu, Raghu, Bengio & Vinyals 2020), Table 2: return after one inner step, ANIL against
+#: MAML trained alike (the head alone adapted vs every layer).
+ANIL_SOURCE = "Raghu et al. 2020 (ANIL, ICLR), Table 2"
+ANIL_RL = {
+    "nav2d-goal-v0": {"MAML": -20.3, "ANIL": -20.1},
+    "halfcheetah-dir-v0": {"MAML": 170.4, "ANIL": 363.2},
+}
+
 #: MAML Appendix C Table 2: 5-shot sinusoid MSE after k gradient steps, the model meta-trained
 #: with K = 10 (one inner step, alpha 0.01, meta-batch 25, 2x40 ReLU MLP).
 SINUSOID_SOURCE = "MAML (Finn et al. 2017) Appendix C Table 2"

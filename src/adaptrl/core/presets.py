@@ -6,7 +6,9 @@ mistyped key is an error naming the nearest valid one. Its leading ``#`` comment
 it (``adaptrl list`` shows the first sentence). The group is the id of what the preset configures: an
 algorithm (``adaptrl train rl2 --config bandits-100`` reads ``configs/rl2/bandits-100.yaml``) or
 a benchmark whose options it sets; anything that names an existing file is read as that file.
-A preset may start from another of its group with ``extends: NAME`` and list only what differs.
+A preset may start from another of its group with ``extends: NAME``, or from another group's with
+``extends: GROUP/NAME`` (an ``mktn`` preset starts from the ``maml-rl`` one it modifies), and list
+only what differs.
 """
 
 from __future__ import annotations
@@ -100,7 +102,10 @@ def preset_data(group: str, name_or_path: str | Path, _seen: tuple[Path, ...] = 
     base = data.pop("extends", None)
     if base is None:
         return data
-    return merge(preset_data(group, str(base), (*_seen, path)), data)
+    base, base_group = str(base), group
+    if "/" in base and (presets_root() / base.split("/", 1)[0]).is_dir():
+        base_group, base = base.split("/", 1)
+    return merge(preset_data(base_group, base, (*_seen, path)), data)
 
 
 def load_preset(
