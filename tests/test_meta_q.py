@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from _resume import full_and_resumed
-from adaptrl.algos.meta_q import MetaQ, MetaQConfig, epsilon_at
+from adaptrl.algos.meta_q import MetaQ, MetaQConfig, epsilon_at, trial_contexts
 from adaptrl.algos.trainer import train
 from adaptrl.core.errors import ConfigError
 from adaptrl.envs.bandit import BanditConfig
@@ -72,10 +72,59 @@ def test_errors_are_clear():
         MetaQ(MetaQConfig(family=BanditConfig(k=5, n=10), trials=10**4, buffer_trials=10**6))
 
 
-def test_meta_q_learns_to_explore_bandits():
+def test_trial_samples_read_the_contexts_a_window_encoder_reads():
+    """td_samples="trials": one GRU pass per stored trial gives, at every step, exactly the
+    context that encoding the left-padded window of the transitions before it gives."""
+    cfg = MetaQConfig(family=SMALL_GRID, trials=3, batch=5, hidden=(8,), context_size=6)
+    learner = MetaQ(cfg, seed=0)
+    trial = learner.collect(learner.family.tasks(3, "train", seed=0))[0]
+    feats = learner.features(trial["obs"], trial["action"], trial["reward"], trial["final_obs"])
+    T = learner.steps
+    states = trial_contexts(learner.net.encoder, feats)
+    assert states.shape == (3, T + 1, 6) and not states[:, 0].any()
+    for t in range(T + 1):
+        window = torch.cat([torch.zeros(3, T - t, feats.shape[-1]), feats[:, :t]], dim=1)
+        mask = torch.arange(T).expand(3, T) >= T - t
+        torch.testing.assert_close(states[:, t], learner.net.context(window, mask))
+
+
+def test_trial_samples_draw_steps_of_stored_trials():
+    cfg = MetaQConfig(
+        family=SMALL_GRID,
+        trials=3,
+        batch=20,
+        buffer_trials=2,
+        hidden=(8,),
+        context_size=6,
+        td_samples="trials",
+    )
+    learner = MetaQ(cfg, seed=0)
+    learner.replay.add(learner.collect(learner.family.tasks(3, "train", seed=0))[0])
+    now, ctx, ctx_next, t_next = learner.trial_samples()
+    assert ctx.shape == ctx_next.shape == t_next.shape == (3, 20, 6)
+    assert now["obs"].shape == (3, 20)
+    # ceil(20 / 8) = 3 trials per row; one is held, so every sample is a step of it
+    held = learner.replay.data
+    T = learner.steps
+    for r in range(3):
+        step = (now["progress"][r] * T).round().long()
+        assert torch.equal(now["action"][r], held["action"][r, step])
+    assert len(set(now["progress"].flatten().tolist())) > 4  # steps across the trial
+    learner.update()  # and a TD step runs on them
+    with pytest.raises(ConfigError, match="--td-samples trials needs a GRU over the whole trial"):
+        MetaQ(MetaQConfig(family=SMALL_GRID, td_samples="trials", context=4))
+
+
+@pytest.mark.parametrize("td_samples", ["windows", "trials"])
+def test_meta_q_learns_to_explore_bandits(td_samples):
     torch.manual_seed(0)
     cfg = MetaQConfig(
-        family=BanditConfig(k=5, n=10), iterations=120, trials=32, updates=8, batch=16
+        family=BanditConfig(k=5, n=10),
+        iterations=120,
+        trials=32,
+        updates=8,
+        batch=16,
+        td_samples=td_samples,
     )
     learner = train(MetaQ(cfg, seed=0), iterations=cfg.iterations, show_progress=False)
     res = evaluate(

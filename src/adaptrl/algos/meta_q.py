@@ -77,6 +77,12 @@ class MetaQConfig(OffPolicyConfig):
     """GRU units, or twice the set encoder's latent size."""
     time_input: bool = True
     """Feed the share of the trial already spent (the value of a finite trial depends on it)."""
+    td_samples: Literal["windows", "trials"] = "windows"
+    """Where a TD step's contexts come from. "windows": ``batch`` windows per replay row, each
+    encoded on its own (any encoder and context length). "trials" (a GRU over the whole trial,
+    ``context`` None): whole stored trials, each encoded in one pass that gives the context of
+    every step, and ``batch`` steps drawn from them; about ``batch`` times less encoder work for
+    the same number of TD samples, which then come from fewer trials."""
     huber: Positive | None = None
     """Huber threshold of the TD loss (None: squared error)."""
     epsilon: Unit = 1.0
@@ -146,6 +152,17 @@ def adam_step(
         for n, d in params.items()
     }
     return new, {"m": m, "v": v}
+
+
+TDSamples = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
+"""Transitions ``[rows, batch, ...]``, the online contexts before and after each, the target's after."""
+
+
+def trial_contexts(encoder: RecurrentContextEncoder, features: torch.Tensor) -> torch.Tensor:
+    """Every context of whole trials ``[..., T, F]`` in one GRU pass: ``[..., T + 1, H]``, entry
+    ``t`` the context after the first ``t`` transitions (zeros for ``t = 0``)."""
+    after = encoder.states(features)
+    return torch.cat([torch.zeros_like(after[..., :1, :]), after], dim=-2)
 
 
 def epsilon_at(cfg: MetaQConfig, iteration: int) -> float:
@@ -356,6 +373,11 @@ class MetaQ(OffPolicyLearner):
         cfg = self.config
         if cfg.adaptation == "propensity":
             self.check_adaptation()
+        if cfg.td_samples == "trials" and (cfg.encoder != "gru" or cfg.context is not None):
+            raise ConfigError(
+                "meta-q --td-samples trials needs a GRU over the whole trial "
+                f"(--encoder gru, no --context); got --encoder {cfg.encoder} --context {cfg.context}"
+            )
         if cfg.context is not None and cfg.context > self.steps:
             raise ConfigError(
                 f"meta-q --context {cfg.context} is longer than a trial ({self.steps} steps: "
@@ -412,23 +434,15 @@ class MetaQ(OffPolicyLearner):
         self.bank_at = int(state["iteration"]) if self.bank is not None else -1
 
     def update(self) -> dict[str, torch.Tensor]:
-        """One TD step (double DQN or TD3) on windows sampled from every replay row."""
+        """One TD step (double DQN or TD3) on transitions sampled from every replay row."""
         cfg = self.config
-        window, mask = self.replay.windows(
-            cfg.batch, self.context_length + 1, generator=self.generator
+        now, ctx, ctx_next, t_ctx_next = (
+            self.trial_samples() if cfg.td_samples == "trials" else self.window_samples()
         )
-        feats = self.features(
-            window["obs"], window["action"], window["reward"], window["final_obs"]
-        )
-        now = {k: v[:, :, -1] for k, v in window.items()}  # [rows, batch, time, ...]
         reward, last = now["reward"] * cfg.reward_scale, now["last"]
         next_progress = now["progress"] + 1.0 / self.steps
-
-        # The context of s_t reads the transitions before t; that of s_{t+1} includes t.
-        ctx, ctx_next = self.net.context_pair(feats, mask, whole_trial=self.config.context is None)
         state = self.net.state(now["obs"], now["progress"], ctx)
         with torch.no_grad():
-            _, t_ctx_next = self.target.context_pair(feats, mask, self.config.context is None)
             next_state_t = self.target.state(now["next_obs"], next_progress, t_ctx_next)
         if self.net.discrete:
             q = self.net.q_values(state).gather(-1, now["action"].unsqueeze(-1)).squeeze(-1)
@@ -445,6 +459,57 @@ class MetaQ(OffPolicyLearner):
         else:
             info = self._td3(state, now, reward, last, next_state_t)
         return info
+
+    def window_samples(
+        self,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``batch`` windows per replay row: the transitions at their ends ``[rows, batch, ...]``,
+        the online network's contexts before and after each, the target network's after. The
+        context of ``s_t`` reads the transitions before ``t``; that of ``s_{t+1}`` includes ``t``."""
+        cfg = self.config
+        window, mask = self.replay.windows(
+            cfg.batch, self.context_length + 1, generator=self.generator
+        )
+        feats = self.features(
+            window["obs"], window["action"], window["reward"], window["final_obs"]
+        )
+        now = {k: v[:, :, -1] for k, v in window.items()}  # [rows, batch, time, ...]
+        whole = cfg.context is None
+        ctx, ctx_next = self.net.context_pair(feats, mask, whole_trial=whole)
+        with torch.no_grad():
+            _, t_ctx_next = self.target.context_pair(feats, mask, whole)
+        return now, ctx, ctx_next, t_ctx_next
+
+    def trial_samples(
+        self,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same from ``ceil(batch / steps)`` whole trials per replay row, each read by the
+        GRU once: its state after ``t`` transitions is the context of ``s_t``."""
+        cfg = self.config
+        n = -(-cfg.batch // self.steps)
+        trial = self.replay.sample_segments(n, generator=self.generator)  # [rows, n, T, ...]
+        feats = self.features(trial["obs"], trial["action"], trial["reward"], trial["final_obs"])
+        rows = feats.shape[0]
+        pick = torch.randint(
+            n * self.steps,
+            (rows, cfg.batch),
+            generator=self.generator,
+            device=self.generator.device,
+        ).to(self.device)
+        row = torch.arange(rows, device=self.device).unsqueeze(1)
+        now = {k: v.flatten(1, 2)[row, pick] for k, v in trial.items()}
+
+        def contexts(net: ContextQNetwork) -> tuple[torch.Tensor, torch.Tensor]:
+            states = trial_contexts(net.encoder, feats)  # [rows, n, T + 1, H]
+            return (
+                states[..., :-1, :].flatten(1, 2)[row, pick],
+                states[..., 1:, :].flatten(1, 2)[row, pick],
+            )
+
+        ctx, ctx_next = contexts(self.net)
+        with torch.no_grad():
+            _, t_ctx_next = contexts(self.target)
+        return now, ctx, ctx_next, t_ctx_next
 
     def _td3(self, state, now, reward, last, next_state_t) -> dict[str, torch.Tensor]:
         cfg = self.config
