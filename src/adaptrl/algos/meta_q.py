@@ -300,6 +300,12 @@ class MetaQAgent:
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         L = self.learner
         self.generator, self.t = generator, 0
+        # A GRU over the whole trial so far carries its state step by step; other encoders
+        # re-read the window of the last transitions.
+        self.carried = isinstance(self.net.encoder, RecurrentContextEncoder) and (
+            L.config.context is None
+        )
+        self.hidden = torch.zeros(env.num_envs, L.config.context_size, device=env.device)
         self.window = ContextWindow(env.num_envs, L.context_length, L.feature_dim, env.device)
         self.head: dict[str, Any] | None = None  # per-task head parameters once adapted
         self.log: dict[str, list[torch.Tensor]] = {"state": [], "action": [], "reward": []}
@@ -316,7 +322,7 @@ class MetaQAgent:
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         L, net = self.learner, self.net
         progress = torch.full(obs.shape[:1], self.t / L.steps, device=obs.device)
-        state = net.state(obs, progress, net.context(self.window.features, self.window.mask))
+        state = net.state(obs, progress, self.context())
         if self.propensity and self.t <= self.adapt_at:
             self.log["state"].append(state)
             if self.t == self.adapt_at:
@@ -335,8 +341,19 @@ class MetaQAgent:
         self.action = (unit + self.noise * noise).clamp(-1.0, 1.0)
         return to_box(self.action, L.action_map)
 
+    def context(self) -> torch.Tensor:
+        """The context of the transitions seen so far in the trial, ``[B, context_size]``."""
+        if self.carried:
+            return self.hidden
+        return self.net.context(self.window.features, self.window.mask)
+
+    @torch.no_grad()
     def observe(self, obs: torch.Tensor, action: torch.Tensor, step: Step) -> None:
-        self.window.push(self.learner.features(obs, self.action, step.reward, step.final_obs))
+        features = self.learner.features(obs, self.action, step.reward, step.final_obs)
+        if self.carried:
+            self.hidden = self.net.encoder.cell(features, self.hidden)
+        else:
+            self.window.push(features)
         if self.propensity and self.t <= self.adapt_at:
             self.log["action"].append(self.action)
             self.log["reward"].append(step.reward)
@@ -344,7 +361,7 @@ class MetaQAgent:
     @torch.no_grad()
     def embedding(self) -> dict[str, torch.Tensor]:
         """The context of the transitions seen so far, ``[B, context_size]``."""
-        return {"context": self.net.context(self.window.features, self.window.mask)}
+        return {"context": self.context()}
 
 
 class MetaQ(OffPolicyLearner):
