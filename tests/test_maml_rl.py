@@ -102,15 +102,14 @@ def flat_grad(learner, theta, pre, post) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(leaves.values()))])
 
 
-def test_second_order_meta_gradient_matches_finite_differences():
-    learner = MAMLRL(tiny_config(), seed=0)
-    theta, pre, post = fixed_data(learner)
-    analytic = flat_grad(learner, theta, pre, post)
+def assert_matches_finite_differences(learner, theta, pre, post, analytic, seed=0, draws=4):
+    """``analytic`` (a flat meta-gradient at ``theta``) agrees with central differences of the
+    outer loss along random directions."""
     names = list(theta)
     sizes = [theta[k].numel() for k in names]
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     eps = 1e-6
-    for _ in range(4):
+    for _ in range(draws):
         direction = torch.randn(sum(sizes), generator=gen, dtype=torch.float64)
         parts = direction.split(sizes)
 
@@ -123,6 +122,13 @@ def test_second_order_meta_gradient_matches_finite_differences():
 
         numeric = (at(1.0) - at(-1.0)) / (2 * eps)
         assert analytic.dot(direction).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+
+
+def test_second_order_meta_gradient_matches_finite_differences():
+    learner = MAMLRL(tiny_config(), seed=0)
+    theta, pre, post = fixed_data(learner)
+    analytic = flat_grad(learner, theta, pre, post)
+    assert_matches_finite_differences(learner, theta, pre, post, analytic)
     # the first-order gradient is a different vector: the test above would catch a dropped term
     fo = MAMLRL(tiny_config(first_order=True), seed=0)
     fo.policy.double()
@@ -320,28 +326,31 @@ def test_baselines_are_configured_variants():
     assert make_baseline_learner("pretrained", curriculum).config.single_step_iterations == 0
 
 
+LEARNS_NAV2D = MAMLRLConfig(
+    family=Nav2DConfig(),
+    iterations=12,
+    meta_batch_size=10,
+    rollouts_per_task=10,
+    hidden=(32, 32),
+    activation="relu",
+    first_order=True,
+)
+"""A short first-order meta-training on 2D navigation that a working learner learns from."""
+
+
+def one_step_curve(learner: MAMLRL) -> torch.Tensor:
+    """Train ``learner`` to its iterations; its mean return on 20 held-out tasks after 0, 1 steps."""
+    for _ in range(learner.config.iterations):
+        learner.meta_train_step()
+    tasks = learner.family.tasks(20, "test", 11)
+    return learner.adaptation_curve(tasks, 1, make_generator(11, "eval")).mean(0)
+
+
 def test_it_learns_on_nav2d():
     """After a short meta-training, one inner step clearly improves the return on held-out tasks,
     and the meta-trained initialisation adapts better than a random one."""
-    cfg = MAMLRLConfig(
-        family=Nav2DConfig(),
-        iterations=12,
-        meta_batch_size=10,
-        rollouts_per_task=10,
-        hidden=(32, 32),
-        activation="relu",
-        first_order=True,
-    )
-    learner = MAMLRL(cfg, seed=0)
-    for _ in range(cfg.iterations):
-        learner.meta_train_step()
-    tasks = learner.family.tasks(20, "test", 11)
-    curve = learner.adaptation_curve(tasks, 1, make_generator(11, "eval")).mean(0)
-    scratch = (
-        make_baseline_learner("scratch", cfg)
-        .adaptation_curve(tasks, 1, make_generator(11, "eval"))
-        .mean(0)
-    )
+    curve = one_step_curve(MAMLRL(LEARNS_NAV2D, seed=0))
+    scratch = one_step_curve(make_baseline_learner("scratch", LEARNS_NAV2D))  # 0 iterations
     assert curve[1] > curve[0] + 5.0, curve
     assert curve[1] > scratch[1] + 5.0, (curve, scratch)
 

@@ -13,9 +13,17 @@ from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.mktn import MKTN, MKTNConfig, policy_layers
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
-from adaptrl.envs.nav2d import Nav2DConfig
 from adaptrl.rl.trpo import fisher_vector_product
-from test_maml_rl import fixed_data, flat_grad, fresh_rollouts, mean_kl, surrogate, tiny_config
+from test_maml_rl import (
+    LEARNS_NAV2D,
+    assert_matches_finite_differences,
+    fixed_data,
+    flat_grad,
+    fresh_rollouts,
+    mean_kl,
+    one_step_curve,
+    tiny_config,
+)
 
 
 def as_mktn(config: MAMLRLConfig, **kw) -> MKTNConfig:
@@ -72,26 +80,10 @@ def test_second_order_meta_gradient_reaches_the_trunk_and_matches_finite_differe
     learner = MKTN(tiny_mktn(), seed=0)
     theta, pre, post = fixed_data(learner)
     analytic = flat_grad(learner, theta, pre, post)
-    names = list(theta)
-    sizes = [theta[k].numel() for k in names]
-    gen = torch.Generator().manual_seed(1)
-    eps = 1e-6
-    for _ in range(3):
-        direction = torch.randn(sum(sizes), generator=gen, dtype=torch.float64)
-        parts = direction.split(sizes)
-
-        def at(sign: float, parts=parts) -> float:
-            p = {
-                k: theta[k] + sign * eps * d.view_as(theta[k])
-                for k, d in zip(names, parts, strict=True)
-            }
-            return float(surrogate(learner, p, [pre], post))
-
-        numeric = (at(1.0) - at(-1.0)) / (2 * eps)
-        assert analytic.dot(direction).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    assert_matches_finite_differences(learner, theta, pre, post, analytic, seed=1, draws=3)
     fo = MKTN(tiny_mktn(first_order=True), seed=0)
     fo.policy.double()
-    trunk = sum(theta[k].numel() for k in names if k.startswith("trunk."))
+    trunk = sum(v.numel() for k, v in theta.items() if k.startswith("trunk."))
     # the second-order term changes the trunk's gradient (first order it comes from phi alone)
     assert not torch.allclose(flat_grad(fo, theta, pre, post)[:trunk], analytic[:trunk])
 
@@ -156,21 +148,7 @@ def test_resume_after_a_kill_is_identical(tmp_path):
 def test_it_learns_on_nav2d():
     """After a short meta-training, one inner step of the head alone clearly improves the return
     on held-out tasks."""
-    cfg = MKTNConfig(
-        family=Nav2DConfig(),
-        iterations=12,
-        meta_batch_size=10,
-        rollouts_per_task=10,
-        hidden=(32, 32),
-        activation="relu",
-        first_order=True,
-    )
-    learner = MKTN(cfg, seed=0)
-    for _ in range(cfg.iterations):
-        learner.meta_train_step()
-    curve = learner.adaptation_curve(
-        learner.family.tasks(20, "test", 11), 1, make_generator(11, "eval")
-    ).mean(0)
+    curve = one_step_curve(MKTN(as_mktn(LEARNS_NAV2D), seed=0))
     assert curve[1] > curve[0] + 5.0, curve
 
 

@@ -15,8 +15,8 @@ from adaptrl.algos import ALGOS, load_config, make_learner
 from adaptrl.algos.maml_rl import MAMLRLConfig
 from adaptrl.algos.mktn import MKTNConfig
 from adaptrl.algos.rl2 import RL2Config
-from adaptrl.baselines.pg import mktn_config
 from adaptrl.algos.trainer import read_run
+from adaptrl.baselines.pg import mktn_config
 from adaptrl.bench import BENCHES
 from adaptrl.cli.main import main
 from adaptrl.core.config import config_to_dict, read_yaml
