@@ -213,6 +213,7 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path):
         "autograd-fvp",
         "first-order",
         "fvp-subsample-0.1",
+        "mktn",
     }
     assert result["exact_fisher_products_seconds"] > 0
     assert len(result["memory"]["rss_mb_peak_by_tenth"]) == 3  # one value per iteration here

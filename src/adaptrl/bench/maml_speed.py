@@ -28,6 +28,7 @@ import statistics
 import time
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.trainer import train
+from adaptrl.baselines.pg import mktn_config, variant_learner
 from adaptrl.bench.common import interleaved_seconds, peak_per_tenth, resident_mb, write_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Size, config_to_dict
@@ -229,13 +231,15 @@ def time_exact_products(learner: MAMLRL, repeats: int = 3) -> float:
     return statistics.median(interleaved_seconds(products, repeats)["products"])
 
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "autograd-fvp": {"fvp": "autograd"},
-    "first-order": {"first_order": True},
-    "fvp-subsample-0.1": {"fvp_subsample": 0.1},
+VARIANTS: dict[str, Callable[[MAMLRLConfig], MAMLRLConfig]] = {
+    "autograd-fvp": partial(dataclasses.replace, fvp="autograd"),
+    "first-order": partial(dataclasses.replace, first_order=True),
+    "fvp-subsample-0.1": partial(dataclasses.replace, fvp_subsample=0.1),
+    "mktn": mktn_config,
 }
-"""Other configurations timed beside ours: rl.trpo's double-backward Fisher product, FOMAML, and
-the Fisher products on 10% of the rollouts (Schulman et al. 2015's practice; not exact)."""
+"""Other configurations timed beside ours: rl.trpo's double-backward Fisher product, FOMAML,
+the Fisher products on 10% of the rollouts (Schulman et al. 2015's practice; not exact), and
+MKTN (ANIL: only the head adapted; same streams, so the same tasks and rollouts)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +254,8 @@ class MAMLSpeedConfig(Config):
     """Meta-iterations of the reference (each takes seconds)."""
     traced_iterations: Size = 20
     """Extra iterations of ours run under tracemalloc."""
-    variants: tuple[str, ...] = ("autograd-fvp", "first-order", "fvp-subsample-0.1")
-    """Variants of ours also timed (autograd-fvp, first-order, fvp-subsample-0.1)."""
+    variants: tuple[str, ...] = ("autograd-fvp", "first-order", "fvp-subsample-0.1", "mktn")
+    """Variants of ours also timed (autograd-fvp, first-order, fvp-subsample-0.1, mktn)."""
     variant_iterations: Size = 3
     """Timed iterations of each variant (after one warm-up)."""
     seed: int = 0
@@ -305,7 +309,7 @@ def time_variants(cfg: MAMLSpeedConfig, config: MAMLRLConfig, repeats: int) -> d
     """Median seconds per meta-iteration of each variant (after one warm-up iteration)."""
     out = {}
     for name in cfg.variants:
-        learner = MAMLRL(dataclasses.replace(config, **VARIANTS[name]), seed=cfg.seed)
+        learner = variant_learner(VARIANTS[name](config), seed=cfg.seed)
         times = timed_iterations(learner, 1 + repeats, f"maml-speed: {name}")["seconds"]
         out[name] = statistics.median(times[1:])
     return out
