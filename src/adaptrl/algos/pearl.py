@@ -9,9 +9,9 @@ expectations over actions), continuous ones a tanh-squashed Gaussian.
 Exploration is posterior sampling, the paper's meta-test protocol: each trial starts with ``z``
 drawn from the prior; at the end of every episode ``z`` is redrawn from the posterior of all the
 trial's transitions so far, and held for the whole next episode. Training matches it: an update
-takes one stored trial per replay row, draws an episode index ``e >= 1``, encodes the trial's
-episodes before ``e`` as the context, samples ``z`` from that posterior, and runs SAC on
-transitions of the same trial (``empty_context`` also draws ``e = 0``, the prior). Returns are per episode (SAC's objective); bootstrapping
+takes one stored trial per replay row, draws an episode index ``e``, encodes the trial's episodes
+before ``e`` as the context (none for ``e = 0``: the prior; ``empty_context=False`` draws
+``e >= 1`` only), samples ``z`` from that posterior, and runs SAC on transitions of the same trial. Returns are per episode (SAC's objective); bootstrapping
 stops only where the environment terminates.
 
 One iteration collects one trial per fresh task into its replay row (whole trials, ``rl/replay.py``)
@@ -77,11 +77,10 @@ class PEARLConfig(OffPolicyConfig):
     target_entropy: float | None = None
     """Entropy the temperature aims at; default -dim for continuous actions and
     ``0.5 log(actions)`` for discrete ones."""
-    empty_context: bool = False
-    """Also train on an empty context (z from the prior, for the trial's first episode) in a
-    1/episodes share of the rows. Off, as the paper, whose training context always holds some of
-    the task's transitions: the critic then only meets z from a posterior, so a prior draw at
-    meta-test acts as one hypothesised task (posterior sampling) instead of meaning "any task"."""
+    empty_context: bool = True
+    """Also train on an empty context (z from the prior, as the trial's first episode acts) in a
+    1/episodes share of the rows. False trains only on non-empty contexts, as the paper does; on
+    the VariBAD gridworld that scored lower (docs/results.md, PEARL section)."""
     eval_deterministic: bool = True
     """Evaluate the actor's mean (continuous) or most likely (discrete) action, as the paper does;
     exploration comes from sampling z."""
@@ -216,7 +215,7 @@ class PEARL(OffPolicyLearner):
 
     def context_episodes(self, rows: int) -> torch.Tensor:
         """Per row, how many of the trial's first episodes form the training context: uniform
-        over ``1 .. episodes - 1`` (``0 ..`` with ``empty_context``; 0 for one-episode trials)."""
+        over ``0 .. episodes - 1`` (from 1 without ``empty_context``, unless a trial has one)."""
         low = 0 if self.config.empty_context else min(1, self.episodes - 1)
         e = torch.randint(
             low, self.episodes, (rows, 1), generator=self.generator, device=self.generator.device
