@@ -77,6 +77,12 @@ def test_offpolicy_speed_quick(tmp_path):
     assert result["preset"] == "meta-q/gridworld-varibad" and result["rows"] == 4
     assert result["updates_per_s"] > 0 and 0 < result["sampling_share"] < 1
     assert len(result["seconds"]["update"]) == 2
+    # a preset with field changes, timed on the trial-sampling path
+    entry = "meta-q/gridworld-varibad:td_samples=trials,batch=3"
+    args = ["bench", "offpolicy-speed", "--quick", "--presets", entry, "--out", str(tmp_path)]
+    assert main(args) == 0
+    (result,) = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert result["preset"] == entry and 0 < result["encoding_share"] < 1
 
 
 def test_offpolicy_cheetah_quick_scores_the_shipped_maml_cheetah_model(tmp_path):

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
-from adaptrl.algos.meta_q import MetaQ
+from adaptrl.algos.meta_q import MetaQ, trial_contexts
 from adaptrl.algos.offpolicy import OffPolicyLearner
 from adaptrl.algos.pearl import PEARL
 from adaptrl.bench.common import interleaved_seconds, table_markdown, write_bench
@@ -37,12 +38,15 @@ class OffPolicySpeedConfig(Config):
 
     presets: tuple[str, ...] = (
         "meta-q/gridworld-varibad",
+        "meta-q/gridworld-varibad:td_samples=trials",
+        "meta-q/mdps-10",
         "pearl/gridworld-varibad",
         "meta-q/nav2d",
         "pearl/nav2d",
         "pearl/cheetah-vel",
     )
-    """ALGO/PRESET pairs to time (the MuJoCo one needs the mujoco extra)."""
+    """ALGO/PRESET pairs to time, each optionally with field changes (``ALGO/PRESET:FIELD=VALUE,
+    ...``, values read as YAML); the MuJoCo one needs the mujoco extra."""
     fill: Size = 8
     """Iterations of collection that fill the replay before updates are timed."""
     rounds: Size = 10
@@ -69,6 +73,14 @@ def one_row_copy(learner: OffPolicyLearner) -> OffPolicyLearner:
 def sampling_and_encoding(learner: OffPolicyLearner) -> tuple[Any, Any]:
     """Two calls: the update's replay sampling alone, and its context encoding alone."""
     cfg, gen = learner.config, learner.generator
+    if isinstance(learner, MetaQ) and cfg.td_samples == "trials":
+        n = -(-cfg.batch // learner.steps)
+        trial = learner.replay.sample_segments(n, generator=gen)
+        feats = learner.features(trial["obs"], trial["action"], trial["reward"], trial["final_obs"])
+        return (
+            lambda: learner.replay.sample_segments(n, generator=gen),
+            lambda: trial_contexts(learner.net.encoder, feats),
+        )
     if isinstance(learner, MetaQ):
         length = learner.context_length + 1
         window, mask = learner.replay.windows(cfg.batch, length, generator=gen)
@@ -87,8 +99,17 @@ def sampling_and_encoding(learner: OffPolicyLearner) -> tuple[Any, Any]:
     )
 
 
-def time_preset(algo: str, name: str, bench: OffPolicySpeedConfig) -> dict[str, Any]:
-    config = preset(algo, name)
+def preset_with_changes(entry: str) -> tuple[str, Any]:
+    """``ALGO/PRESET[:FIELD=VALUE,...]`` -> the algorithm and its config with those changes."""
+    name, _, changes = entry.partition(":")
+    algo, preset_name = name.split("/", 1)
+    fields = dict(item.split("=", 1) for item in changes.split(",")) if changes else {}
+    config = preset(algo, preset_name)
+    return algo, dataclasses.replace(config, **{k: yaml.safe_load(v) for k, v in fields.items()})
+
+
+def time_preset(entry: str, bench: OffPolicySpeedConfig) -> dict[str, Any]:
+    algo, config = preset_with_changes(entry)
     if bench.quick:
         config = dataclasses.replace(config, trials=4, batch=4, buffer_trials=2)
     learner: OffPolicyLearner = {"meta-q": MetaQ, "pearl": PEARL}[algo](config, seed=0)
@@ -109,11 +130,11 @@ def time_preset(algo: str, name: str, bench: OffPolicySpeedConfig) -> dict[str, 
             "encoding": encode,
         },
         bench.rounds,
-        description=f"time {algo}/{name}",
+        description=f"time {entry}",
     )
     med = {k: statistics.median(v) for k, v in seconds.items()}
     return {
-        "preset": f"{algo}/{name}",
+        "preset": entry,
         "rows": rows,
         "batch": config.batch,
         "collect_env_steps_per_s": rows * learner.steps / collect_seconds,
@@ -130,7 +151,7 @@ def run_offpolicy_speed(bench: OffPolicySpeedConfig) -> dict[str, Any]:
     torch.set_num_threads(bench.threads)
     if bench.quick:
         bench = dataclasses.replace(bench, presets=bench.presets[:1], fill=2, rounds=2)
-    results = [time_preset(*p.split("/", 1), bench) for p in bench.presets]
+    results = [time_preset(p, bench) for p in bench.presets]
     columns = [
         "preset",
         "collection env steps/s",
