@@ -103,7 +103,8 @@ def preset_data(group: str, name_or_path: str | Path, _seen: tuple[Path, ...] = 
     if base is None:
         return data
     base, base_group = str(base), group
-    if "/" in base and (presets_root() / base.split("/", 1)[0]).is_dir():
+    head = base.split("/", 1)[0]
+    if "/" in base and head and (presets_root() / head).is_dir() and not Path(base).exists():
         base_group, base = base.split("/", 1)
     return merge(preset_data(base_group, base, (*_seen, path)), data)
 
