@@ -155,7 +155,8 @@ def adam_step(
 
 
 TDSamples = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
-"""Transitions ``[rows, batch, ...]``, the online contexts before and after each, the target's after."""
+"""TD samples: transitions ``[rows, batch, ...]``, the online network's contexts before and after
+each, the target network's after."""
 
 
 def trial_contexts(encoder: RecurrentContextEncoder, features: torch.Tensor) -> torch.Tensor:
@@ -477,9 +478,7 @@ class MetaQ(OffPolicyLearner):
             info = self._td3(state, now, reward, last, next_state_t)
         return info
 
-    def window_samples(
-        self,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    def window_samples(self) -> TDSamples:
         """``batch`` windows per replay row: the transitions at their ends ``[rows, batch, ...]``,
         the online network's contexts before and after each, the target network's after. The
         context of ``s_t`` reads the transitions before ``t``; that of ``s_{t+1}`` includes ``t``."""
@@ -497,9 +496,7 @@ class MetaQ(OffPolicyLearner):
             _, t_ctx_next = self.target.context_pair(feats, mask, whole)
         return now, ctx, ctx_next, t_ctx_next
 
-    def trial_samples(
-        self,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    def trial_samples(self) -> TDSamples:
         """The same from ``ceil(batch / steps)`` whole trials per replay row, each read by the
         GRU once: its state after ``t`` transitions is the context of ``s_t``."""
         cfg = self.config
