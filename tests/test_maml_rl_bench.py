@@ -12,6 +12,7 @@ from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.mktn import MKTN
 from adaptrl.algos.rl2 import RL2
 from adaptrl.algos.trainer import load_trained, save_trained
+from adaptrl.baselines.pg import mktn_config
 from adaptrl.bench import maml_rl as bench
 from adaptrl.bench import maml_speed
 from adaptrl.core.errors import ConfigError
@@ -295,6 +296,28 @@ def test_shipped_curriculum_models_load_and_rescore_their_report():
         assert c.eval_inner_lrs == (0.5, 0.25) and c.eval_batch == "steps"
     seed0 = load_trained(report / "models" / "MAML-s0")
     assert seed0.iteration == 110
+    tasks = seed0.family.tasks(100, "test", bench.EVAL_SEED)
+    gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
+    curve = seed0.adaptation_curve(tasks, 3, gen).double().mean(0)
+    torch.testing.assert_close(
+        curve, torch.tensor(per_seed[0], dtype=torch.float64), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_shipped_mktn_models_pair_with_maml_and_rescore_their_report():
+    """The ANIL comparison's models: MKTN and MAML with the same seeds and configuration; MKTN
+    seed 0 re-scores its report's mean over the 100 test tasks exactly."""
+    from pathlib import Path
+
+    report = Path(__file__).resolve().parents[1] / "docs/results/maml-rl/mktn-nav2d-3seeds"
+    per_seed = json.loads((report / "bench.json").read_text())["per_seed"]["mktn"]
+    for seed in range(3):
+        mktn = load_trained(report / "models" / f"mktn-s{seed}")
+        maml = load_trained(report / "models" / f"MAML-s{seed}")
+        assert isinstance(mktn, MKTN) and mktn.adapted()[0].startswith("head.")
+        assert mktn.iteration == maml.iteration == 100 and mktn.seed == maml.seed == seed
+        assert mktn.config == mktn_config(maml.config)
+    seed0 = load_trained(report / "models" / "mktn-s0")
     tasks = seed0.family.tasks(100, "test", bench.EVAL_SEED)
     gen = make_generator(bench.EVAL_SEED, "maml-nav2d", "eval")
     curve = seed0.adaptation_curve(tasks, 3, gen).double().mean(0)
