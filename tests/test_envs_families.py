@@ -13,6 +13,7 @@ import torch
 
 from adaptrl.core.errors import ConfigError
 from adaptrl.envs import TaskBatch, make_family
+from adaptrl.envs.check import check_family
 from adaptrl.envs.gridworld import GridworldConfig, GridworldGoal
 
 
@@ -223,6 +224,30 @@ def test_gridworld_walls_block_moves():
     assert cells(run(env, [[RIGHT], [DOWN], [DOWN], [RIGHT], [UP]])) == [0, 5, 5, 6, 6]
 
 
+def test_gridworld_four_rooms_layout():
+    """Walls across the middle row and down the middle column, two doorways each; the rooms
+    connect only through them, and the family keeps the environment contract."""
+    config = GridworldConfig(height=9, width=9, layout="four-rooms")
+    walls = config.blocked()
+    assert walls == ({(r, 4) for r in range(9)} | {(4, c) for c in range(9)}) - {
+        (2, 4),
+        (6, 4),
+        (4, 2),
+        (4, 6),
+    }
+    fam = GridworldGoal(config)
+    assert fam.walls.sum().item() == len(walls) == 13
+    assert len(fam.goal_cells) == 81 - 13 - 1  # every free cell but the start
+    check_family(fam, num_envs=4)
+    # from (0,3) right is the wall; down to (2,3), then right through the doorway (2,4) to (2,5)
+    env = grid_env(goal=80, height=9, width=9, layout="four-rooms", start=(0, 3))
+    assert cells(run(env, [[RIGHT], [DOWN], [DOWN], [RIGHT], [RIGHT]])) == [3, 12, 21, 22, 23]
+    # explicit walls add to the layout's
+    assert GridworldConfig(
+        height=9, width=9, layout="four-rooms", walls=((0, 0),), start=(1, 1)
+    ).blocked() == walls | {(0, 0)}
+
+
 def test_gridworld_reward_on_goal_and_staying():
     env = grid_env(goal=1)
     steps = run(env, [[DOWN], [RIGHT], [UP], [STAY], [LEFT], [RIGHT]])
@@ -341,6 +366,8 @@ def test_gridworld_varibad_protocol():
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"horizon": 0}, "horizon"),
         ({"n": 0}, "n must be >= 1, got 0"),
+        ({"height": 4, "layout": "four-rooms"}, "four-rooms layout needs a grid of at least 5x5"),
+        ({"height": 9, "width": 9, "layout": "four-rooms", "start": (4, 4)}, "start .* is a wall"),
     ],
 )
 def test_gridworld_config_errors(overrides, message):

@@ -13,6 +13,9 @@ cells outside the 2x2 block at the start, 15 steps, 4 episodes, -0.1 per step of
 goal cell seen in meta-training) is ``gridworld-goal-v0 --step-reward -0.1 --goal-exclusion 2
 --test-fraction 0``: the other defaults already match it.
 
+``--layout four-rooms`` adds the walls of a four-room grid (rooms joined by doorways, Sutton,
+Precup & Singh 1999), e.g. ``--height 9 --width 9 --layout four-rooms``.
+
 The task space is finite, so :meth:`GridworldGoal.tasks` partitions the candidate goal cells once,
 from ``split_seed``, into meta-train and meta-test cells: held-out goals are never trained on
 (``test_fraction`` 0: both splits draw from every cell). The dynamics are deterministic and known,
@@ -23,7 +26,7 @@ and :meth:`GridworldGoal.tabular_model` exposes them in the same ``(P, R)`` form
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import torch
@@ -49,6 +52,10 @@ class GridworldConfig(FamilyConfig):
     """Number of columns (>= 2)."""
     walls: tuple[tuple[int, int], ...] = ()
     """Blocked cells as (row, col) pairs; every other cell must be reachable from the start."""
+    layout: Literal["open", "four-rooms"] = "open"
+    """Walls drawn from a named layout, added to ``walls``: "four-rooms" splits the grid into four
+    rooms by a wall across its middle row and one down its middle column, each with two doorways
+    (at a quarter and three quarters of its length), as Sutton, Precup & Singh (1999)."""
     start: tuple[int, int] = (0, 0)
     """(row, col) where every episode starts."""
     horizon: Size = 15
@@ -70,13 +77,17 @@ class GridworldConfig(FamilyConfig):
             raise ConfigError(
                 f"start {tuple(self.start)} lies outside the {self.height}x{self.width} grid"
             )
+        if self.layout == "four-rooms" and (self.height < 5 or self.width < 5):
+            raise ConfigError(
+                f"the four-rooms layout needs a grid of at least 5x5, got {self.height}x{self.width}"
+            )
         for wall in self.walls:
             if not self._inside(wall):
                 raise ConfigError(
                     f"wall {tuple(wall)} lies outside the {self.height}x{self.width} grid "
                     f"(rows 0..{self.height - 1}, columns 0..{self.width - 1})"
                 )
-        walls = {tuple(w) for w in self.walls}
+        walls = self.blocked()
         if tuple(self.start) in walls:
             raise ConfigError(f"start {tuple(self.start)} is a wall")
         free = sum(
@@ -96,6 +107,18 @@ class GridworldConfig(FamilyConfig):
                 f"cells {unreachable} cannot be reached from start {tuple(self.start)}; "
                 "add them to walls or open a path"
             )
+
+    def blocked(self) -> set[tuple[int, int]]:
+        """Every wall cell: ``walls`` and those of the ``layout``."""
+        walls = {(int(r), int(c)) for r, c in self.walls}
+        if self.layout == "four-rooms":
+            h, w = self.height, self.width
+            mid_r, mid_c = h // 2, w // 2
+            doors_r = {(h // 4, mid_c), ((3 * h) // 4, mid_c)}
+            doors_c = {(mid_r, w // 4), (mid_r, (3 * w) // 4)}
+            walls |= {(r, mid_c) for r in range(h)} - doors_r
+            walls |= {(mid_r, c) for c in range(w)} - doors_c
+        return walls
 
     def goal_allowed(self, cell: tuple[int, int]) -> bool:
         """Whether ``goal_exclusion`` lets a goal sit on ``cell`` (walls aside)."""
@@ -140,7 +163,7 @@ class GridworldGoal(TaskFamily):
         self.max_episode_steps = c.horizon
         self.episodes_per_trial = c.n
         self.walls = torch.zeros(self.num_states, dtype=torch.bool)
-        for r, col in c.walls:
+        for r, col in c.blocked():
             self.walls[r * c.width + col] = True
         self.move_table = self._build_move_table()
         allowed = [c.goal_allowed(divmod(cell, c.width)) for cell in range(self.num_states)]
