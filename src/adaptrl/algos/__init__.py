@@ -7,6 +7,7 @@ from adaptrl.algos import (
     maml,  # noqa: F401
     maml_rl,  # noqa: F401
     matching,  # noqa: F401
+    meta_dqn,  # noqa: F401
     meta_q,  # noqa: F401
     metasgd,  # noqa: F401
     mktn,  # noqa: F401

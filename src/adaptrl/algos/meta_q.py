@@ -316,7 +316,7 @@ class MetaQAgent:
         net = self.net
         name = "q" if net.discrete else "actor"
         if self.head is None:
-            return getattr(net, name)(state)
+            return net.q_values(state) if net.discrete else net.actor(state)
         return vmap(lambda p, x: net.head_call(p, name, x))(self.head, state)
 
     @torch.no_grad()
