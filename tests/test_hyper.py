@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from _gradcheck import assert_gradient_matches_finite_differences
 from adaptrl.core.errors import ConfigError
 from adaptrl.nn.hyper import HyperMLP, apply_generated
 from adaptrl.nn.mlp import HIDDEN_GAIN
@@ -77,23 +78,7 @@ def test_gradients_of_the_hypernetwork_match_finite_differences():
     def loss() -> torch.Tensor:
         return ((hyper(e, x) - target) ** 2).mean()
 
-    params = list(hyper.parameters())
-    grads = torch.autograd.grad(loss(), params)
-    gen = torch.Generator().manual_seed(0)
-    eps = 1e-6
-    for _ in range(3):
-        direction = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
-        with torch.no_grad():
-            for p, d in zip(params, direction, strict=True):
-                p.add_(eps * d)
-            plus = float(loss())
-            for p, d in zip(params, direction, strict=True):
-                p.sub_(2 * eps * d)
-            minus = float(loss())
-            for p, d in zip(params, direction, strict=True):
-                p.add_(eps * d)
-        analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction, strict=True))
-        assert analytic == pytest.approx((plus - minus) / (2 * eps), rel=1e-6, abs=1e-10)
+    assert_gradient_matches_finite_differences(loss, list(hyper.parameters()))
 
 
 def test_errors_are_clear():

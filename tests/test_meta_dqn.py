@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _gradcheck import assert_gradient_matches_finite_differences
 from _resume import full_and_resumed
 from adaptrl.algos.meta_dqn import MetaDQN, MetaDQNConfig
 from adaptrl.algos.trainer import train
@@ -57,24 +58,9 @@ def test_td_gradient_through_the_generated_weights_matches_finite_differences():
         return td_loss(q, y)
 
     params = list(net.parameters())
-    grads = torch.autograd.grad(loss(), params, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
-    assert any(g.abs().sum() > 0 for g in grads[:2])  # the encoder learns through the TD loss
-    gen = torch.Generator().manual_seed(0)
-    eps = 1e-6
-    for _ in range(3):
-        direction = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
-        with torch.no_grad():
-            for p, d in zip(params, direction, strict=True):
-                p.add_(eps * d)
-            plus = float(loss())
-            for p, d in zip(params, direction, strict=True):
-                p.sub_(2 * eps * d)
-            minus = float(loss())
-            for p, d in zip(params, direction, strict=True):
-                p.add_(eps * d)
-        analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction, strict=True))
-        assert analytic == pytest.approx((plus - minus) / (2 * eps), rel=1e-6, abs=1e-10)
+    encoder = torch.autograd.grad(loss(), params[:2], allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in encoder)  # it learns through TD
+    assert_gradient_matches_finite_differences(loss, params)
 
 
 def test_errors_are_clear():
