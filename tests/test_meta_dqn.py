@@ -7,15 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _bandits import train_and_score
 from _gradcheck import assert_gradient_matches_finite_differences
 from _resume import full_and_resumed
 from adaptrl.algos.meta_dqn import MetaDQN, MetaDQNConfig
-from adaptrl.algos.trainer import train
 from adaptrl.core.errors import ConfigError
 from adaptrl.envs.bandit import BanditConfig
 from adaptrl.envs.gridworld import GridworldConfig
 from adaptrl.envs.nav2d import Nav2DConfig
-from adaptrl.eval import evaluate
 from adaptrl.rl.td import td_loss
 
 SMALL_GRID = GridworldConfig(height=3, width=3, horizon=4, n=2, step_reward=-0.1)
@@ -93,14 +92,8 @@ def test_meta_dqn_learns_to_explore_bandits():
         hyper_hidden=(32,),
         context_size=16,
     )
-    learner = train(MetaDQN(cfg, seed=0), iterations=cfg.iterations, show_progress=False)
+    learner = MetaDQN(cfg, seed=0)
+    meta_dqn, gittins, random = train_and_score(learner)
     assert list(learner.trial_agents()) == ["meta-dqn"]
-    res = evaluate(
-        learner.family,
-        [("meta-dqn", lambda f: learner.trial_agent()), "gittins", "random"],
-        num_tasks=500,
-        show_progress=False,
-    )
-    meta_dqn, gittins, random = (a.trial_return()[0] for a in res.agents)
     # Random scores 5.0 in expectation and Gittins ~6.8: ask for most of that gap.
     assert meta_dqn > random + 0.6 * (gittins - random), (meta_dqn, gittins, random)

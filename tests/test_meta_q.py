@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _bandits import train_and_score
 from _resume import full_and_resumed
 from adaptrl.algos.meta_q import MetaQ, MetaQConfig, epsilon_at, trial_contexts
-from adaptrl.algos.trainer import train
 from adaptrl.core.errors import ConfigError
 from adaptrl.envs.bandit import BanditConfig
 from adaptrl.envs.gridworld import GridworldConfig
@@ -126,14 +126,8 @@ def test_meta_q_learns_to_explore_bandits(td_samples):
         batch=16,
         td_samples=td_samples,
     )
-    learner = train(MetaQ(cfg, seed=0), iterations=cfg.iterations, show_progress=False)
-    res = evaluate(
-        learner.family,
-        [("meta-q", lambda f: learner.trial_agent()), "gittins", "random"],
-        num_tasks=500,
-        show_progress=False,
-    )
-    meta_q, gittins, random = (a.trial_return()[0] for a in res.agents)
+    learner = MetaQ(cfg, seed=0)
+    meta_q, gittins, random = train_and_score(learner)
     # Random scores 5.0 in expectation and Gittins ~6.8: ask for most of that gap.
     assert meta_q > random + 0.6 * (gittins - random), (meta_q, gittins, random)
 

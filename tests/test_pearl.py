@@ -8,14 +8,13 @@ import itertools
 import pytest
 import torch
 
+from _bandits import train_and_score
 from _resume import full_and_resumed
 from adaptrl.algos.pearl import PEARL, PEARLConfig
-from adaptrl.algos.trainer import train
 from adaptrl.core.seeding import derive_seed
 from adaptrl.envs.bandit import BanditConfig
 from adaptrl.envs.gridworld import GridworldConfig
 from adaptrl.envs.nav2d import Nav2DConfig
-from adaptrl.eval import evaluate
 
 SMALL_GRID = GridworldConfig(height=3, width=3, horizon=4, n=3, step_reward=-0.1)
 TINY = {"hidden": (16,), "encoder_hidden": (16,), "latent": 2}
@@ -83,14 +82,8 @@ def test_pearl_learns_bandits_beyond_thompson_sampling_range():
     cfg = PEARLConfig(
         family=BanditConfig(k=5, n=10), iterations=150, trials=16, updates=16, batch=32
     )
-    learner = train(PEARL(cfg, seed=0), iterations=cfg.iterations, show_progress=False)
-    res = evaluate(
-        learner.family,
-        [("pearl", lambda f: learner.trial_agent()), "gittins", "random"],
-        num_tasks=500,
-        show_progress=False,
-    )
-    pearl, gittins, random = (a.trial_return()[0] for a in res.agents)
+    learner = PEARL(cfg, seed=0)
+    pearl, gittins, random = train_and_score(learner)
     # Random ~5.0, Gittins ~6.8 (Thompson sampling ~5.9): ask for over half the gap.
     assert pearl > random + 0.5 * (gittins - random), (pearl, gittins, random)
 
