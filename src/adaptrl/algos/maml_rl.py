@@ -474,9 +474,10 @@ class MAMLRL(MetaLearner):
         the Jacobian of one inner step (``H^in_g`` the inner loss' Hessian; ``J_g = I`` for
         first-order MAML or no inner step; where only some parameters adapt, ``J_g = I - alpha P
         H^in_g`` with ``P`` the projection on them, no longer symmetric). Each product costs two
-        inner Hessian-vector products and one Fisher-vector product, all second-order; differentiating the KL's gradient through
-        the inner step (``rl.trpo.fisher_vector_product``) also computes third-order terms that
-        multiply the vanishing gradient. ``F_g`` is applied as ``J_dist^T M J_dist`` (a
+        inner Hessian-vector products and one Fisher-vector product, all second-order;
+        differentiating the KL's gradient through the inner step
+        (``rl.trpo.fisher_vector_product``) also computes third-order terms that multiply the
+        vanishing gradient. ``F_g`` is applied as ``J_dist^T M J_dist`` (a
         forward-mode ``jvp``, the distribution's closed-form Fisher ``M`` from
         :func:`heads.fisher_product`, one retained-graph ``vjp``), cheaper than the double
         backward of the KL. One inner step only.

@@ -28,7 +28,6 @@ from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.config import Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.nn.hyper import HyperInit, HyperMLP
-from adaptrl.nn.recurrent import observation_dim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +47,8 @@ class MetaDQNConfig(MetaQConfig):
 class HyperQNetwork(ContextQNetwork):
     """meta-q's encoder, with the Q-network generated from the context instead of reading it."""
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: MetaDQNConfig):
-        super().__init__(obs_space, action_space, cfg)
-        self.inputs = observation_dim(obs_space) + int(cfg.time_input)
-        self.q = HyperMLP(
+    def q_network(self, cfg: MetaDQNConfig) -> HyperMLP:  # type: ignore[override]
+        return HyperMLP(
             cfg.context_size,
             self.inputs,
             cfg.hidden,

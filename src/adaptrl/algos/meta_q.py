@@ -192,14 +192,19 @@ class ContextQNetwork(nn.Module):
                     f"meta-q --encoder set needs an even --context-size, got {cfg.context_size}"
                 )
             self.encoder = ProbabilisticContextEncoder(feat, cfg.context_size // 2, cfg.hidden)
-        state_dim = obs_dim + int(cfg.time_input) + cfg.context_size
+        self.inputs = obs_dim + int(cfg.time_input)  # a state's width before its context
+        state_dim = self.inputs + cfg.context_size
         if self.discrete:
-            self.q = mlp(state_dim, cfg.hidden, self.spec.dim, activation="relu")
+            self.q = self.q_network(cfg)
         else:
             a = self.spec.dim
             self.q1 = mlp(state_dim + a, cfg.hidden, 1, activation="relu")
             self.q2 = mlp(state_dim + a, cfg.hidden, 1, activation="relu")
             self.actor = mlp(state_dim, cfg.hidden, a, activation="relu", out_gain=0.01)
+
+    def q_network(self, cfg: MetaQConfig) -> nn.Module:
+        """Discrete actions: the Q-network, from the state (inputs, then context) to Q-values."""
+        return mlp(self.inputs + cfg.context_size, cfg.hidden, self.spec.dim, activation="relu")
 
     def context(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Context of each window ``[..., N, F]`` of transitions."""
@@ -297,17 +302,19 @@ class MetaQAgent:
         self.propensity = adaptation == "propensity"
         if self.propensity:
             self.name = "meta-q+propensity"
+        # A GRU over the whole trial so far carries its state step by step; other encoders
+        # re-read the window of the last transitions.
+        self.carried = isinstance(self.net.encoder, RecurrentContextEncoder) and (
+            learner.config.context is None
+        )
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         L = self.learner
         self.generator, self.t = generator, 0
-        # A GRU over the whole trial so far carries its state step by step; other encoders
-        # re-read the window of the last transitions.
-        self.carried = isinstance(self.net.encoder, RecurrentContextEncoder) and (
-            L.config.context is None
-        )
-        self.hidden = torch.zeros(env.num_envs, L.config.context_size, device=env.device)
-        self.window = ContextWindow(env.num_envs, L.context_length, L.feature_dim, env.device)
+        if self.carried:
+            self.hidden = torch.zeros(env.num_envs, L.config.context_size, device=env.device)
+        else:
+            self.window = ContextWindow(env.num_envs, L.context_length, L.feature_dim, env.device)
         self.head: dict[str, Any] | None = None  # per-task head parameters once adapted
         self.log: dict[str, list[torch.Tensor]] = {"state": [], "action": [], "reward": []}
 
@@ -496,11 +503,16 @@ class MetaQ(OffPolicyLearner):
             _, t_ctx_next = self.target.context_pair(feats, mask, whole)
         return now, ctx, ctx_next, t_ctx_next
 
+    def trials_per_row(self) -> int:
+        """Stored trials per replay row that a TD step reads with ``td_samples="trials"``:
+        enough for ``batch`` steps, ``ceil(batch / steps)``."""
+        return -(-self.config.batch // self.steps)
+
     def trial_samples(self) -> TDSamples:
         """The same from ``ceil(batch / steps)`` whole trials per replay row, each read by the
         GRU once: its state after ``t`` transitions is the context of ``s_t``."""
         cfg = self.config
-        n = -(-cfg.batch // self.steps)
+        n = self.trials_per_row()
         trial = self.replay.sample_segments(n, generator=self.generator)  # [rows, n, T, ...]
         feats = self.features(trial["obs"], trial["action"], trial["reward"], trial["final_obs"])
         rows = feats.shape[0]

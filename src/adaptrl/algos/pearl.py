@@ -11,8 +11,9 @@ drawn from the prior; at the end of every episode ``z`` is redrawn from the post
 trial's transitions so far, and held for the whole next episode. Training matches it: an update
 takes one stored trial per replay row, draws an episode index ``e``, encodes the trial's episodes
 before ``e`` as the context (none for ``e = 0``: the prior; ``empty_context=False`` draws
-``e >= 1`` only), samples ``z`` from that posterior, and runs SAC on transitions of the same trial. Returns are per episode (SAC's objective); bootstrapping
-stops only where the environment terminates.
+``e >= 1`` only), samples ``z`` from that posterior, and runs SAC on transitions of the same
+trial. Returns are per episode (SAC's objective); bootstrapping stops only where the environment
+terminates.
 
 One iteration collects one trial per fresh task into its replay row (whole trials, ``rl/replay.py``)
 and takes ``updates`` gradient steps. The replay is in the checkpoint, so resume is bit-identical.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +150,14 @@ def run_curves(
 def timing_lines(extra: dict[str, Any], family_id: str) -> list[str]:
     """Seconds per meta-iteration of every learner trained here, as a ratio to MAML's in the same
     run, and the ANIL paper's one-step figures where an ``mktn`` row is in the table."""
-    timed = {k: [r["seconds_per_iteration"] for r in v] for k, v in extra["training"].items() if v}
-    if "MAML" not in timed:
+    seconds = {
+        k: statistics.fmean(r["seconds_per_iteration"] for r in v)
+        for k, v in extra["training"].items()
+        if v
+    }
+    if "MAML" not in seconds:
         return []
-    maml = sum(timed["MAML"]) / len(timed["MAML"])
-    parts = [
-        f"{k} {sum(v) / len(v):.2f} s ({maml / (sum(v) / len(v)):.2f}x MAML's speed)"
-        for k, v in timed.items()
-    ]
+    parts = [f"{k} {s:.2f} s ({seconds['MAML'] / s:.2f}x MAML's speed)" for k, s in seconds.items()]
     lines = ["", f"Seconds per meta-iteration (mean over seeds, this run): {'; '.join(parts)}."]
     if "mktn" in extra["training"] and family_id in ANIL_RL:
         paper = ANIL_RL[family_id]

@@ -74,7 +74,7 @@ def sampling_and_encoding(learner: OffPolicyLearner) -> tuple[Any, Any]:
     """Two calls: the update's replay sampling alone, and its context encoding alone."""
     cfg, gen = learner.config, learner.generator
     if isinstance(learner, MetaQ) and cfg.td_samples == "trials":
-        n = -(-cfg.batch // learner.steps)
+        n = learner.trials_per_row()
         trial = learner.replay.sample_segments(n, generator=gen)
         feats = learner.features(trial["obs"], trial["action"], trial["reward"], trial["final_obs"])
         return (

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from adaptrl.core.errors import ConfigError
-from adaptrl.nn.mlp import ACTIVATIONS, HIDDEN_GAIN, mlp
+from adaptrl.nn.mlp import ACTIVATIONS, HIDDEN_GAIN, init_linear, mlp
 
 HyperInit = Literal["bias-hyperinit", "naive"]
 
@@ -78,13 +78,12 @@ class HyperMLP(nn.Module):
             for k, ((o, i), w_head, b_head) in enumerate(
                 zip(self.shapes, self.weight_heads, self.bias_heads, strict=True)
             ):
-                target = torch.empty(o, i)
-                nn.init.orthogonal_(target, out_gain if k == last else HIDDEN_GAIN)
+                target = init_linear(nn.Linear(i, o), out_gain if k == last else HIDDEN_GAIN)
                 with torch.no_grad():
                     w_head.weight.zero_()
-                    w_head.bias.copy_(target.reshape(-1))
+                    w_head.bias.copy_(target.weight.reshape(-1))
                     b_head.weight.zero_()
-                    b_head.bias.zero_()
+                    b_head.bias.copy_(target.bias)
 
     def generate(self, embedding: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The generated ``(weight [..., out, in], bias [..., out])`` of each layer."""
