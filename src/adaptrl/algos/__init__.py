@@ -3,6 +3,7 @@
 # Algorithm modules (each registers itself on import); one per line.
 from adaptrl.algos import (
     anil,  # noqa: F401
+    hyper_policy,  # noqa: F401
     lstm_optimizer,  # noqa: F401
     maml,  # noqa: F401
     maml_rl,  # noqa: F401

@@ -280,9 +280,7 @@ class RL2(MetaLearner):
             memory_kw = {"layers": config.transformer_layers, "heads": config.transformer_heads}
         with torch.random.fork_rng(devices=[]):  # initial weights from the seed alone
             torch.manual_seed(derive_seed(seed, "rl2", "init"))
-            self.net = RecurrentActorCritic(
-                self.family.observation_space,
-                self.family.action_space,
+            self.net = self.build_network(
                 hidden=config.hidden,
                 memory=config.memory,
                 shared=config.outer == "ppo" and not config.separate_critic,
@@ -303,6 +301,10 @@ class RL2(MetaLearner):
             if config.normalize_actions
             else None
         )
+
+    def build_network(self, **kw: Any) -> RecurrentActorCritic:
+        """The recurrent actor-critic for this family, from the config's network options."""
+        return RecurrentActorCritic(self.family.observation_space, self.family.action_space, **kw)
 
     # --- one outer iteration -------------------------------------------------------------
     def meta_train_step(self) -> dict[str, float | torch.Tensor]:
@@ -430,7 +432,7 @@ class RL2(MetaLearner):
     # --- evaluation ------------------------------------------------------------------------
     def trial_agent(self) -> RL2Agent:
         """The trained policy as a trial agent (memory reset at ``begin_trial``), sampling actions."""
-        return RL2Agent(self.net, self.steps, self.action_map)
+        return RL2Agent(self.net, self.steps, self.action_map, name=self.name)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -458,7 +460,6 @@ class RL2Agent:
     next ``act`` reads.
     """
 
-    name = "rl2"
     uses_task = False
 
     def __init__(
@@ -466,7 +467,9 @@ class RL2Agent:
         net: RecurrentActorCritic,
         trial_steps: int,
         action_map: tuple[torch.Tensor, torch.Tensor] | None = None,
+        name: str = "rl2",
     ):
+        self.name = name
         self.net = net
         self.trial_steps = trial_steps
         self.action_map = action_map

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
+import gymnasium as gym
 import torch
 from torch import nn
 
 from adaptrl.core.errors import ConfigError
+from adaptrl.nn import heads
 from adaptrl.nn.mlp import ACTIVATIONS, HIDDEN_GAIN, init_linear, mlp
+from adaptrl.nn.recurrent import RecurrentActorCritic
 
 HyperInit = Literal["bias-hyperinit", "naive"]
 
@@ -110,4 +113,92 @@ def apply_generated(
     return h
 
 
-__all__ = ["HyperInit", "HyperMLP", "apply_generated"]
+class HyperPolicyHead(nn.Module):
+    """A policy head whose network is generated per row: ``forward(embedding [..., E],
+    state [..., S]) -> dist params [..., P]`` (``nn.heads`` layout).
+
+    The generated MLP maps the state to the logits (categorical) or the mean (Gaussian, whose
+    log-std is a free parameter as in ``heads.GaussianHead``); its last layer starts at gain 0.01,
+    so with Bias-HyperInit every task's policy starts near uniform / near zero mean.
+    """
+
+    def __init__(
+        self,
+        action_space: gym.Space,
+        embed_dim: int,
+        state_dim: int,
+        hidden: Sequence[int],
+        *,
+        hyper_hidden: Sequence[int] = (),
+        init: HyperInit = "bias-hyperinit",
+        init_log_std: float = 0.0,
+    ):
+        super().__init__()
+        self.spec = heads.spec_for(action_space)
+        self.net = HyperMLP(
+            embed_dim,
+            state_dim,
+            hidden,
+            self.spec.dim,
+            hyper_hidden=hyper_hidden,
+            out_gain=0.01,
+            init=init,
+        )
+        self.log_std = (
+            nn.Parameter(torch.full((self.spec.dim,), float(init_log_std)))
+            if self.spec.kind == "gaussian"
+            else None
+        )
+
+    def forward(self, embedding: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        out = self.net(embedding, state.unsqueeze(-2)).squeeze(-2)
+        if self.log_std is None:
+            return out
+        return torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+
+
+class HyperRecurrentActorCritic(RecurrentActorCritic):
+    """RL²'s recurrent actor-critic whose policy is a small MLP over the current state, generated
+    at every step from the memory's features by a hypernetwork (Beck et al. 2023, "Recurrent
+    hypernetworks are surprisingly strong in meta-RL"). The value head stays linear on the
+    features; everything else (inputs, memory, critic options) is :class:`RecurrentActorCritic`'s.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        base_hidden: Sequence[int] = (32,),
+        hyper_hidden: Sequence[int] = (),
+        hyper_init: HyperInit = "bias-hyperinit",
+        **kw: Any,
+    ):
+        # read by make_policy_head, which the base constructor calls
+        self.hyper_options = (tuple(base_hidden), tuple(hyper_hidden), hyper_init)
+        super().__init__(observation_space, action_space, **kw)
+
+    def make_policy_head(self, hidden: int, head_kw: dict[str, Any]) -> nn.Module:
+        base_hidden, hyper_hidden, init = self.hyper_options
+        state_dim = self.obs_dim + int(self.time_input) + int(self.episode_steps is not None)
+        return HyperPolicyHead(
+            self.action_space,
+            hidden,
+            state_dim,
+            base_hidden,
+            hyper_hidden=hyper_hidden,
+            init=init,
+            **head_kw,
+        )
+
+    def policy(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.policy_head(features, self.state_input(x))
+
+
+__all__ = [
+    "HyperInit",
+    "HyperMLP",
+    "HyperPolicyHead",
+    "HyperRecurrentActorCritic",
+    "apply_generated",
+]

@@ -94,7 +94,7 @@ class RecurrentActorCritic(nn.Module):
         memory_in = embed[-1] if embed else self.in_dim
         self.embed = embedding(self.in_dim, embed)
         self.memory = make_memory(memory, memory_in, hidden, max_len, **memory_kw)
-        self.policy_head = heads.make_head(action_space, hidden, **(head_kw or {}))
+        self.policy_head = self.make_policy_head(hidden, head_kw or {})
         self.value_embed = None if shared else embedding(self.in_dim, embed)
         self.value_memory = (
             None if shared else make_memory(memory, memory_in, hidden, max_len, **memory_kw)
@@ -107,6 +107,21 @@ class RecurrentActorCritic(nn.Module):
         self.value_head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+
+    def make_policy_head(self, hidden: int, head_kw: dict[str, Any]) -> nn.Module:
+        """The policy head on the memory's features (``nn.heads``); see :meth:`policy`."""
+        return heads.make_head(self.action_space, hidden, **head_kw)
+
+    def policy(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The action distribution's parameters from the memory's ``features`` and this step's
+        input ``x`` (unused here; a hypernetwork policy applies its generated network to it)."""
+        return self.policy_head(features)
+
+    def state_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The part of an input ``x [..., in_dim]`` that describes the current state: the encoded
+        observation and, when fed, the trial and episode progress (not the previous transition)."""
+        tail = int(self.time_input) + int(self.episode_steps is not None)
+        return torch.cat([x[..., : self.obs_dim], x[..., self.in_dim - tail :]], dim=-1)
 
     def inputs(
         self,
@@ -170,7 +185,7 @@ class RecurrentActorCritic(nn.Module):
         """Whole trials ``x [T, B, in_dim]`` -> ``(dist params [T, B, ...], values [T, B], state)``."""
         p_state, v_state = state if state is not None else (None, None)
         features, p_state = self.memory(self.embed(x), p_state)
-        params = self.policy_head(features)
+        params = self.policy(features, x)
         values = None
         if with_value:
             if self.value_memory is not None:
