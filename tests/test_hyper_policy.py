@@ -126,7 +126,7 @@ def test_it_trains_on_a_gaussian_family_with_ppo_and_trpo(outer):
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(ConfigError, match="sizes must be >= 1"):
+    with pytest.raises(ConfigError, match=r"base_hidden\[0\] must be >= 1"):
         HyperPolicy(dataclasses.replace(TINY, base_hidden=(0,)), seed=0)
     with pytest.raises(ConfigError, match="bias-hyperinit"):
         HyperPolicy(dataclasses.replace(TINY, hyper_init="zeros"), seed=0)  # type: ignore[arg-type]
