@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Annotated, Any
 
 import pytest
@@ -13,7 +14,15 @@ import tyro
 
 from _resume import full_and_resumed
 from adaptrl.algos import ALGOS, AlgoSpec, MetaLearner, register_algo
-from adaptrl.algos.trainer import load_trained, new_run, read_run, train, train_run
+from adaptrl.algos.trainer import (
+    export_model,
+    load_trained,
+    new_run,
+    read_run,
+    train,
+    train_run,
+    training_seconds,
+)
 from adaptrl.cli.main import main
 from adaptrl.core.checkpoint import list_checkpoints, load_checkpoint
 from adaptrl.core.errors import ConfigError, TrainingError
@@ -137,6 +146,25 @@ def test_resume_after_a_kill_is_identical(tmp_path):
     # killed after the checkpoint at 6: iteration 7 is logged, then lost
     full, resumed = full_and_resumed(tmp_path, GoalGuessConfig(iterations=10), kill_at=7)
     assert torch.equal(resumed.theta, full.theta)
+
+
+def test_training_seconds_add_up_over_resumes_and_travel_with_an_exported_model(tmp_path):
+    def slow(learner, metrics):
+        time.sleep(0.02)
+        if learner.iteration == 5:
+            raise KeyboardInterrupt
+
+    path = new_run(tmp_path / "r", GoalGuessConfig(iterations=8), checkpoint_every=2, keep=9).path
+    with pytest.raises(KeyboardInterrupt):
+        train_run(path, show_progress=False, on_iteration=slow)
+    at_four = training_seconds(path, iteration=4)
+    assert at_four is not None and at_four >= 4 * 0.02
+    assert training_seconds(path) == at_four  # no model yet: the newest checkpoint's
+    train_run(path, resume=True, show_progress=False, on_iteration=lambda lr, m: time.sleep(0.02))
+    total = training_seconds(path)
+    assert total is not None and total >= at_four + 4 * 0.02  # iterations 5-8 on top of 1-4
+    assert training_seconds(export_model(path, tmp_path / "exported").path) == total
+    assert training_seconds(export_model(path, tmp_path / "at4", iteration=4).path) == at_four
 
 
 def test_nan_metric_stops_training_with_a_clear_error(tmp_path):

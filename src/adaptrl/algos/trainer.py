@@ -27,7 +27,7 @@ import torch
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import ALGOS, algo_of_config
-from adaptrl.core.checkpoint import load_state, save_state
+from adaptrl.core.checkpoint import load_state, read_checkpoint_meta, save_state
 from adaptrl.core.config import config_from_dict, config_to_dict
 from adaptrl.core.errors import CheckpointError, ConfigError, TrainingError
 from adaptrl.core.logging import MetricLogger
@@ -35,6 +35,8 @@ from adaptrl.core.progress import progress
 from adaptrl.core.rundir import RunDir
 
 MODEL = "model"
+TRAIN_SECONDS = "train_seconds"
+"""Checkpoint and model metadata: wall-clock seconds of training so far, over every resume."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +122,28 @@ def export_model(source: str | Path, dest: str | Path, *, iteration: int | None 
         keep=record.keep,
     )
     state = {k: v for k, v in learner.state_dict().items() if k not in learner.training_only}
-    save_state(out.path / MODEL, state, {"algo": learner.name, "exported_from": str(source)})
+    meta = {"algo": learner.name, "exported_from": str(source)}
+    seconds = training_seconds(source, iteration=iteration)
+    if seconds is not None:
+        meta[TRAIN_SECONDS] = seconds
+    save_state(out.path / MODEL, state, meta)
     return out
+
+
+def training_seconds(path: str | Path, *, iteration: int | None = None) -> float | None:
+    """Wall-clock seconds a run (or exported model) trained for, over every resume, up to its
+    final model (or its checkpoint at ``iteration``); None if it does not record them (runs
+    trained before the trainer did)."""
+    run = RunDir.open(path)
+    model = run.path / MODEL
+    if iteration is not None:
+        source: Path | None = run.checkpoint_path(iteration)
+    else:
+        source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()
+    if source is None:
+        return None
+    seconds = read_checkpoint_meta(source).get("meta", {}).get(TRAIN_SECONDS)
+    return None if seconds is None else float(seconds)
 
 
 def read_run(path: str | Path) -> tuple[RunDir, RunRecord]:
@@ -213,11 +235,13 @@ def train(
         raise ConfigError(f"iterations must be >= 0, got {iterations}")
     if checkpoint_every < 1 or keep < 1:
         raise ConfigError("checkpoint_every and keep must be >= 1")
+    before = 0.0  # seconds of training before this call, carried by the checkpoints
     if resume and run is not None:
         ckpt = run.latest_checkpoint()
         if ckpt is not None:
-            state, _ = load_state(ckpt, map_location=learner.device)
+            state, meta = load_state(ckpt, map_location=learner.device)
             learner.load_state_dict(state)
+            before = float(meta.get(TRAIN_SECONDS, 0.0))
     with contextlib.ExitStack() as stack:
         logger = stack.enter_context(MetricLogger(run)) if run is not None else None
         if logger is not None and resume:
@@ -236,7 +260,8 @@ def train(
             stop = bool(on_iteration(learner, metrics)) if on_iteration is not None else False
             end = stop or learner.iteration == iterations
             if run is not None and (learner.iteration % checkpoint_every == 0 or end):
-                save_state(run.checkpoint_path(learner.iteration), learner.state_dict())
+                seconds = {TRAIN_SECONDS: before + time.perf_counter() - t0}
+                save_state(run.checkpoint_path(learner.iteration), learner.state_dict(), seconds)
                 run.prune_checkpoints(keep)
             rate = (learner.iteration - start) / max(time.perf_counter() - t0, 1e-9)
             shown = {k: metrics[k] for k in list(metrics)[:2]}
@@ -244,7 +269,8 @@ def train(
             if stop:
                 break
     if run is not None:
-        save_state(run.path / MODEL, learner.state_dict(), {"algo": learner.name})
+        meta = {"algo": learner.name, TRAIN_SECONDS: before + time.perf_counter() - t0}
+        save_state(run.path / MODEL, learner.state_dict(), meta)
     return learner
 
 
