@@ -68,6 +68,11 @@ class MetaLearner(abc.ABC):
         it (meta-q with and without propensity adaptation)."""
         return {self.name: self.trial_agent}
 
+    def env_steps(self, iterations: int) -> int | None:
+        """Environment steps the first ``iterations`` meta-training iterations collect (at most,
+        where episodes may end early); None for learners without an environment."""
+        return None
+
     def adaptation_curve(self, tasks: Any, steps: int, generator: torch.Generator) -> torch.Tensor:
         raise ConfigError(f"{self.name} does not adapt by gradient steps; evaluate it by trials")
 

@@ -768,6 +768,13 @@ class MAMLRL(MetaLearner):
         size = self.config.eval_chunk
         return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
+    def env_steps(self, iterations: int) -> int:
+        """Each task's rollouts before and after each inner step of each iteration (every rollout
+        counted as a full episode)."""
+        cfg = self.config
+        per_batch = cfg.meta_batch_size * cfg.rollouts_per_task * self.family.max_episode_steps
+        return sum(per_batch * (cfg.steps_at(it) + 1) for it in range(iterations))
+
     def adaptation_curve(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
     ) -> torch.Tensor:

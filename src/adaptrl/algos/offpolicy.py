@@ -193,6 +193,10 @@ class OffPolicyLearner(MetaLearner):
         pass
 
     # --- the frame -----------------------------------------------------------------------
+    def env_steps(self, iterations: int) -> int:
+        """One whole trial per replay row and iteration."""
+        return iterations * self.config.trials * self.steps
+
     def obs_field(self) -> tuple[tuple[int, ...], torch.dtype]:
         """How the replay stores an observation: the index, or the float vector."""
         space = self.family.observation_space

@@ -429,6 +429,10 @@ class RL2(MetaLearner):
             "entropy": entropy,
         }
 
+    def env_steps(self, iterations: int) -> int:
+        """One whole trial per row and iteration."""
+        return iterations * self.config.trials * self.steps
+
     # --- evaluation ------------------------------------------------------------------------
     def trial_agent(self) -> RL2Agent:
         """The trained policy as a trial agent (memory reset at ``begin_trial``), sampling actions."""

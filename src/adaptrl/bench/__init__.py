@@ -2,6 +2,7 @@
 
 from adaptrl.bench import (  # noqa: F401  (one module per line below)
     baselines,
+    compare,
     fewshot,
     fewshot_speed,
     maml_rl,

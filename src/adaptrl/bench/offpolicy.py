@@ -25,14 +25,12 @@ from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.meta_q import MetaQ, MetaQConfig
 from adaptrl.algos.pearl import PEARL, PEARLConfig
-from adaptrl.algos.registry import ALGOS
 from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.algos.trainer import load_trained
-from adaptrl.bench.common import table_markdown, train_timed, write_bench
+from adaptrl.bench.common import preset, table_markdown, train_timed, write_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Count, Size, config_to_dict
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.presets import load_preset
 from adaptrl.core.seeding import make_generator
 from adaptrl.core.table import print_table
 from adaptrl.envs import make_family
@@ -49,11 +47,6 @@ QUICK_GRID = GridworldConfig(
     height=3, width=3, horizon=4, n=2, step_reward=-0.1, goal_exclusion=2, test_fraction=0
 )
 """The --quick gridworld: small enough for the exact Bayes-optimal DP to take no time."""
-
-
-def preset(algo: str, name: str) -> Any:
-    """A shipped preset of ``algo`` as its config class."""
-    return load_preset(ALGOS.get(algo).config_cls, algo, name)
 
 
 @dataclasses.dataclass(frozen=True)

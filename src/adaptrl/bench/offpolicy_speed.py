@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from adaptrl.algos.meta_q import MetaQ, trial_contexts
 from adaptrl.algos.offpolicy import OffPolicyLearner
 from adaptrl.algos.pearl import PEARL
-from adaptrl.bench.common import interleaved_seconds, table_markdown, write_bench
-from adaptrl.bench.offpolicy import preset
+from adaptrl.bench.common import (
+    interleaved_seconds,
+    preset_with_changes,
+    table_markdown,
+    write_bench,
+)
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Size
 from adaptrl.core.table import print_table
@@ -97,15 +100,6 @@ def sampling_and_encoding(learner: OffPolicyLearner) -> tuple[Any, Any]:
         lambda: learner.replay.sample_segments(1, generator=gen),
         lambda: learner.posterior(trial),
     )
-
-
-def preset_with_changes(entry: str) -> tuple[str, Any]:
-    """``ALGO/PRESET[:FIELD=VALUE,...]`` -> the algorithm and its config with those changes."""
-    name, _, changes = entry.partition(":")
-    algo, preset_name = name.split("/", 1)
-    fields = dict(item.split("=", 1) for item in changes.split(",")) if changes else {}
-    config = preset(algo, preset_name)
-    return algo, dataclasses.replace(config, **{k: yaml.safe_load(v) for k, v in fields.items()})
 
 
 def time_preset(entry: str, bench: OffPolicySpeedConfig) -> dict[str, Any]:
