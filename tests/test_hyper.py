@@ -88,3 +88,17 @@ def test_errors_are_clear():
         HyperMLP(2, 2, (3,), 1, init="zeros")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="sizes must be >= 1"):
         HyperMLP(2, 0, (3,), 1)
+
+
+def test_fan_in_scale_divides_the_features_the_heads_read_by_sqrt_width():
+    torch.manual_seed(4)
+    plain = HyperMLP(16, 3, (5,), 2, init="naive")
+    scaled = HyperMLP(16, 3, (5,), 2, init="naive", fan_in_scale=True)
+    scaled.load_state_dict(plain.state_dict())
+    e = torch.randn(7, 16)
+    for (w, b), (w0, b0) in zip(scaled.generate(e), plain.generate(e / 4.0), strict=True):
+        torch.testing.assert_close(w, w0)
+        torch.testing.assert_close(b, b0)
+    # Bias-HyperInit's promise holds with the scale: every embedding, the same network
+    layers = HyperMLP(16, 3, (5,), 2, fan_in_scale=True).generate(e)
+    assert all(torch.equal(w, w[:1].expand_as(w)) for w, _ in layers)

@@ -123,6 +123,9 @@ def test_it_trains_on_a_gaussian_family_with_ppo_and_trpo(outer):
     after = list(learner.net.policy_parameters().values())
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
     assert learner.trial_agent().name == "hyper-policy"
+    assert learner.net.policy_head.net.input_scale == 8**-0.5  # fan_in_scale, on by default
+    unscaled = HyperPolicy(dataclasses.replace(cfg, fan_in_scale=False), seed=0)
+    assert unscaled.net.policy_head.net.input_scale == 1.0
 
 
 def test_bad_config_is_refused():

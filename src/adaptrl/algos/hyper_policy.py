@@ -36,6 +36,9 @@ class HyperPolicyConfig(RL2Config):
     """Hidden layers of the hypernetwork between the memory's features and the weight heads."""
     hyper_init: HyperInit = "bias-hyperinit"
     """Initialisation of the weight heads: Bias-HyperInit or the naive default (``nn/hyper.py``)."""
+    fan_in_scale: bool = True
+    """Scale the memory's features by 1/sqrt(hidden) before the weight heads, so that Adam moves
+    the generated weights at a rate comparable to an ordinary network's (``nn/hyper.py``)."""
 
 
 class HyperPolicy(RL2):
@@ -52,6 +55,7 @@ class HyperPolicy(RL2):
             base_hidden=cfg.base_hidden,
             hyper_hidden=cfg.hyper_hidden,
             hyper_init=cfg.hyper_init,
+            fan_in_scale=cfg.fan_in_scale,
             **kw,
         )
 

@@ -42,6 +42,9 @@ class MetaDQNConfig(MetaQConfig):
     hyper_init: HyperInit = "bias-hyperinit"
     """Initialisation of the weight heads: Bias-HyperInit (every task starts from the same,
     normally initialised Q-network) or the naive default (see ``nn/hyper.py``)."""
+    fan_in_scale: bool = False
+    """Scale the context by 1/sqrt(context_size) before the weight heads (``nn/hyper.py``; on by
+    default for hyper-policy, where it was measured)."""
 
 
 class HyperQNetwork(ContextQNetwork):
@@ -55,6 +58,7 @@ class HyperQNetwork(ContextQNetwork):
             self.spec.dim,
             hyper_hidden=cfg.hyper_hidden,
             init=cfg.hyper_init,
+            fan_in_scale=cfg.fan_in_scale,
         )
 
     def q_values(self, state: torch.Tensor, action: torch.Tensor | None = None) -> Any:

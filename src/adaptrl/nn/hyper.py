@@ -14,6 +14,12 @@ MLP. Its initialisation decides whether it trains at all (Beck et al. 2022):
   initialised network, and the embedding's influence grows from zero as the heads learn;
 * ``"naive"``: PyTorch's default initialisation of the heads, so the generated weights' scale
   depends on the embedding and the heads' fan-in, which the papers report fails to train.
+
+``fan_in_scale`` multiplies the heads' input features by ``1/sqrt(width)``. With Adam every head
+weight moves by about the learning rate per step whatever its gradient's scale, so a generated
+weight ``A f + b`` moves by up to ``lr * sum|f|`` through ``A``: ``width`` times faster than an
+ordinary parameter. The scale takes ``sqrt(width)`` of that back; without it RL²'s learning rate
+made the generated policy collapse on the VariBAD gridworld (docs/results.md).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class HyperMLP(nn.Module):
         activation: str = "relu",
         out_gain: float = 1.0,
         init: HyperInit = "bias-hyperinit",
+        fan_in_scale: bool = False,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -74,6 +81,7 @@ class HyperMLP(nn.Module):
         else:
             self.trunk = nn.Identity()
             features = int(embed_dim)
+        self.input_scale = features**-0.5 if fan_in_scale else 1.0
         self.weight_heads = nn.ModuleList(nn.Linear(features, o * i) for o, i in self.shapes)
         self.bias_heads = nn.ModuleList(nn.Linear(features, o) for o, _ in self.shapes)
         if init == "bias-hyperinit":
@@ -90,7 +98,7 @@ class HyperMLP(nn.Module):
 
     def generate(self, embedding: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The generated ``(weight [..., out, in], bias [..., out])`` of each layer."""
-        f = self.trunk(embedding)
+        f = self.trunk(embedding) * self.input_scale
         lead = embedding.shape[:-1]
         return [
             (w(f).reshape(*lead, o, i), b(f))
@@ -131,6 +139,7 @@ class HyperPolicyHead(nn.Module):
         *,
         hyper_hidden: Sequence[int] = (),
         init: HyperInit = "bias-hyperinit",
+        fan_in_scale: bool = True,
         init_log_std: float = 0.0,
     ):
         super().__init__()
@@ -143,6 +152,7 @@ class HyperPolicyHead(nn.Module):
             hyper_hidden=hyper_hidden,
             out_gain=0.01,
             init=init,
+            fan_in_scale=fan_in_scale,
         )
         self.log_std = (
             nn.Parameter(torch.full((self.spec.dim,), float(init_log_std)))
@@ -172,14 +182,15 @@ class HyperRecurrentActorCritic(RecurrentActorCritic):
         base_hidden: Sequence[int] = (32,),
         hyper_hidden: Sequence[int] = (),
         hyper_init: HyperInit = "bias-hyperinit",
+        fan_in_scale: bool = True,
         **kw: Any,
     ):
         # read by make_policy_head, which the base constructor calls
-        self.hyper_options = (tuple(base_hidden), tuple(hyper_hidden), hyper_init)
+        self.hyper_options = (tuple(base_hidden), tuple(hyper_hidden), hyper_init, fan_in_scale)
         super().__init__(observation_space, action_space, **kw)
 
     def make_policy_head(self, hidden: int, head_kw: dict[str, Any]) -> nn.Module:
-        base_hidden, hyper_hidden, init = self.hyper_options
+        base_hidden, hyper_hidden, init, fan_in_scale = self.hyper_options
         state_dim = self.obs_dim + int(self.time_input) + int(self.episode_steps is not None)
         return HyperPolicyHead(
             self.action_space,
@@ -188,6 +199,7 @@ class HyperRecurrentActorCritic(RecurrentActorCritic):
             base_hidden,
             hyper_hidden=hyper_hidden,
             init=init,
+            fan_in_scale=fan_in_scale,
             **head_kw,
         )
 
