@@ -369,8 +369,8 @@ def run_compare(bench: CompareConfig) -> dict[str, Any]:
         "rows": [
             {
                 "label": label,
-                "per_episode": None if eps is None else eps.tolist(),
-                "per_step": None if steps is None else steps.tolist(),
+                "per_episode": None if eps is None else np.round(eps, 4).tolist(),
+                "per_step": None if steps is None else np.round(steps, 4).tolist(),
             }
             for label, _, _, eps, steps in rows_data
         ],
