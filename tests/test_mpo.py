@@ -22,6 +22,7 @@ from adaptrl.algos.mpo import (
 )
 from adaptrl.algos.trainer import read_run
 from adaptrl.baselines.mpo import MPO_BASELINES, baseline_config
+from adaptrl.bench.mpo import episodes_to_reach, share_of_scratch
 from adaptrl.cli.main import main
 from adaptrl.core.checkpoint import load_checkpoint
 from adaptrl.core.errors import ConfigError
@@ -350,3 +351,32 @@ def test_it_learns_a_prior_that_speeds_up_new_tasks():
     theirs = scratch.adaptation_curve(tasks, 12, make_generator(0)).mean(0)
     assert ours[-1] > 1.5 * theirs[-1] and ours[-1] > theirs[-1] + 1.5, (ours, theirs)
     assert ours[-1] > 10 * theirs[0], (ours, theirs)
+
+
+# --- the bench -------------------------------------------------------------------------------------
+def test_episodes_to_reach_and_share_of_scratch():
+    curve = torch.tensor([0.0, 1.0, 3.0, 2.0, 4.0])
+    assert episodes_to_reach(curve, 2.5) == 3  # reached at update 2: three batches run
+    assert episodes_to_reach(curve, 5.0) is None
+    curves = {
+        "scratch": torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 2.0, 3.0, 6.0]]),
+        "mpo": torch.tensor([[1.0, 5.0, 5.0, 5.0, 5.0], [1.0, 5.0, 6.0, 6.0, 6.0]]),
+    }
+    reach = share_of_scratch(curves, episodes=8)
+    assert reach["scratch_final"] == 5.0 and reach["scratch_episodes"] == 40
+    assert reach["learners"]["mpo"] == {"episodes": 16, "share": 0.4}
+    assert reach["learners"]["scratch"] == {"episodes": 40, "share": 1.0}
+
+
+def test_quick_bench_writes_curves_and_the_target(tmp_path):
+    out = tmp_path / "out"
+    args = ["bench", "mpo-curves", "--config", "gridworld-four-rooms", "--quick"]
+    assert main([*args, "--out", str(out)]) == 0
+    report = load_curve_report(out / "results.json")
+    assert [c.label for c in report.curves] == ["mpo", "scratch", "pretrained"]
+    assert report.x == [0, 1, 2, 3] and report.meta["family"] == "gridworld-goal-v0"
+    assert (
+        "Target (MPO reaches scratch's final return within 20%" in (out / "report.md").read_text()
+    )
+    assert (out / "models" / "mpo-s0" / "config.yaml").is_file()
+    assert main(["eval", str(out / "models" / "mpo-s0"), "--num-tasks", "2", "--steps", "1"]) == 0
