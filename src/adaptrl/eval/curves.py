@@ -119,7 +119,7 @@ def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     n = report.meta.get("num_tasks")
     title = f"{report.title}" + (f" ({n} test tasks, 95% CI)" if n else "")
     ax.set_title(textwrap.fill(title, 70), fontsize=9)
-    ax.set_xticks(x)
+    ax.set_xticks(x if len(x) <= 20 else x[:: -(-len(x) // 10)])  # long curves: ~10 ticks
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # never over the curves
     fig.tight_layout()
