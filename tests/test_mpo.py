@@ -29,7 +29,7 @@ from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 from adaptrl.envs.gridworld import GridworldConfig
 from adaptrl.envs.nav2d import Nav2DConfig
-from adaptrl.eval.curves import load_curve_report
+from adaptrl.eval.curves import load_curve_report, tick_step
 from adaptrl.nn import heads
 from adaptrl.rl.optim import adam_init, adam_step
 
@@ -380,3 +380,7 @@ def test_quick_bench_writes_curves_and_the_target(tmp_path):
     )
     assert (out / "models" / "mpo-s0" / "config.yaml").is_file()
     assert main(["eval", str(out / "models" / "mpo-s0"), "--num-tasks", "2", "--steps", "1"]) == 0
+
+
+def test_long_curves_get_round_tick_steps():
+    assert [tick_step(n) for n in (4, 20, 21, 51, 101, 1001)] == [1, 1, 2, 5, 10, 100]
