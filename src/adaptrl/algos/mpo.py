@@ -10,8 +10,9 @@ with ``alpha = c_KL / (c_KL + c_ent)`` and ``1 / beta = c_KL + c_ent`` (``kl_wei
 ``entropy_weight``). In expectation over ``a_t ~ pi_i`` the two log terms of a step are
 ``c_ent H(pi_i(.|s_t)) - c_KL KL(pi_i(.|s_t) || pi_0(.|s_t))``, which :func:`regulariser`
 computes in closed form (categorical and Gaussian alike): the same objective as the sampled log
-ratio, with less variance. The prior is distilled from the task policies on the states they
-visit (:func:`distill_loss`, ``min E_s KL(pi_i || pi_0)``).
+ratio, with less variance. The prior is distilled from the trained task policies
+(:func:`distill_loss`, ``min E_s KL(pi_i || pi_0)``) on the states of the episodes they ran from
+their start (``distill_on``; Distral's own choice, the trained policies' states, is an option).
 
 One meta-iteration (:meth:`MPO.meta_train_step`):
 
@@ -21,8 +22,8 @@ One meta-iteration (:meth:`MPO.meta_train_step`):
 2. ``inner_updates`` times: run ``episodes`` episodes per task, all tasks in one batched
    environment, and take one Adam step per task on the regularised policy gradient
    (:func:`regularised_pg_loss`; per-task parameters ``[tasks, ...]``, ``vmap(grad)``);
-3. run ``episodes`` more with the trained task policies and distil the prior on those states
-   (``distill_steps`` Adam steps on the prior).
+3. run ``episodes`` more with the trained task policies (the metrics' ``return_post``) and
+   distil the prior toward them (``distill_steps`` Adam steps on the prior).
 
 At meta-test a new task's policy starts the same way from the frozen prior and is trained for
 ``test_updates`` updates of ``episodes`` episodes with the KL toward it
