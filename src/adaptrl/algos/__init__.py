@@ -12,6 +12,7 @@ from adaptrl.algos import (
     meta_q,  # noqa: F401
     metasgd,  # noqa: F401
     mktn,  # noqa: F401
+    mpo,  # noqa: F401
     pearl,  # noqa: F401
     protonet,  # noqa: F401
     reptile,  # noqa: F401

@@ -89,6 +89,19 @@ def curve_markdown(report: CurveReport) -> str:
     return "\n".join([*lines, markdown_table(columns, rows)]) + "\n"
 
 
+def tick_step(points: int) -> int:
+    """Every how many points an axis gets a tick: all of up to 20, else a round step (1, 2, 5
+    times a power of ten) that leaves at most 12 ticks."""
+    if points <= 20:
+        return 1
+    scale = 1
+    while True:
+        for step in (scale, 2 * scale, 5 * scale):
+            if points / step <= 12:
+                return step
+        scale *= 10
+
+
 def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     """Mean metric against adaptation steps with 95% CI bands; reference points as markers."""
     import matplotlib
@@ -119,7 +132,7 @@ def plot_adaptation(report: CurveReport, path: str | Path) -> Path:
     n = report.meta.get("num_tasks")
     title = f"{report.title}" + (f" ({n} test tasks, 95% CI)" if n else "")
     ax.set_title(textwrap.fill(title, 70), fontsize=9)
-    ax.set_xticks(x)
+    ax.set_xticks(x[:: tick_step(len(x))])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # never over the curves
     fig.tight_layout()
