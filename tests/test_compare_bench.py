@@ -24,10 +24,15 @@ def test_quick_gridworld_scores_every_learner_beside_the_exact_agent(tmp_path):
         "meta-q[td_samples=trials]+propensity",
         *SETTINGS["gridworld-varibad"].baselines,
     } <= set(labels)
-    for learner in out["learners"]:  # budgets: a whole trial per row and iteration, timed
-        cfg = learner["config"]
-        steps = cfg["iterations"] * cfg["trials"] * cfg["family"]["horizon"] * cfg["family"]["n"]
-        assert learner["env_steps"] == steps and learner["seconds"] > 0
+    mpo = next(r for r in out["rows"] if r["label"] == "mpo")  # a gradient learner's row
+    assert mpo["per_episode"] is None and len(mpo["per_step"][0]) == 2  # tasks x (0, 1 step)
+    for learner in out["learners"]:  # budgets, timed: trial learners collect a trial per row
+        cfg, horizon = learner["config"], learner["config"]["family"]["horizon"]
+        if learner["label"] == "mpo":  # episodes per task before each update and after the last
+            per = cfg["tasks"] * cfg["episodes"] * horizon * (cfg["inner_updates"] + 1)
+        else:
+            per = cfg["trials"] * horizon * cfg["family"]["n"]
+        assert learner["env_steps"] == cfg["iterations"] * per and learner["seconds"] > 0
     bayes = next(r for r in out["rows"] if r["label"] == "bayes-optimal")
     assert len(bayes["per_episode"]) == 8 and len(bayes["per_episode"][0]) == 2  # tasks x episodes
     report = (tmp_path / "report.md").read_text()

@@ -302,6 +302,12 @@ class MPO(MetaLearner):
         self.iteration += 1
         return metrics
 
+    def env_steps(self, iterations: int) -> int:
+        """Each task's ``episodes`` before every update and once more after the last."""
+        c = self.config
+        per_update = c.tasks * c.episodes * self.family.max_episode_steps
+        return iterations * per_update * (c.inner_updates + 1)
+
     def _multitask(self, tasks: TaskBatch, seeds: list[int]) -> dict[str, torch.Tensor]:
         """Multi-task pretraining: one Adam step of the prior per batch of every task's episodes,
         on the same budget as the inner loop's (``inner_updates + 1`` batches)."""

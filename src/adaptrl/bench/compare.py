@@ -3,8 +3,9 @@ classic agents, on the same held-out tasks, with what each cost to meta-train.
 
 Memory and context learners (RL², hyper-policy, meta-q, meta-dqn, pearl) are scored by trials:
 their return in each episode of a trial on a new task, as the classic agents (Gittins, UCB1,
-Thompson, PSRL, the exact Bayes-optimal agent, ...) are. Gradient learners (MAML-RL, MKTN) are
-scored by their return after 0..K gradient steps on the same tasks. Each learner is trained from
+Thompson, PSRL, the exact Bayes-optimal agent, ...) are. Gradient learners (MAML-RL, MKTN, and
+MPO, whose new task's policy trains from the prior) are scored by their return after 0..K
+gradient steps on the same tasks. Each learner is trained from
 its shipped preset (``ALGO/PRESET[:FIELD=VALUE,...]``) with the family of the setting, for every
 training seed, or loaded from trained runs (``--runs``); each row states its meta-training
 environment steps and wall-clock time. Rows of several training seeds average each task's return
@@ -62,6 +63,7 @@ SETTINGS: dict[str, Setting] = {
             "meta-q/gridworld-varibad:td_samples=trials",
             "meta-dqn/gridworld-varibad",
             "pearl/gridworld-varibad",
+            "mpo/gridworld-four-rooms",
         ),
         ("bayes-optimal", "goal-search", "psrl", "random"),
         dataclasses.replace(VARIBAD, height=3, width=3, horizon=4, n=2),
@@ -86,6 +88,7 @@ SETTINGS: dict[str, Setting] = {
             "hyper-policy/nav2d",
             "meta-q/nav2d",
             "pearl/nav2d",
+            "mpo/nav2d",
         ),
         ("random", "oracle"),
         Nav2DConfig(goal_region="box", horizon=5),
@@ -110,6 +113,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "meta-dqn": {**PEARL_QUICK, "context": None},
     "maml-rl": MAML_QUICK,
     "mktn": MAML_QUICK,
+    "mpo": {"iterations": 2, "tasks": 2, "episodes": 2, "inner_updates": 1, "hidden": (16,)},
 }
 """What --quick shrinks in each algorithm's config."""
 
