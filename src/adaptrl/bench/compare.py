@@ -266,11 +266,7 @@ def run_compare(bench: CompareConfig) -> dict[str, Any]:
     groups: dict[str, list[Trained]] = defaultdict(list)
     for t in trained:
         groups[t.label].append(t)
-    by_trials = {
-        k: g
-        for k, g in groups.items()
-        if type(g[0].learner).trial_agent is not MetaLearner.trial_agent
-    }
+    by_trials = {k: g for k, g in groups.items() if g[0].learner.supports("trial_agent")}
     by_steps = {k: g for k, g in groups.items() if k not in by_trials}
     episodes = bench.episodes or max(
         [
