@@ -16,12 +16,27 @@ The evaluation loop is::
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 
 from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
+
+C = TypeVar("C")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigVariant(Generic[C]):
+    """A baseline built from a learner itself: a named variant of its configuration (MAML-RL's
+    scratch / pretrained / oracle, MPO's scratch / pretrained), and whether it is meta-trained."""
+
+    name: str
+    description: str
+    derive: Callable[[C], C]
+    trained: bool = True
 
 
 class TrialAgent(ABC):

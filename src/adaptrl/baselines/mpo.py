@@ -15,20 +15,13 @@ Both use the one-column network whatever MPO's form.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 from adaptrl.algos.mpo import MPOConfig
+from adaptrl.baselines.base import ConfigVariant
 from adaptrl.core.errors import ConfigError
 
-
-@dataclasses.dataclass(frozen=True)
-class MPOBaseline:
-    """A named variant of an MPO configuration, and whether it is meta-trained at all."""
-
-    name: str
-    description: str
-    derive: Callable[[MPOConfig], MPOConfig]
-    trained: bool = True
+MPOBaseline = ConfigVariant[MPOConfig]
+"""A named variant of an MPO configuration, and whether it is meta-trained at all."""
 
 
 def scratch_config(config: MPOConfig) -> MPOConfig:

@@ -19,24 +19,17 @@ configuration, the same random streams and seeds, as the ANIL paper compares it 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
 from adaptrl.algos.mktn import MKTN, MKTNConfig
+from adaptrl.baselines.base import ConfigVariant
 from adaptrl.core.errors import ConfigError
 
-
-@dataclasses.dataclass(frozen=True)
-class GradientBaseline:
-    """A named variant of a MAML-RL configuration, and whether it is meta-trained at all."""
-
-    name: str
-    description: str
-    derive: Callable[[MAMLRLConfig], MAMLRLConfig]
-    trained: bool = True
+GradientBaseline = ConfigVariant[MAMLRLConfig]
+"""A named variant of a MAML-RL configuration, and whether it is meta-trained at all."""
 
 
 def scratch_config(config: MAMLRLConfig) -> MAMLRLConfig:
