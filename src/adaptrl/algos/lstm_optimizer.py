@@ -37,6 +37,7 @@ from adaptrl.core.config import Config, Positive, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.fewshot import FewShotBatch, FewShotConfigUnion, SinusoidConfig
 from adaptrl.nn.backbones import make_backbone
+from adaptrl.rl.optim import adam_init, adam_step
 
 LSTMState = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -181,7 +182,7 @@ def hand_designed_curve(
     if kind not in ("sgd", "adam"):
         raise ConfigError(f"unknown hand-designed optimizer {kind!r}: use 'sgd' or 'adam'")
     theta = theta.detach().clone().requires_grad_()
-    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    adam = adam_init({"theta": theta})
     curve = []
     for t in range(steps + 1):
         with torch.no_grad():
@@ -193,14 +194,11 @@ def hand_designed_curve(
         )
         with torch.no_grad():
             if kind == "sgd":
-                step = lr * grad
+                theta = theta - lr * grad
             else:
-                m = betas[0] * m + (1 - betas[0]) * grad
-                v = betas[1] * v + (1 - betas[1]) * grad.square()
-                m_hat = m / (1 - betas[0] ** (t + 1))
-                v_hat = v / (1 - betas[1] ** (t + 1))
-                step = lr * m_hat / (v_hat.sqrt() + eps)
-        theta = (theta - step).detach().requires_grad_()
+                new, adam = adam_step({"theta": theta}, {"theta": grad}, adam, lr, betas, eps)
+                theta = new["theta"]
+        theta = theta.detach().requires_grad_()
     return torch.stack(curve, dim=-1)
 
 
