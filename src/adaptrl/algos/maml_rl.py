@@ -284,6 +284,14 @@ def mean_episode_return(
     return per_row.sum(1) / episodes
 
 
+def steps_per_iteration(config: MAMLRLConfig, horizon: int, iterations: int) -> list[int]:
+    """Environment steps of each of the first ``iterations`` meta-iterations, at most (every
+    rollout counted as a full episode of ``horizon`` steps): each task's rollouts before and after
+    each inner step."""
+    per_batch = config.meta_batch_size * config.rollouts_per_task * horizon
+    return [per_batch * (config.steps_at(it) + 1) for it in range(iterations)]
+
+
 class MAMLRL(MetaLearner):
     """MAML-RL learner: ``theta`` in ``self.params``, adaptation and updates as pure functions."""
 
@@ -769,11 +777,7 @@ class MAMLRL(MetaLearner):
         return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
     def env_steps(self, iterations: int) -> int:
-        """Each task's rollouts before and after each inner step of each iteration (every rollout
-        counted as a full episode)."""
-        cfg = self.config
-        per_batch = cfg.meta_batch_size * cfg.rollouts_per_task * self.family.max_episode_steps
-        return sum(per_batch * (cfg.steps_at(it) + 1) for it in range(iterations))
+        return sum(steps_per_iteration(self.config, self.family.max_episode_steps, iterations))
 
     def adaptation_curve(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
@@ -830,4 +834,4 @@ register_algo(
     )
 )
 
-__all__ = ["MAMLRL", "Batch", "MAMLRLConfig", "task_mean"]
+__all__ = ["MAMLRL", "Batch", "MAMLRLConfig", "steps_per_iteration", "task_mean"]

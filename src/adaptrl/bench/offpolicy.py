@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from adaptrl.algos.base import MetaLearner
-from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig, steps_per_iteration
 from adaptrl.algos.meta_q import MetaQ, MetaQConfig
 from adaptrl.algos.pearl import PEARL, PEARLConfig
 from adaptrl.algos.rl2 import RL2, RL2Config
@@ -67,12 +67,6 @@ class OffPolicyBench(Config):
     """torch threads (the machine is shared)."""
 
 
-def env_steps(config: Any, steps_per_trial: int) -> int:
-    """Environment steps a trial learner (meta-q, pearl, RL²: each has ``steps`` per trial)
-    meta-trains on: one trial per task per iteration."""
-    return config.iterations * config.trials * steps_per_trial
-
-
 def trained(
     bench: OffPolicyBench, configs: dict[str, Any], quick: dict[str, dict[str, Any]]
 ) -> list[tuple[str, MetaLearner, dict[str, Any]]]:
@@ -82,7 +76,7 @@ def trained(
         out = []
         for path in bench.runs:
             learner = load_trained(path)
-            record = {"run": str(path), "env_steps": env_steps(learner.config, learner.steps)}
+            record = {"run": str(path), "env_steps": learner.env_steps(learner.config.iterations)}
             out.append((f"{learner.name}-s{learner.seed}", learner, record))
         return out
     out = []
@@ -99,7 +93,7 @@ def trained(
                 lambda lr, m, c=curve: c.append(float(m.get("last_episode_return", np.nan))),
             )
             record["curve"] = curve
-            record["env_steps"] = env_steps(config, learner.steps)
+            record["env_steps"] = learner.env_steps(config.iterations)
             out.append((f"{algo}-s{seed}", learner, record))
     return out
 
@@ -206,9 +200,8 @@ def maml_steps_per_iteration(config: MAMLRLConfig, iterations: int | None = None
     at most (every rollout one full episode): each task's rollouts before and after each inner
     step."""
     horizon = make_family(config.family).max_episode_steps
-    per_batch = config.meta_batch_size * config.rollouts_per_task * horizon
     count = config.iterations if iterations is None else iterations
-    return [per_batch * (config.steps_at(it) + 1) for it in range(count)]
+    return steps_per_iteration(config, horizon, count)
 
 
 def maml_env_steps(config: MAMLRLConfig) -> int:
