@@ -191,11 +191,10 @@ class HyperRecurrentActorCritic(RecurrentActorCritic):
 
     def make_policy_head(self, hidden: int, head_kw: dict[str, Any]) -> nn.Module:
         base_hidden, hyper_hidden, init, fan_in_scale = self.hyper_options
-        state_dim = self.obs_dim + int(self.time_input) + int(self.episode_steps is not None)
         return HyperPolicyHead(
             self.action_space,
             hidden,
-            state_dim,
+            self.state_dim,
             base_hidden,
             hyper_hidden=hyper_hidden,
             init=init,

@@ -117,10 +117,16 @@ class RecurrentActorCritic(nn.Module):
         input ``x`` (unused here; a hypernetwork policy applies its generated network to it)."""
         return self.policy_head(features)
 
+    @property
+    def state_dim(self) -> int:
+        """Width of :meth:`state_input`."""
+        return self.obs_dim + int(self.time_input) + int(self.episode_steps is not None)
+
     def state_input(self, x: torch.Tensor) -> torch.Tensor:
         """The part of an input ``x [..., in_dim]`` that describes the current state: the encoded
-        observation and, when fed, the trial and episode progress (not the previous transition)."""
-        tail = int(self.time_input) + int(self.episode_steps is not None)
+        observation and, when fed, the trial and episode progress (the last columns), not the
+        previous transition."""
+        tail = self.state_dim - self.obs_dim
         return torch.cat([x[..., : self.obs_dim], x[..., self.in_dim - tail :]], dim=-1)
 
     def inputs(
