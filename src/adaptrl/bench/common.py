@@ -3,7 +3,6 @@ writing its results (``results.json`` with provenance, ``report.md``), memory re
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,36 +12,24 @@ import numpy as np
 import yaml
 
 from adaptrl.algos.base import MetaLearner
-from adaptrl.algos.registry import ALGOS
+from adaptrl.algos.registry import load_config
 from adaptrl.algos.trainer import train
 from adaptrl.core.errors import ConfigError
-from adaptrl.core.presets import load_preset
 from adaptrl.core.progress import console, progress
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.table import markdown_table
 from adaptrl.eval.curves import CurveReport, save_curve_report
 
 
-def preset(algo: str, name: str) -> Any:
-    """A shipped preset of ``algo`` as its config class."""
-    return load_preset(ALGOS.get(algo).config_cls, algo, name)
-
-
 def preset_with_changes(entry: str) -> tuple[str, Any]:
     """``ALGO/PRESET[:FIELD=VALUE,...]`` -> the algorithm and its config with those changes
-    (values read as YAML)."""
+    (values read as YAML, checked and converted as a preset's own fields are)."""
     name, _, changes = entry.partition(":")
     if "/" not in name:
         raise ConfigError(f"expected ALGO/PRESET[:FIELD=VALUE,...], got {entry!r}")
     algo, preset_name = name.split("/", 1)
-    fields = dict(item.split("=", 1) for item in changes.split(",")) if changes else {}
-    config = preset(algo, preset_name)
-    try:
-        return algo, dataclasses.replace(
-            config, **{k: yaml.safe_load(v) for k, v in fields.items()}
-        )
-    except TypeError as exc:
-        raise ConfigError(f"{entry}: {exc}") from exc
+    items = (item.split("=", 1) for item in changes.split(",")) if changes else ()
+    return algo, load_config(algo, preset_name, {k: yaml.safe_load(v) for k, v in items})
 
 
 def train_timed(
@@ -138,7 +125,6 @@ def peak_per_tenth(values: Sequence[float]) -> list[float]:
 __all__ = [
     "interleaved_seconds",
     "peak_per_tenth",
-    "preset",
     "preset_with_changes",
     "resident_mb",
     "table_markdown",

@@ -25,9 +25,10 @@ from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig, steps_per_iteration
 from adaptrl.algos.meta_q import MetaQ, MetaQConfig
 from adaptrl.algos.pearl import PEARL, PEARLConfig
+from adaptrl.algos.registry import load_config
 from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.algos.trainer import load_trained
-from adaptrl.bench.common import preset, table_markdown, train_timed, write_bench
+from adaptrl.bench.common import table_markdown, train_timed, write_bench
 from adaptrl.bench.registry import BenchSpec, register_bench
 from adaptrl.core.config import Config, Count, Size, config_to_dict
 from adaptrl.core.errors import ConfigError
@@ -121,11 +122,11 @@ def episode_rows(result: Any) -> list[list[Any]]:
 class OffPolicyGridworldConfig(OffPolicyBench):
     """meta-q, pearl and RL² on the VariBAD gridworld beside the exact Bayes-optimal agent."""
 
-    meta_q: MetaQConfig = preset("meta-q", "gridworld-varibad")
+    meta_q: MetaQConfig = load_config("meta-q", "gridworld-varibad")
     """meta-q's configuration (its family is the bench's)."""
-    pearl: PEARLConfig = preset("pearl", "gridworld-varibad")
+    pearl: PEARLConfig = load_config("pearl", "gridworld-varibad")
     """pearl's configuration."""
-    rl2: RL2Config = preset("rl2", "gridworld-varibad")
+    rl2: RL2Config = load_config("rl2", "gridworld-varibad")
     """RL²'s configuration."""
     learners: tuple[Literal["meta-q", "pearl", "rl2"], ...] = ("meta-q", "pearl", "rl2")
     """Which learners to train."""
@@ -228,9 +229,9 @@ class VersusMAMLBench(OffPolicyBench):
 class OffPolicyNav2DConfig(VersusMAMLBench):
     """meta-q and pearl after 2 context episodes against MAML-RL after 3 steps on nav2d."""
 
-    meta_q: MetaQConfig = preset("meta-q", "nav2d")
+    meta_q: MetaQConfig = load_config("meta-q", "nav2d")
     """meta-q's configuration (trained on the MAML model's family)."""
-    pearl: PEARLConfig = preset("pearl", "nav2d")
+    pearl: PEARLConfig = load_config("pearl", "nav2d")
     """pearl's configuration (trained on the MAML model's family)."""
     learners: tuple[Literal["meta-q", "pearl"], ...] = ("meta-q", "pearl")
     """Which context learners to train."""
@@ -244,7 +245,7 @@ class OffPolicyNav2DConfig(VersusMAMLBench):
 class OffPolicyCheetahConfig(VersusMAMLBench):
     """pearl after 2 context episodes against MAML-TRPO after 2 steps on HalfCheetah."""
 
-    pearl: PEARLConfig = preset("pearl", "cheetah-dir")
+    pearl: PEARLConfig = load_config("pearl", "cheetah-dir")
     """pearl's configuration (trained on the MAML model's family)."""
     learners: tuple[Literal["pearl"], ...] = ("pearl",)
     """Which context learners to train."""
