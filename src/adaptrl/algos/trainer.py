@@ -130,16 +130,18 @@ def export_model(source: str | Path, dest: str | Path, *, iteration: int | None 
     return out
 
 
+def trained_state(run: RunDir) -> Path | None:
+    """The state a run's learner is loaded from: its final model, else its newest checkpoint."""
+    model = run.path / MODEL
+    return model if model.with_suffix(".json").exists() else run.latest_checkpoint()
+
+
 def training_seconds(path: str | Path, *, iteration: int | None = None) -> float | None:
     """Wall-clock seconds a run (or exported model) trained for, over every resume, up to its
     final model (or its checkpoint at ``iteration``); None if it does not record them (runs
     trained before the trainer did)."""
     run = RunDir.open(path)
-    model = run.path / MODEL
-    if iteration is not None:
-        source: Path | None = run.checkpoint_path(iteration)
-    else:
-        source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()
+    source = run.checkpoint_path(iteration) if iteration is not None else trained_state(run)
     if source is None:
         return None
     seconds = read_checkpoint_meta(source).get("meta", {}).get(TRAIN_SECONDS)
@@ -348,8 +350,7 @@ def load_trained(
             raise ConfigError(f"{record.algo} learns few-shot tasks; a family replaces RL tasks")
         record = dataclasses.replace(record, config=_with_family(record.config, family))
     learner = build_learner(record, device)
-    model = run.path / MODEL
-    source = model if model.with_suffix(".json").exists() else run.latest_checkpoint()
+    source = trained_state(run)
     if source is None:
         raise CheckpointError(
             f"{run.path} has no model or checkpoint yet; train it (`adaptrl train --resume "
