@@ -33,6 +33,9 @@ class MetaLearner(abc.ABC):
     metric: ClassVar[str] = "return"
     """What evaluation measures: "return", "accuracy" or "mse"."""
     higher_is_better: ClassVar[bool] = True
+    distributed: ClassVar[bool] = False
+    """Whether the learner splits its meta-batch across ``torchrun`` processes
+    (:mod:`adaptrl.core.distributed`) with a result independent of their number."""
     training_only: ClassVar[tuple[str, ...]] = ()
     """Top-level ``state_dict`` entries only continuing training needs (an optimizer's state):
     exported models leave them out (``algos.trainer.export_model``) and ``load_state_dict``

@@ -36,7 +36,9 @@ from torch.func import grad, jvp, vmap
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core import distributed
 from adaptrl.core.config import Config, Count, Ge, Gt, Interval, Positive, Size
+from adaptrl.core.distributed import Rows
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
 from adaptrl.envs import FamilyConfigUnion, make_family
@@ -61,7 +63,7 @@ from adaptrl.rl.rollout import (
     step_budget_mask,
     step_in_episode,
 )
-from adaptrl.rl.trpo import flat, trpo_step, unflat
+from adaptrl.rl.trpo import trpo_step, unflat
 
 StepSize = Annotated[float, Ge(0)]
 
@@ -254,10 +256,14 @@ def task_major(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(0, 1).contiguous()
 
 
+def per_task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean over each task's steps and episodes (dims 1 and 2), ``[G]``."""
+    return (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1.0)
+
+
 def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked mean over each task's steps and episodes (dims 1 and 2), then mean over tasks."""
-    per_task = (x * mask).sum((1, 2)) / mask.sum((1, 2)).clamp_min(1.0)
-    return per_task.mean()
+    return per_task_mean(x, mask).mean()
 
 
 def kept_steps(
@@ -302,6 +308,7 @@ class MAMLRL(MetaLearner):
     default_eval_steps = 3
     metric = "return"
     higher_is_better = True
+    distributed = True
 
     def __init__(self, config: MAMLRLConfig, *, seed: int = 0, device: str | torch.device = "cpu"):
         super().__init__(config, seed=seed, device=device)
@@ -338,17 +345,21 @@ class MAMLRL(MetaLearner):
         )
         self.generator = make_generator(self.seed, self.streams, "actions", device=self.device)
         self._envs: dict[int, BatchedEnv] = {}
+        self.world = distributed.current()
+        self.shard = self.world.shard(config.meta_batch_size)
+        """This process's block of every meta-batch (all of it in one process)."""
 
     # --- one meta-iteration ---------------------------------------------------------------------
     def meta_train_step(self) -> dict[str, float | torch.Tensor]:
         c = self.config
         it = self.iteration
+        rows = self.shard
         tasks = self.family.tasks(
             c.meta_batch_size,
             "train",
             seed=derive_seed(self.seed, self.streams, "tasks", it),
             device=self.device,
-        )
+        )[rows.start : rows.start + rows.count]
         theta = {k: v.detach() for k, v in self.params.items()}
         pre: list[Batch] = []
         phi, shared = theta, True
@@ -357,19 +368,27 @@ class MAMLRL(MetaLearner):
             env_seed = derive_seed(self.seed, self.streams, "env", it, k)
             pre.append(
                 self.rollouts(
-                    tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget
+                    tasks,
+                    phi,
+                    per_task=not shared,
+                    env_seed=env_seed,
+                    step_budget=budget,
+                    rows=rows,
                 )
             )
             with torch.no_grad():
                 phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=shared)
             shared = False
         env_seed = derive_seed(self.seed, self.streams, "env", it, "post")
-        post = self.rollouts(tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget)
+        post = self.rollouts(
+            tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget, rows=rows
+        )
         info = self.update(pre, post)
         self.iteration += 1
+        gather = self.world.gather
         metrics: dict[str, float | torch.Tensor] = {
-            "return_pre": (pre[0] if pre else post).returns.mean(),
-            "return_post": post.returns.mean(),
+            "return_pre": gather((pre[0] if pre else post).returns).mean(),
+            "return_post": gather(post.returns).mean(),
         }
         metrics.update({k: v for k, v in info.items() if isinstance(v, float | int | torch.Tensor)})
         return metrics
@@ -381,17 +400,20 @@ class MAMLRL(MetaLearner):
         return self._trpo(pre, post) if self.config.outer == "trpo" else self._ppo(pre, post)
 
     def outer_terms(
-        self, params: Params, pre: list[Batch], post: Batch
+        self, params: Params, pre: list[Batch], post: Batch, *, shared: bool = True
     ) -> list[tuple[float, torch.Tensor, Batch]]:
         """(weight, distribution, rollouts) of every adapted policy in the outer objective.
 
-        The adaptation is re-run from ``params`` on the pre-update batches (differentiably). The
-        policy after inner step ``k`` is scored on the rollouts it collected: ``pre[k]`` for the
-        earlier steps (the batch of the next inner step), ``post`` for the last. With the
-        default weights only the last step counts."""
+        The adaptation is re-run from ``params`` (shared, or one copy per task ``[G, ...]`` when
+        not ``shared``) on the pre-update batches (differentiably). The policy after inner step
+        ``k`` is scored on the rollouts it collected: ``pre[k]`` for the earlier steps (the batch
+        of the next inner step), ``post`` for the last. With the default weights only the last
+        step counts."""
         c = self.config
         if not pre:
-            phi = self.adapt_params(params, [], [], first_order=True, num_tasks=post.obs.shape[0])
+            phi = self.adapt_params(
+                params, [], [], first_order=True, shared=shared, num_tasks=post.obs.shape[0]
+            )
             return [(1.0, batched_policy_dist(self.policy, phi, post.obs), post)]
         if len(pre) not in {c.inner_steps, c.steps_at(0)}:  # S, or the curriculum's one
             raise ConfigError(
@@ -399,7 +421,7 @@ class MAMLRL(MetaLearner):
             )
         scored_on = [*pre[1:], post]
         out = []
-        phi, shared = params, True
+        phi = params
         steps = len(pre)
         for batch, lr, weight, target in zip(
             pre, c.train_lrs(steps), c.loss_weights(steps), scored_on, strict=True
@@ -410,38 +432,81 @@ class MAMLRL(MetaLearner):
                 out.append((weight, batched_policy_dist(self.policy, phi, target.obs), target))
         return out
 
+    def task_loss_and_kl(
+        self, params: Params, pre: list[Batch], post: Batch, *, shared: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each task's outer objective at ``params`` (see :meth:`outer_terms`), ``[G]`` each: minus
+        the importance-weighted return of its re-adapted policies on the data each collected, and
+        the KL(adapted before the update || re-adapted) on the states each visited, both weighted
+        over inner steps by ``step_loss_weights``, from one re-adaptation."""
+        num_tasks = post.obs.shape[0]
+        loss = kl = torch.zeros(num_tasks, device=self.device)
+        for weight, dist, batch in self.outer_terms(params, pre, post, shared=shared):
+            ratio = torch.exp(heads.log_prob(self.spec, dist, batch.actions) - batch.logp)
+            loss = loss - weight * per_task_mean(ratio * batch.advantages, batch.mask)
+            kl = kl + weight * per_task_mean(heads.kl(self.spec, batch.dist, dist), batch.mask)
+        return loss, kl
+
     def loss_and_kl(
         self, params: Params, pre: list[Batch], post: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The outer objective at ``params``: minus the importance-weighted return of the
-        re-adapted policies on the data each collected, and the mean KL(adapted before the update
-        || re-adapted) on the states each visited, both weighted over inner steps by
-        ``step_loss_weights``, from one re-adaptation."""
-        loss = kl = torch.zeros((), device=self.device)
-        for weight, dist, batch in self.outer_terms(params, pre, post):
-            ratio = torch.exp(heads.log_prob(self.spec, dist, batch.actions) - batch.logp)
-            loss = loss - weight * task_mean(ratio * batch.advantages, batch.mask)
-            kl = kl + weight * task_mean(heads.kl(self.spec, batch.dist, dist), batch.mask)
-        return loss, kl
+        """The outer objective at shared ``params``: :meth:`task_loss_and_kl` averaged over the
+        meta-batch's tasks (gathered from every process; differentiable only in one process)."""
+        loss, kl = self.task_loss_and_kl(params, pre, post)
+        return self.world.gather(loss).mean(), self.world.gather(kl).mean()
+
+    def task_gradients(
+        self, fn: Callable[[Params], torch.Tensor], theta: Params, num_tasks: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gradients [G, P], values [G])`` of the per-task values ``fn(copies)`` at ``theta``:
+        row ``g`` is the flat gradient of task ``g``'s value, every process's rows gathered in task
+        order.
+
+        ``fn`` gets one copy of ``theta`` per task, ``[num_tasks, ...]`` (task ``g``'s value
+        depends on copy ``g`` only), so one backward of their sum gives every task's gradient.
+        Averaging the gathered rows, the same operation on the same tensor in every process, makes
+        the meta-gradient independent of the number of processes (:mod:`adaptrl.core.distributed`).
+        """
+        names = list(theta)
+        copies = [
+            theta[k].detach().expand(num_tasks, *theta[k].shape).clone().requires_grad_()
+            for k in names
+        ]
+        with torch.enable_grad():
+            values = fn(dict(zip(names, copies, strict=True)))
+            grads = torch.autograd.grad(values.sum(), copies, materialize_grads=True)
+        rows = torch.cat([g.reshape(num_tasks, -1) for g in grads], dim=1)
+        return self.world.gather(rows), self.world.gather(values.detach())
 
     def _trpo(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
         c = self.config
         names = list(self.params)
+        theta = {n: v.detach() for n, v in self.params.items()}
+        num_tasks = post.obs.shape[0]
 
         def objective(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             return self.loss_and_kl(dict(zip(names, values, strict=True)), pre, post)
 
-        fvp = None
+        def gradient(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            rows, losses = self.task_gradients(
+                lambda p: self.task_loss_and_kl(p, pre, post, shared=False)[0],
+                dict(zip(names, values, strict=True)),
+                num_tasks,
+            )
+            return losses.mean(), rows.mean(0)
+
         if c.fvp == "structured" and len(pre) <= 1:
             k = self.fvp_rollouts(post)
-            theta = {n: v.detach() for n, v in self.params.items()}
             fvp = self.structured_fvp(
                 theta, [b.first_rollouts(k) for b in pre], post.first_rollouts(k), c.cg_damping
             )
+        else:
+            fvp = self.autograd_fvp(theta, pre, post, c.cg_damping)
         new, info = trpo_step(
             [self.params[k].detach() for k in names],
             objective,
             fvp=fvp,
+            gradient=gradient,
             **c.trpo_options(),
         )
         with torch.no_grad():
@@ -450,21 +515,31 @@ class MAMLRL(MetaLearner):
         return info
 
     def _ppo(self, pre: list[Batch], post: Batch) -> dict[str, Any]:
+        """Clipped-surrogate epochs, each one Adam step on the mean over tasks of each task's
+        clipped surrogate (per-task gradients gathered, as :meth:`task_gradients`)."""
         c = self.config
         assert self.optimizer is not None
-        info: dict[str, Any] = {}
-        for _ in range(c.ppo_epochs):
-            loss = torch.zeros((), device=self.device)
-            for weight, dist, batch in self.outer_terms(self.params, pre, post):
+        num_tasks = post.obs.shape[0]
+        clip_loss = vmap(lambda *a: ppo_clip_loss(*a[:3], c.ppo_clip, a[3]))
+        info: dict[str, torch.Tensor] = {}
+
+        def objective(params: Params) -> torch.Tensor:
+            loss = torch.zeros(num_tasks, device=self.device)
+            for weight, dist, batch in self.outer_terms(params, pre, post, shared=False):
                 logp = heads.log_prob(self.spec, dist, batch.actions)
-                term, info = ppo_clip_loss(
-                    logp, batch.logp, batch.advantages, c.ppo_clip, batch.mask
-                )
+                term, diagnostics = clip_loss(logp, batch.logp, batch.advantages, batch.mask)
                 loss = loss + weight * term
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+                info.update(diagnostics)
+            return loss
+
+        for _ in range(c.ppo_epochs):
+            rows, losses = self.task_gradients(objective, self.params, num_tasks)
+            grads = unflat(rows.mean(0), list(self.params.values()))
+            for p, g in zip(self.params.values(), grads, strict=True):
+                p.grad = g.clone()
             self.optimizer.step()
-        return {"loss_after": loss.detach(), **info}
+        gathered = {k: self.world.gather(v.detach()).mean() for k, v in info.items()}
+        return {"loss_after": losses.mean(), **gathered}
 
     def fvp_rollouts(self, post: Batch) -> int:
         """Rollouts per task the Fisher-vector products use (``fvp_subsample`` of E, at least 1)."""
@@ -509,7 +584,8 @@ class MAMLRL(MetaLearner):
                 self.policy, dict(zip(names, phi_leaves, strict=True)), post.obs
             )
             # task_mean's weight of each step: the KL's Hessian is sum_i weight_i J_i^T F_i J_i
-            weight = post.mask / (post.mask.sum((1, 2), keepdim=True).clamp_min(1.0) * num_tasks)
+            total = num_tasks * self.world.size
+            weight = post.mask / (post.mask.sum((1, 2), keepdim=True).clamp_min(1.0) * total)
             if second_order:
                 # per-task copies of theta: d(sum_g L_g)/d theta_g is task g's inner gradient
                 copies = [
@@ -559,7 +635,36 @@ class MAMLRL(MetaLearner):
         def fvp(v: torch.Tensor) -> torch.Tensor:
             shared = unflat(v, [theta[k] for k in names])
             u = jacobian([x.expand(num_tasks, *x.shape) for x in shared])
-            return flat([x.sum(0) for x in jacobian_t(fisher(u))]) + damping * v
+            rows = torch.cat([x.reshape(num_tasks, -1) for x in jacobian_t(fisher(u))], dim=1)
+            return self.world.gather(rows).sum(0) + damping * v
+
+        return fvp
+
+    def autograd_fvp(
+        self, theta: Params, pre: list[Batch], post: Batch, damping: float
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``v -> H v + damping * v``, ``H`` the Hessian at ``theta`` of the KL of
+        :meth:`loss_and_kl`, by double backward through every inner step (any number of them):
+        each task's Hessian-vector product on its own copy of ``theta``, gathered and averaged
+        as :meth:`task_gradients`."""
+        names = list(theta)
+        num_tasks = post.obs.shape[0]
+        copies = [
+            theta[k].detach().expand(num_tasks, *theta[k].shape).clone().requires_grad_()
+            for k in names
+        ]
+        with torch.enable_grad():
+            params = dict(zip(names, copies, strict=True))
+            kl = self.task_loss_and_kl(params, pre, post, shared=False)[1]
+            grads = torch.autograd.grad(kl.sum(), copies, create_graph=True)
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            shared = unflat(v.detach(), [theta[k] for k in names])
+            with torch.enable_grad():
+                dot = sum((g * x).sum() for g, x in zip(grads, shared, strict=True))
+                hv = torch.autograd.grad(dot, copies, retain_graph=True, materialize_grads=True)
+            rows = torch.cat([h.reshape(num_tasks, -1) for h in hv], dim=1)
+            return self.world.gather(rows).mean(0) + damping * v
 
         return fvp
 
@@ -636,8 +741,10 @@ class MAMLRL(MetaLearner):
         generator: torch.Generator | None = None,
         rollouts: int | None = None,
         step_budget: bool = False,
+        rows: Rows | None = None,
     ) -> Batch:
-        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``).
+        """E rollouts of every task with ``params`` (shared, or ``[G, ...]`` when ``per_task``);
+        ``rows``: the block of a larger meta-batch these tasks are (one process's share).
 
         With ``step_budget`` the task's E environments run 2H steps and the batch keeps the
         episodes :func:`~adaptrl.rl.rollout.step_budget_mask` keeps for a budget of E x H steps;
@@ -646,7 +753,7 @@ class MAMLRL(MetaLearner):
         per = rollouts or self.config.rollouts_per_task
         horizon = self.family.max_episode_steps
         steps = 2 * horizon if step_budget else horizon
-        ro = self.collect(tasks, params, per, steps, per_task, env_seed, generator)
+        ro = self.collect(tasks, params, per, steps, per_task, env_seed, generator, rows)
         return self.process(ro, tasks, per, per * horizon if step_budget else None)
 
     def env(self, num_envs: int) -> BatchedEnv:
@@ -680,13 +787,18 @@ class MAMLRL(MetaLearner):
         per_task: bool,
         env_seed: int,
         generator: torch.Generator | None = None,
+        rows: Rows | None = None,
     ) -> Rollout:
         """``steps`` steps of ``per`` environments per task (task-major rows) from a reset, the
         policy's own samples and distributions in ``extras`` (the environment gets them mapped
-        onto its action box)."""
+        onto its action box). The action noise and the environment's randomness are drawn for
+        the whole meta-batch of ``rows`` and sliced, so a task's rollouts do not depend on which
+        process collects them."""
         gen = self.generator if generator is None else generator
         num_tasks = len(tasks)
+        block = (rows or Rows.all(num_tasks)).scaled(per)
         env = self.env(num_tasks * per)
+        env.set_rows(block)
         env.set_tasks(tasks[torch.arange(num_tasks).repeat_interleave(per)])
         obs0 = env.reset(seed=env_seed)
         dist_fn = batched_policy_dist if per_task else policy_dist
@@ -695,7 +807,7 @@ class MAMLRL(MetaLearner):
         def act(obs: torch.Tensor, carry: None) -> tuple[torch.Tensor, dict[str, Any], None]:
             dist = dist_fn(self.policy, params, self.policy_inputs(obs, task, num_tasks, per))
             dist = dist.reshape(num_tasks * per, -1)
-            action = heads.sample(self.spec, dist, gen)
+            action = heads.sample(self.spec, dist, gen, block)
             return to_box(action, self.rescale), {"dist": dist, "action": action}, carry
 
         with torch.no_grad():

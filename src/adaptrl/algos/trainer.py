@@ -27,6 +27,7 @@ import torch
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import ALGOS, algo_of_config
+from adaptrl.core import distributed
 from adaptrl.core.checkpoint import load_state, read_checkpoint_meta, save_state
 from adaptrl.core.config import config_from_dict, config_to_dict
 from adaptrl.core.errors import CheckpointError, ConfigError, TrainingError
@@ -232,11 +233,23 @@ def train(
     or infinite metric stops training with a :class:`TrainingError` naming the iteration and the
     metric, and ``on_iteration(learner, metrics)`` runs after every iteration; returning True
     ends training there (a run then saves its state as if it had finished).
+
+    Under ``torchrun`` every process runs this loop on its share of the meta-batch
+    (:mod:`adaptrl.core.distributed`); the learners' states stay identical, and only the first
+    process writes the run directory and shows progress.
     """
     if iterations < 0:
         raise ConfigError(f"iterations must be >= 0, got {iterations}")
     if checkpoint_every < 1 or keep < 1:
         raise ConfigError("checkpoint_every and keep must be >= 1")
+    world = distributed.current()
+    if world.size > 1 and not learner.distributed:
+        able = [n for n, s in ALGOS.items() if s.learner_cls.distributed]
+        raise ConfigError(
+            f"{learner.name} trains in one process; run it without torchrun (learners that "
+            f"split their meta-batch across processes: {', '.join(able)})"
+        )
+    main = world.is_main
     before = 0.0  # seconds of training before this call, carried by the checkpoints
     if resume and run is not None:
         ckpt = run.latest_checkpoint()
@@ -244,14 +257,15 @@ def train(
             state, meta = load_state(ckpt, map_location=learner.device)
             learner.load_state_dict(state)
             before = float(meta.get(TRAIN_SECONDS, 0.0))
+    world.check_same(learner.iteration, "the iteration to start from")
     with contextlib.ExitStack() as stack:
-        logger = stack.enter_context(MetricLogger(run)) if run is not None else None
+        logger = stack.enter_context(MetricLogger(run)) if run is not None and main else None
         if logger is not None and resume:
             logger.truncate_after(learner.iteration)
         start, t0 = learner.iteration, time.perf_counter()
         label = description or f"train {learner.name}"
         bar = stack.enter_context(
-            progress(total=iterations, description=label, disable=not show_progress)
+            progress(total=iterations, description=label, disable=not (show_progress and main))
         )
         bar.update(completed=start)
         while learner.iteration < iterations:
@@ -261,7 +275,7 @@ def train(
                 logger.log(learner.iteration, metrics)
             stop = bool(on_iteration(learner, metrics)) if on_iteration is not None else False
             end = stop or learner.iteration == iterations
-            if run is not None and (learner.iteration % checkpoint_every == 0 or end):
+            if run is not None and main and (learner.iteration % checkpoint_every == 0 or end):
                 seconds = {TRAIN_SECONDS: before + time.perf_counter() - t0}
                 save_state(run.checkpoint_path(learner.iteration), learner.state_dict(), seconds)
                 run.prune_checkpoints(keep)
@@ -270,7 +284,7 @@ def train(
             bar.update(completed=learner.iteration, **shown, it_s=rate)
             if stop:
                 break
-    if run is not None:
+    if run is not None and main:
         meta = {"algo": learner.name, TRAIN_SECONDS: before + time.perf_counter() - t0}
         save_state(run.path / MODEL, learner.state_dict(), meta)
     return learner

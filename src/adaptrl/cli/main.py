@@ -264,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("adaptrl: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from adaptrl.core.distributed import shutdown
+
+        shutdown()  # a torchrun process leaves its group on every exit, errors included
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import torch
 
 from adaptrl.baselines import AGENTS, make_agent
 from adaptrl.cli.commands import EvalCmd
+from adaptrl.core import distributed
 from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
 from adaptrl.core.config import config_from_dict, load_yaml_config, parse_dotted
 from adaptrl.core.device import resolve_device
@@ -102,42 +103,58 @@ def print_presets() -> None:
 
 
 def run_train(algo: str, cmd: Any) -> int:
-    """Create the run directory, train, and optionally evaluate on held-out tasks."""
+    """Create the run directory, train, and optionally evaluate on held-out tasks. Under
+    ``torchrun`` every process trains its share of each meta-batch; the first one writes."""
     from adaptrl.algos.registry import ALGOS
     from adaptrl.algos.trainer import new_run, train_run
 
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    out = cmd.out if cmd.out is not None else Path("runs") / algo / stamp
     make_family_of(cmd.algo)  # validate the family and the device before creating anything
     device = resolve_device(cmd.device)
+    world = distributed.init_from_env(device)
+    # one time stamp for every process (the first one's), so they all name the same directory
+    now = world.gather(torch.tensor([int(time.time())], device=device))[0].item()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    out = cmd.out if cmd.out is not None else Path("runs") / algo / stamp
     # Building the learner checks what only it can (a replay buffer too large for memory, a
     # context longer than a trial, actions the algorithm cannot take) before the run exists.
     learner = ALGOS.get(algo).learner_cls(cmd.algo, seed=cmd.seed, device=device)
-    run = new_run(
-        out,
-        cmd.algo,
-        seed=cmd.seed,
-        device=cmd.device,
-        checkpoint_every=cmd.checkpoint_every,
-        keep=cmd.keep,
-        final_eval_tasks=cmd.final_eval_tasks,
-    )
-    console().print(f"run directory: {run.path}")
-    learner = train_run(run.path, learner=learner)
-    return _after_training(run.path, learner)
+    if world.is_main:
+        new_run(
+            out,
+            cmd.algo,
+            seed=cmd.seed,
+            device=cmd.device,
+            checkpoint_every=cmd.checkpoint_every,
+            keep=cmd.keep,
+            final_eval_tasks=cmd.final_eval_tasks,
+        )
+        console().print(f"run directory: {out}" + _processes(world))
+    world.barrier()
+    learner = train_run(out, learner=learner)
+    return _after_training(Path(out), learner, world)
+
+
+def _processes(world: distributed.World) -> str:
+    return f" ({world.size} processes)" if world.size > 1 else ""
 
 
 def resume_train(path: Path) -> int:
-    """Continue a killed training run from its newest checkpoint."""
-    from adaptrl.algos.trainer import train_run
+    """Continue a killed training run from its newest checkpoint (under ``torchrun`` with any
+    number of processes: the result does not depend on it)."""
+    from adaptrl.algos.trainer import read_run, train_run
 
+    record = read_run(path)[1]
+    world = distributed.init_from_env(resolve_device(record.device))
     learner = train_run(path, resume=True)
-    return _after_training(Path(path), learner)
+    return _after_training(Path(path), learner, world)
 
 
-def _after_training(path: Path, learner: Any) -> int:
+def _after_training(path: Path, learner: Any, world: distributed.World) -> int:
     from adaptrl.algos.trainer import read_run
 
+    distributed.shutdown()
+    if not world.is_main:
+        return 0
     tasks = read_run(path)[1].final_eval_tasks
     console().print(f"trained {learner.name} for {learner.iteration} iterations: {path}")
     if tasks > 0:

@@ -62,7 +62,7 @@ class BanditEnv(BatchedEnv):
 
     def _transition(self, action):
         p = self._probs.gather(1, action.long().unsqueeze(1)).squeeze(1)
-        u = torch.rand(self.num_envs, generator=self.generator, device=self.device)
+        u = self._rand()
         reward = (u < p).float()
         terminated = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         return self._zeros, reward, terminated

@@ -28,6 +28,7 @@ import gymnasium as gym
 import torch
 
 from adaptrl.core.config import Config
+from adaptrl.core.distributed import Rows
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import make_generator
 
@@ -187,6 +188,15 @@ class BatchedEnv(ABC):
         self._pending_tasks: TaskBatch | None = None
         self.elapsed = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._started = False
+        self.rows = Rows.all(self.num_envs)
+
+    def set_rows(self, rows: Rows) -> None:
+        """Make this environment's rows the block ``rows`` of a larger batch (one process's share
+        of a meta-batch): its random draws and per-row seeds are then those of the same rows of
+        the whole batch, whichever process steps them (:mod:`adaptrl.core.distributed`)."""
+        if rows.count != self.num_envs:
+            raise ConfigError(f"a block of {rows.count} rows for {self.num_envs} environments")
+        self.rows = rows
 
     def set_tasks(self, tasks: TaskBatch) -> None:
         """Bind row ``i`` to ``tasks[i]`` from the next :meth:`reset` on."""
@@ -233,6 +243,17 @@ class BatchedEnv(ABC):
     @abstractmethod
     def _transition(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every row by one action; return ``(next_obs, reward, terminated)``."""
+
+    def _rand(self, *tail: int) -> torch.Tensor:
+        """Uniform noise ``[num_envs, *tail]`` from the environment's generator (drawn for the
+        whole batch of :attr:`rows`)."""
+        shape = (self.num_envs, *tail)
+        return self.rows.draw(torch.rand, shape, self.generator, device=self.device)
+
+    def _randn(self, *tail: int) -> torch.Tensor:
+        """Standard normal noise ``[num_envs, *tail]``, as :meth:`_rand`."""
+        shape = (self.num_envs, *tail)
+        return self.rows.draw(torch.randn, shape, self.generator, device=self.device)
 
     def _check_action(self, action: torch.Tensor) -> torch.Tensor:
         space = self.action_space

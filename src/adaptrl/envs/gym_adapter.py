@@ -272,7 +272,8 @@ class GymVectorEnv(BatchedEnv):
     ``info["final_obs"]``, an object array masked by ``info["_final_obs"]``); this class converts to
     tensors, assembles ``final_obs``, masks ``truncated`` where ``terminated`` (``TimeLimit`` may
     report both) and seeds the sub-envs reproducibly: ``reset(seed)`` gives row ``i`` the seed
-    ``derive_seed(seed, "gym-vector-row", i)``; an unseeded first reset uses seed 0, like the tensor
+    ``derive_seed(seed, "gym-vector-row", i)`` (``i`` counted in the whole batch of ``rows``,
+    see :meth:`~adaptrl.envs.base.BatchedEnv.set_rows`); an unseeded first reset uses seed 0, like the tensor
     environments' generator. Gymnasium envs live on the host, so unlike the tensor environments
     every step copies actions to and results from the CPU.
     """
@@ -302,7 +303,10 @@ class GymVectorEnv(BatchedEnv):
             seed = 0
         seeds = None
         if seed is not None:
-            seeds = [derive_seed(int(seed), "gym-vector-row", i) for i in range(self.num_envs)]
+            first = self.rows.start
+            seeds = [
+                derive_seed(int(seed), "gym-vector-row", first + i) for i in range(self.num_envs)
+            ]
             self._seeded = True
         obs, _ = self.vec.reset(seed=seeds)
         self.elapsed.zero_()

@@ -568,7 +568,7 @@ class MujocoLoopEnv(BatchedEnv):
         if seed is None and not self._seeded:
             seed = 0
         seeds = [
-            None if seed is None else derive_seed(int(seed), "gym-vector-row", i)
+            None if seed is None else derive_seed(int(seed), "gym-vector-row", self.rows.start + i)
             for i in range(self.num_envs)
         ]
         obs = self._all("reset", [seeds[lo:hi] for lo, hi in self._bounds])

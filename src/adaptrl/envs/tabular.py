@@ -115,11 +115,11 @@ class TabularEnv(BatchedEnv):
 
     def _transition(self, action):
         idx = self._row_base + self.state * self.family.num_actions + action.long()
-        noise = torch.randn(self.num_envs, generator=self.generator, device=self.device)
+        noise = self._randn()
         reward = torch.add(
             self._reward_mean.take(idx), noise, alpha=self.family.config.reward_noise_std
         )
-        u = torch.rand(self.num_envs, 1, generator=self.generator, device=self.device)
+        u = self._rand(1)
         # first next state whose cumulative probability reaches u (the last one is exactly 1)
         self.state = torch.searchsorted(self._cdf.index_select(0, idx), u).squeeze(1)
         return self.state, reward, self._never

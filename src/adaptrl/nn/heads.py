@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from adaptrl.core.config import Config, Size
+from adaptrl.core.distributed import Rows
 from adaptrl.core.errors import ConfigError
 from adaptrl.nn.mlp import init_linear
 
@@ -119,20 +120,25 @@ def _log_softmax(spec: DistSpec, logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
-def sample(spec: DistSpec, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def sample(
+    spec: DistSpec, params: torch.Tensor, generator: torch.Generator, rows: Rows | None = None
+) -> torch.Tensor:
     """Draw one action per leading index using only ``generator``.
 
     Categorical: Gumbel-max (argmax of logits plus Gumbel noise from ``torch.rand``), exact and
-    shape-agnostic. Gaussian: ``mean + std * randn``.
+    shape-agnostic. Gaussian: ``mean + std * randn``. With ``rows`` the leading indices are that
+    block of a larger batch and get the noise the whole batch's draw gives them
+    (:class:`~adaptrl.core.distributed.Rows`).
     """
+    rows = rows or Rows.all(params.shape[0])
     if spec.kind == "categorical":
         logp = _log_softmax(spec, params)
-        u = torch.rand(logp.shape, generator=generator, device=logp.device, dtype=logp.dtype)
+        u = rows.draw(torch.rand, logp.shape, generator, device=logp.device, dtype=logp.dtype)
         tiny = torch.finfo(logp.dtype).tiny
         gumbel = -torch.log(-torch.log(u.clamp(min=tiny)))
         return torch.argmax(logp.detach() + gumbel, dim=-1)
     mean, log_std = _split(spec, params)
-    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    noise = rows.draw(torch.randn, mean.shape, generator, device=mean.device, dtype=mean.dtype)
     return (mean + log_std.exp() * noise).detach()
 
 

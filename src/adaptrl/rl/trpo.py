@@ -185,6 +185,7 @@ def trpo_step(
     backtrack_ratio: float = 0.5,
     cg_residual_tol: float = 1e-10,
     fvp: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    gradient: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] | None = None,
     autograd_line_search: bool = False,
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """One TRPO update of ``params``; returns new detached tensors and diagnostics.
@@ -198,12 +199,17 @@ def trpo_step(
     expected_improve, grad_norm.
 
     ``fvp`` replaces the double-backward Fisher-vector product of the KL (a learner with a
-    cheaper exact or approximate one passes it, damping included).
+    cheaper exact or approximate one passes it, damping included); ``gradient(params) -> (loss,
+    flat gradient)`` replaces the backward of the objective's loss (a learner that sums per-task
+    gradients in a fixed order, for results that do not depend on the number of processes).
     """
     leaves = [p.detach().requires_grad_() for p in params]
-    with torch.enable_grad():
-        loss = objective(leaves)[0]
-        g = _grad(loss, leaves)
+    if gradient is not None:
+        loss, g = gradient(leaves)
+    else:
+        with torch.enable_grad():
+            loss = objective(leaves)[0]
+            g = _grad(loss, leaves)
     if fvp is None:
         fvp = fisher_vector_product(lambda p: objective(p)[1], leaves, damping)
     full_step, expected_improve = max_kl_step(fvp, g, max_kl, cg_iters, cg_residual_tol)

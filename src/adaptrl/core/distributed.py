@@ -1,0 +1,202 @@
+"""Many processes, one result: the thin layer the outer loop uses to split a meta-batch by task.
+
+Every process draws the same meta-batch (the same seeds), keeps a contiguous block of its tasks
+(:meth:`World.shard`), collects and adapts them with the learner's batched code, and combines what
+spans the batch with explicit collectives:
+
+* per-task values (losses, gradients, Fisher-vector products, returns) are *gathered* in task
+  order (:meth:`World.gather`) and reduced by the same operation on the same ``[tasks, ...]``
+  tensor in every process, so the result does not depend on how many processes computed the rows
+  (an all-reduce of per-process sums would differ in the last bits between 1, 2 and 4 processes);
+* random draws for rows of the batch are made at the full batch's shape and sliced
+  (:class:`Rows`), so task ``g`` sees the same noise whichever process simulates it.
+
+The world is read from ``torch.distributed`` once the process group exists (``torchrun`` sets the
+environment, :func:`init_from_env` creates the group: gloo on CPU, NCCL on CUDA). Without a group
+:func:`current` is the world of one process and every collective is the identity.
+
+Functional inner loops are never wrapped in ``DistributedDataParallel``: with
+``torch.func.functional_call`` its gradient hooks do not see the parameters, so gradients would
+silently stay unsynchronised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable
+
+import torch
+
+from adaptrl.core.errors import AdaptrlError, ConfigError
+
+TIMEOUT_SECONDS = 600
+"""How long a collective waits for a process that stopped answering before every other one stops
+with an error (the run resumes from its last checkpoint)."""
+
+
+class DistributedError(AdaptrlError):
+    """A process group could not be set up, or a peer process stopped answering."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """A contiguous block ``[start, start + count)`` of a batch of ``total`` rows.
+
+    Random draws for the block are made for all ``total`` rows and sliced, so row ``i`` gets the
+    same numbers whether one process holds the whole batch or several hold blocks of it (the
+    generator advances by the full batch in every process)."""
+
+    start: int
+    count: int
+    total: int
+
+    def __post_init__(self) -> None:
+        if not (self.start >= 0 and self.count >= 0 and self.start + self.count <= self.total):
+            raise ConfigError(f"rows [{self.start}, {self.start + self.count}) of {self.total}")
+
+    @classmethod
+    def all(cls, n: int) -> Rows:
+        return cls(0, n, n)
+
+    def scaled(self, per: int) -> Rows:
+        """The same block with every row repeated ``per`` times (tasks -> task-major envs)."""
+        return Rows(self.start * per, self.count * per, self.total * per)
+
+    def draw(
+        self,
+        fn: Callable[..., torch.Tensor],
+        shape: tuple[int, ...],
+        generator: torch.Generator,
+        **kwargs: object,
+    ) -> torch.Tensor:
+        """``fn((total, *shape[1:]), generator=...)[start:start + count]``, with ``shape[0]`` the
+        block's row count (``fn``: ``torch.rand`` or ``torch.randn``)."""
+        if shape[0] != self.count:
+            raise ValueError(f"drawing {shape[0]} rows for a block of {self.count}")
+        if self.count == self.total:
+            return fn(shape, generator=generator, **kwargs)
+        full = fn((self.total, *shape[1:]), generator=generator, **kwargs)
+        return full[self.start : self.start + self.count]
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """This process's rank among ``size`` processes (rank 0 writes the run directory)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int, what: str = "meta_batch_size") -> Rows:
+        """This process's contiguous block of ``n`` tasks; ``n`` must divide by the world size, so
+        that every process computes as many tasks (collectives gather equal shapes)."""
+        if n % self.size:
+            lower, upper = n - n % self.size, n + self.size - n % self.size
+            raise ConfigError(
+                f"{what}={n} does not divide across {self.size} processes; use a multiple of "
+                f"{self.size} (e.g. {lower or upper} or {upper}) or another process count"
+            )
+        per = n // self.size
+        return Rows(self.rank * per, per, n)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate every process's ``x`` (same shape everywhere) along dim 0 in rank order,
+        which is task order for blocks from :meth:`shard`. The identity for one process."""
+        if self.size == 1:
+            return x
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(self.size)]
+        _collective(lambda: torch.distributed.all_gather(parts, x), "all_gather")
+        return torch.cat(parts)
+
+    def check_same(self, value: int, what: str) -> None:
+        """Raise unless every process passes the same ``value`` (the configs, seeds and iteration
+        every process must agree on)."""
+        if self.size == 1:
+            return
+        seen = self.gather(torch.tensor([value], dtype=torch.long, device=_device()))
+        if not bool((seen == seen[0]).all()):
+            raise DistributedError(f"processes disagree on {what}: {seen.tolist()}")
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            _collective(torch.distributed.barrier, "barrier")
+
+
+def _device() -> torch.device:
+    backend = torch.distributed.get_backend()
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if backend == "nccl"
+        else torch.device("cpu")
+    )
+
+
+def _collective(call: Callable[[], object], name: str) -> None:
+    try:
+        call()
+    except RuntimeError as exc:  # gloo / NCCL report a peer that died or timed out this way
+        raise DistributedError(
+            f"{name} across processes failed ({str(exc).splitlines()[0]}): a peer process stopped "
+            "or timed out; resume the run with `adaptrl train --resume RUN_DIR` (under the same "
+            "torchrun command) to continue from its last checkpoint"
+        ) from exc
+
+
+def current() -> World:
+    """The world of the initialised process group, or of one process."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size())
+    return World()
+
+
+def launched() -> bool:
+    """Whether this process was started by ``torchrun`` (its environment names a world)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def init_from_env(device: torch.device | None = None) -> World:
+    """Create the process group ``torchrun`` describes (gloo on CPU, NCCL on CUDA) and return the
+    world; without ``torchrun`` the world of one process. Idempotent."""
+    dist = torch.distributed
+    if not launched():
+        return current()
+    if not dist.is_available():
+        raise DistributedError("this PyTorch build has no torch.distributed")
+    if not dist.is_initialized():
+        cuda = device is not None and device.type == "cuda"
+        backend = "nccl" if cuda else "gloo"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        try:
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_SECONDS))
+        except (RuntimeError, ValueError) as exc:
+            raise DistributedError(
+                f"could not join the torchrun process group ({exc}); launch with "
+                "`torchrun --nproc-per-node N -m adaptrl.cli.main train ...`"
+            ) from exc
+    return current()
+
+
+def shutdown() -> None:
+    """Leave the process group (at the end of a run)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+__all__ = [
+    "DistributedError",
+    "Rows",
+    "World",
+    "current",
+    "init_from_env",
+    "launched",
+    "shutdown",
+]

@@ -1,0 +1,160 @@
+"""The distributed outer loop: blocks of a meta-batch draw what the whole batch draws, and MAML-RL
+trained by 1 or 2 ``torchrun`` processes (or none) ends with bit-identical parameters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.rl2 import RL2, RL2Config
+from adaptrl.algos.trainer import train
+from adaptrl.core import distributed
+from adaptrl.core.distributed import Rows, World
+from adaptrl.core.errors import ConfigError
+from adaptrl.core.seeding import make_generator
+from adaptrl.envs import make_family
+from adaptrl.nn import heads
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def test_rows_draw_slices_the_whole_batch():
+    full = torch.rand((6, 3), generator=make_generator(1))
+    for start, count in [(0, 2), (2, 2), (4, 2), (1, 4)]:
+        block = Rows(start, count, 6).draw(torch.rand, (count, 3), make_generator(1))
+        assert torch.equal(block, full[start : start + count])
+    assert Rows(1, 2, 3).scaled(4) == Rows(4, 8, 12)
+    with pytest.raises(ValueError, match="3 rows for a block of 2"):
+        Rows(0, 2, 6).draw(torch.rand, (3,), make_generator(1))
+    with pytest.raises(ConfigError):
+        Rows(5, 2, 6)
+
+
+def test_world_shards_contiguous_blocks_and_refuses_uneven_batches():
+    assert [World(r, 4).shard(8) for r in range(4)] == [Rows(2 * r, 2, 8) for r in range(4)]
+    with pytest.raises(
+        ConfigError, match=r"meta_batch_size=10 does not divide across 4 .* 8 or 12"
+    ):
+        World(1, 4).shard(10)
+    x = torch.arange(3.0)
+    assert World().gather(x) is x  # one process: no copy, autograd intact
+    assert distributed.current() == World()
+
+
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_sampling_a_block_of_rows_matches_the_whole_batch(kind):
+    spec = heads.DistSpec(kind, 5 if kind == "categorical" else 2)
+    params = torch.randn(8, spec.param_dim, generator=make_generator(0))
+    whole = heads.sample(spec, params, make_generator(3))
+    top = heads.sample(spec, params[4:], make_generator(3), Rows(4, 4, 8))
+    assert torch.equal(top, whole[4:])
+
+
+@pytest.mark.parametrize("family_id", ["bandit-bernoulli-v0", "tabular-mdp-v0"])
+def test_env_blocks_step_like_the_rows_of_the_whole_batch(family_id):
+    family = make_family(family_id)
+    tasks = family.tasks(6, "train", seed=0)
+    arms = int(family.action_space.n)  # type: ignore[attr-defined]
+    actions = torch.randint(arms, (5, 6), generator=make_generator(2))
+
+    def run(lo: int, hi: int) -> list[torch.Tensor]:
+        env = family.make_env(hi - lo)
+        env.set_rows(Rows(lo, hi - lo, 6))
+        env.set_tasks(tasks[lo:hi])
+        out = [env.reset(seed=7)]
+        for a in actions:
+            step = env.step(a[lo:hi])
+            out += [step.obs, step.reward]
+        return out
+
+    whole = run(0, 6)
+    halves = [torch.cat(parts) for parts in zip(run(0, 3), run(3, 6), strict=True)]
+    assert all(torch.equal(a, b) for a, b in zip(whole, halves, strict=True))
+    with pytest.raises(ConfigError, match="a block of 2 rows for 3 environments"):
+        family.make_env(3).set_rows(Rows(0, 2, 6))
+
+
+def test_a_single_process_learner_is_refused_under_torchrun(monkeypatch):
+    learner = RL2(RL2Config(iterations=1), seed=0)
+    monkeypatch.setattr(distributed, "current", lambda: World(0, 2))
+    with pytest.raises(ConfigError, match=r"rl2 trains in one process.*maml-rl"):
+        train(learner, iterations=1, show_progress=False)
+
+
+# --- one result whatever the number of processes ------------------------------------------------
+TINY = [
+    "--iterations", "3", "--meta-batch-size", "4", "--rollouts-per-task", "4",
+    "--hidden", "16", "--checkpoint-every", "2", "--keep", "5",
+]  # fmt: skip
+
+
+def _train(out: Path, processes: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"}
+    cli = ["-m", "adaptrl.cli.main", "train", *args]
+    if processes == 0:
+        cmd = [sys.executable, *cli]
+    else:
+        cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(processes), *cli]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def _params(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "model.safetensors")
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+@pytest.mark.parametrize("outer", ["trpo", "ppo"])
+def test_maml_rl_parameters_do_not_depend_on_the_number_of_processes(tmp_path, outer):
+    runs = {}
+    for processes in (0, 1, 2) if outer == "trpo" else (0, 2):
+        out = tmp_path / f"n{processes}"
+        done = _train(out, processes, "maml-rl", *TINY, "--outer", outer, "--out", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[processes] = _params(out)
+    assert all(_same(runs[0], params) for params in runs.values())
+    # the rank-0 process alone wrote the run: one metrics row per iteration
+    rows = (tmp_path / "n2" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_a_run_killed_in_one_process_resumes_in_two_to_the_same_result(tmp_path):
+    ref = tmp_path / "ref"
+    assert _train(ref, 0, "maml-rl", *TINY, "--out", str(ref)).returncode == 0
+    # the run as a kill after its iteration-2 checkpoint leaves it: no model, no later rows
+    cut = tmp_path / "cut"
+    shutil.copytree(ref, cut)
+    for name in ("model.json", "model.safetensors"):
+        (cut / name).unlink()
+    for late in (cut / "checkpoints").glob("ckpt-000000000003.*"):
+        late.unlink()
+    done = _train(cut, 2, "--resume", str(cut))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _same(_params(ref), _params(cut))
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_an_uneven_meta_batch_is_refused_before_a_run_directory_exists(tmp_path):
+    out = tmp_path / "odd"
+    args = ["maml-rl", "--iterations", "1", "--meta-batch-size", "5", "--out", str(out)]
+    done = _train(out, 2, *args)
+    assert done.returncode != 0
+    assert "meta_batch_size=5 does not divide across 2 processes" in done.stderr
+    assert not out.exists()
+
+
+def test_maml_rl_in_one_process_keeps_its_whole_meta_batch():
+    learner = MAMLRL(MAMLRLConfig(meta_batch_size=3, rollouts_per_task=2, hidden=(8,)), seed=0)
+    assert learner.shard == Rows(0, 3, 3)
