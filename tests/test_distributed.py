@@ -158,3 +158,27 @@ def test_an_uneven_meta_batch_is_refused_before_a_run_directory_exists(tmp_path)
 def test_maml_rl_in_one_process_keeps_its_whole_meta_batch():
     learner = MAMLRL(MAMLRLConfig(meta_batch_size=3, rollouts_per_task=2, hidden=(8,)), seed=0)
     assert learner.shard == Rows(0, 3, 3)
+
+
+def test_scaling_projection_splits_repeated_and_split_work():
+    from adaptrl.bench.scaling import project
+
+    # T(1) = 10, T(2) = 6.5 with 0.5 s in collectives: split work 8 s, repeated 2 s
+    out = project(10.0, 6.5, 0.5, calls=10, nbytes=1e6, tasks=8, alpha=1e-3, beta=1e9)
+    assert out["split_seconds"] == pytest.approx(8.0)
+    assert out["repeated_seconds"] == pytest.approx(2.0)
+    eight = out["projected"][8]  # 128 tasks: 2 + 128 / 8 s of work, 10 * 7 hops + 16 MB * 7/8
+    assert eight["collective_seconds"] == pytest.approx(0.07 + 0.014)
+    assert eight["seconds"] == pytest.approx(18.084)
+    assert eight["efficiency"] == pytest.approx(130 / (8 * 18.084))
+    assert out["amdahl_limit_speedup"] == pytest.approx(65.0)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_scaling_bench_quick_writes_a_report(tmp_path):
+    from adaptrl.bench.scaling import ScalingConfig, run_scaling
+
+    payload = run_scaling(ScalingConfig(quick=True, out=tmp_path))
+    assert set(payload["raw"]) == {"1", "2"}
+    assert payload["projection"]["calls_per_iteration"] > 0
+    assert (tmp_path / "report.md").read_text().startswith("# adaptrl bench scaling")

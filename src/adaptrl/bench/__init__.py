@@ -11,6 +11,7 @@ from adaptrl.bench import (  # noqa: F401  (one module per line below)
     offpolicy,
     offpolicy_speed,
     rl2,
+    scaling,
     sinusoid,
     throughput,
 )

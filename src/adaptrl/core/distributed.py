@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import time
 from collections.abc import Callable
 
 import torch
@@ -38,6 +39,23 @@ with an error (the run resumes from its last checkpoint)."""
 
 class DistributedError(AdaptrlError):
     """A process group could not be set up, or a peer process stopped answering."""
+
+
+@dataclasses.dataclass
+class Traffic:
+    """What :meth:`World.gather` did in this process since :meth:`reset` (the scaling bench reads
+    it): calls, bytes of the gathered tensors (the whole batch's, also in one process) and
+    seconds inside collectives (transfer plus waiting for slower processes)."""
+
+    calls: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def reset(self) -> None:
+        self.calls, self.bytes, self.seconds = 0, 0, 0.0
+
+
+TRAFFIC = Traffic()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +125,15 @@ class World:
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate every process's ``x`` (same shape everywhere) along dim 0 in rank order,
         which is task order for blocks from :meth:`shard`. The identity for one process."""
+        TRAFFIC.calls += 1
+        TRAFFIC.bytes += x.numel() * x.element_size() * self.size
         if self.size == 1:
             return x
         x = x.contiguous()
         parts = [torch.empty_like(x) for _ in range(self.size)]
+        start = time.perf_counter()
         _collective(lambda: torch.distributed.all_gather(parts, x), "all_gather")
+        TRAFFIC.seconds += time.perf_counter() - start
         return torch.cat(parts)
 
     def check_same(self, value: int, what: str) -> None:
@@ -192,6 +214,7 @@ def shutdown() -> None:
 
 
 __all__ = [
+    "TRAFFIC",
     "DistributedError",
     "Rows",
     "World",
