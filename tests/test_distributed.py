@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from adaptrl.algos.maml_rl import MAMLRL, MAMLRLConfig
+from adaptrl.algos.maml import MAML, MAMLConfig
 from adaptrl.algos.rl2 import RL2, RL2Config
 from adaptrl.algos.trainer import train
 from adaptrl.core import distributed
@@ -83,10 +84,23 @@ def test_env_blocks_step_like_the_rows_of_the_whole_batch(family_id):
 
 
 def test_a_single_process_learner_is_refused_under_torchrun(monkeypatch):
-    learner = RL2(RL2Config(iterations=1), seed=0)
+    learner = MAML(MAMLConfig(iterations=1), seed=0)
     monkeypatch.setattr(distributed, "current", lambda: World(0, 2))
-    with pytest.raises(ConfigError, match=r"rl2 trains in one process.*maml-rl"):
+    with pytest.raises(ConfigError, match=r"maml trains in one process.*maml-rl"):
         train(learner, iterations=1, show_progress=False)
+
+
+def test_rl2_refuses_chunks_or_outer_loops_it_cannot_split(monkeypatch):
+    monkeypatch.setattr(distributed, "current", lambda: World(0, 2))
+    small = {"trials": 8, "minibatches": 2, "hidden": 8}
+    with pytest.raises(ConfigError, match="grad_chunks=1 does not divide across 2 processes"):
+        RL2(RL2Config(**small), seed=0)
+    with pytest.raises(ConfigError, match="outer='ppo' only"):
+        RL2(RL2Config(**small, outer="trpo", grad_chunks=2), seed=0)
+    with pytest.raises(ConfigError, match="does not divide across 2"):
+        RL2(RL2Config(trials=7, minibatches=1, grad_chunks=2), seed=0)
+    with pytest.raises(ConfigError, match="grad_chunks .5. cannot exceed the trials of a minib"):
+        RL2Config(trials=8, minibatches=2, grad_chunks=5)
 
 
 # --- one result whatever the number of processes ------------------------------------------------
@@ -127,6 +141,21 @@ def test_maml_rl_parameters_do_not_depend_on_the_number_of_processes(tmp_path, o
     # the rank-0 process alone wrote the run: one metrics row per iteration
     rows = (tmp_path / "n2" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+@pytest.mark.parametrize("algo", ["rl2", "hyper-policy"])
+def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo):
+    # tabular MDPs: random transitions and rewards, drawn by each process for its rows
+    args = [algo, "--family", "tabular-mdp-v0", "--iterations", "2", "--trials", "8"]
+    args += ["--minibatches", "2", "--grad-chunks", "2", "--hidden", "16"]
+    runs = []
+    for processes in (0, 2):
+        out = tmp_path / f"n{processes}"
+        done = _train(out, processes, *args, "--out", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(_params(out))
+    assert _same(*runs)
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
@@ -182,3 +211,20 @@ def test_scaling_bench_quick_writes_a_report(tmp_path):
     assert set(payload["raw"]) == {"1", "2"}
     assert payload["projection"]["calls_per_iteration"] > 0
     assert (tmp_path / "report.md").read_text().startswith("# adaptrl bench scaling")
+
+
+def test_rl2_chunked_minibatch_gradients_sum_to_the_whole_minibatch_gradient():
+    from adaptrl.envs.tabular import TabularMDPConfig
+
+    def trained(chunks: int) -> dict[str, torch.Tensor]:
+        config = RL2Config(
+            family=TabularMDPConfig(), trials=8, minibatches=2, hidden=16, grad_chunks=chunks
+        )
+        learner = RL2(config, seed=0)
+        learner.meta_train_step()
+        return learner.net.state_dict()
+
+    whole, chunked = trained(1), trained(4)
+    assert not _same(whole, chunked)  # a different summation order...
+    for k in whole:  # ...of the same gradient
+        torch.testing.assert_close(chunked[k], whole[k], rtol=0, atol=1e-5)

@@ -30,7 +30,9 @@ from torch.func import functional_call
 
 from adaptrl.algos.base import MetaLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core import distributed
 from adaptrl.core.config import Config, Ge, Positive, Size, Unit
+from adaptrl.core.distributed import Rows
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import (
     derive_seed,
@@ -47,7 +49,7 @@ from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
 from adaptrl.rl.returns import explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import collect
-from adaptrl.rl.trpo import trpo_step
+from adaptrl.rl.trpo import trpo_step, unflat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +127,21 @@ class RL2Config(Config):
     """TRPO Fisher damping."""
     cg_iters: Size = 10
     """TRPO conjugate-gradient iterations."""
+    grad_chunks: Size = 1
+    """PPO: each minibatch's gradient is the sum, in order, of the gradients of this many fixed
+    chunks of its trials. Training depends on it but never on the number of ``torchrun``
+    processes, which must divide it (each process computes its share of the chunks)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.minibatches > self.trials:
             raise ConfigError(
                 f"rl2 minibatches ({self.minibatches}) cannot exceed trials ({self.trials})"
+            )
+        if self.grad_chunks > self.trials // self.minibatches:
+            raise ConfigError(
+                f"rl2 grad_chunks ({self.grad_chunks}) cannot exceed the trials of a minibatch "
+                f"({self.trials} // {self.minibatches} = {self.trials // self.minibatches})"
             )
 
 
@@ -211,18 +222,20 @@ def collect_trials(
     steps: int,
     generator: torch.Generator,
     action_map: tuple[torch.Tensor, torch.Tensor] | None = None,
+    rows: Rows | None = None,
 ) -> TrialBatch:
     """Run one trial of ``steps`` steps in every row of ``env`` from an empty memory.
 
     With ``action_map`` the policy's actions are rescaled for the environment; the batch keeps
-    (and the memory reads) the policy's own."""
+    (and the memory reads) the policy's own. ``rows``: the block of a larger batch of trials the
+    environment's rows are (their action noise is drawn for the whole batch)."""
     spec = net.spec
 
     def policy(obs: torch.Tensor, carry: tuple) -> tuple[torch.Tensor, dict, tuple]:
         state, prev, t, ep_step, _ = carry
         x = net.inputs(obs, *prev, progress=t / steps, episode_step=ep_step)
         params, value, state = net.step(x, state)
-        action = heads.sample(spec, params, generator)
+        action = heads.sample(spec, params, generator, rows)
         extras = {
             "inputs": x,
             "action": action,
@@ -266,6 +279,7 @@ class RL2(MetaLearner):
 
     name = "rl2"
     training_only = ("optimizer",)
+    distributed = True
 
     def __init__(self, config: RL2Config, *, seed: int = 0, device: str | torch.device = "cpu"):
         super().__init__(config, seed=seed, device=device)
@@ -295,7 +309,20 @@ class RL2(MetaLearner):
         trained = self.net.parameters() if config.outer == "ppo" else self.net.value_parameters()
         self.optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
         self.generator = make_generator(seed, "rl2", "policy", device=self.device)
-        self.env = self.family.make_env(config.trials, self.device)
+        self.world = distributed.current()
+        self.shard = self.world.shard(config.trials, "trials")
+        """This process's block of every batch of trials (all of them in one process)."""
+        if self.world.size > 1:
+            if config.outer != "ppo":
+                raise ConfigError("rl2 splits its trials across processes with outer='ppo' only")
+            if config.grad_chunks % self.world.size:
+                raise ConfigError(
+                    f"grad_chunks={config.grad_chunks} does not divide across {self.world.size} "
+                    f"processes; set --grad-chunks to a multiple of {self.world.size} (the same "
+                    "value in one process gives the same result)"
+                )
+        self.env = self.family.make_env(self.shard.count, self.device)
+        self.env.set_rows(self.shard)
         self.action_map = (
             unit_box_rescale(self.family.action_space, self.device)
             if config.normalize_actions
@@ -312,9 +339,14 @@ class RL2(MetaLearner):
         tasks = self.family.tasks(
             cfg.trials, "train", derive_seed(self.seed, "rl2", "tasks", self.iteration), self.device
         )
-        self.env.set_tasks(tasks)
+        rows = self.shard
+        self.env.set_tasks(tasks[rows.start : rows.start + rows.count])
         obs = self.env.reset(seed=derive_seed(self.seed, "rl2", "env", self.iteration))
-        batch = collect_trials(self.net, self.env, obs, self.steps, self.generator, self.action_map)
+        batch = self.gather_trials(
+            collect_trials(
+                self.net, self.env, obs, self.steps, self.generator, self.action_map, rows
+            )
+        )
         valid, end = trial_masks(batch.done, self.episodes)
         adv, returns = trial_advantages(
             batch.rewards * cfg.reward_scale, batch.values, valid, end, cfg.gamma, cfg.gae_lambda
@@ -350,39 +382,85 @@ class RL2(MetaLearner):
         cfg = self.config
         return linear_schedule(cfg.entropy_coef, cfg.entropy_final, self.iteration, cfg.iterations)
 
+    def gather_trials(self, batch: TrialBatch) -> TrialBatch:
+        """Every process's trials, in trial order (the identity in one process)."""
+        if self.world.size == 1:
+            return batch
+        fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+        return TrialBatch(
+            **{k: self.world.gather(v.transpose(0, 1)).transpose(0, 1) for k, v in fields.items()}
+        )
+
     def _ppo(self, batch, adv, returns, valid) -> dict[str, torch.Tensor]:
-        cfg, spec = self.config, self.net.spec
+        """PPO epochs over minibatches of whole trials. A minibatch's gradient is the ordered sum
+        of its ``grad_chunks`` chunks' gradients, each chunk's loss weighted by its share of the
+        minibatch's valid steps; a process computes its share of the chunks and the chunk
+        gradients are gathered (:mod:`adaptrl.core.distributed`)."""
+        cfg = self.config
+        chunks = cfg.grad_chunks
+        per = chunks // self.world.size
+        mine = range(self.world.rank * per, (self.world.rank + 1) * per)
+        params = list(self.net.parameters())
         ent_coef = self._entropy_coef()
         sums: dict[str, torch.Tensor] = {}
         for _ in range(cfg.epochs):
             order = torch.randperm(cfg.trials, generator=self.generator, device=self.device)
             for idx in order.chunk(cfg.minibatches):
-                mask = valid[:, idx]
-                params, values, _ = self.net(batch.inputs[:, idx])
-                logp = heads.log_prob(spec, params, batch.actions[:, idx])
-                pi_loss, info = ppo_clip_loss(logp, batch.logp[:, idx], adv[:, idx], cfg.clip, mask)
-                v_loss = value_loss(values, returns[:, idx], mask=mask)
-                ent = heads.entropy(spec, params)
-                loss = pi_loss + cfg.value_coef * v_loss + ent_coef * entropy_loss(ent, mask)
-                ent = masked_mean(ent.detach(), mask)
-                self.optimizer.zero_grad()
-                loss.backward()
+                steps = valid[:, idx].sum().clamp_min(1)
+                parts = idx.tensor_split(chunks)
+                grads, stats = [], []
+                for c in mine:
+                    j = parts[c]
+                    loss, info = self._ppo_loss(batch, adv, returns, valid, j, ent_coef)
+                    share = valid[:, j].sum() / steps
+                    g = torch.autograd.grad(loss * share, params, materialize_grads=True)
+                    grads.append(torch.cat([x.reshape(-1) for x in g]))
+                    stats.append(torch.stack(list(info.values())) * share)
+                grad_sum = self.world.gather(torch.stack(grads)).sum(0)
+                for p, g in zip(params, unflat(grad_sum, params), strict=True):
+                    p.grad = g.clone()
                 if self.net.shared:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(
-                        self.net.parameters(), cfg.max_grad_norm
-                    )
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 else:  # a separate critic's (often larger) gradient must not shrink the policy's
                     grad_norm = torch.nn.utils.clip_grad_norm_(
                         self.net.policy_parameters().values(), cfg.max_grad_norm
                     )
                     torch.nn.utils.clip_grad_norm_(self.net.value_parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
-                for k, v in dict(
-                    policy_loss=pi_loss, value_loss=v_loss, entropy=ent, grad_norm=grad_norm, **info
-                ).items():
-                    sums[k] = sums.get(k, 0.0) + v.detach()
+                totals = self.world.gather(torch.stack(stats)).sum(0)
+                for k, v in zip(info, totals, strict=True):
+                    sums[k] = sums.get(k, 0.0) + v
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach()
         n = cfg.epochs * cfg.minibatches
-        return {k: v / n for k, v in sums.items()}
+        first = ("policy_loss", "value_loss", "entropy", "grad_norm")
+        return {k: sums[k] / n for k in (*first, *(k for k in sums if k not in first))}
+
+    def _ppo_loss(
+        self,
+        batch: TrialBatch,
+        adv: torch.Tensor,
+        returns: torch.Tensor,
+        valid: torch.Tensor,
+        idx: torch.Tensor,
+        ent_coef: float,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """PPO's loss on the trials ``idx`` (clipped surrogate, value loss, entropy bonus, each a
+        mean over their valid steps) and its diagnostics."""
+        cfg, spec = self.config, self.net.spec
+        mask = valid[:, idx]
+        params, values, _ = self.net(batch.inputs[:, idx])
+        logp = heads.log_prob(spec, params, batch.actions[:, idx])
+        pi_loss, info = ppo_clip_loss(logp, batch.logp[:, idx], adv[:, idx], cfg.clip, mask)
+        v_loss = value_loss(values, returns[:, idx], mask=mask)
+        ent = heads.entropy(spec, params)
+        loss = pi_loss + cfg.value_coef * v_loss + ent_coef * entropy_loss(ent, mask)
+        diagnostics = {
+            "policy_loss": pi_loss.detach(),
+            "value_loss": v_loss.detach(),
+            "entropy": masked_mean(ent.detach(), mask),
+            **info,
+        }
+        return loss, diagnostics
 
     def _trpo(self, batch, adv, returns, valid) -> dict[str, Any]:
         cfg, spec, net = self.config, self.net.spec, self.net
