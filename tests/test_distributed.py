@@ -84,10 +84,37 @@ def test_env_blocks_step_like_the_rows_of_the_whole_batch(family_id):
 
 
 def test_a_single_process_learner_is_refused_under_torchrun(monkeypatch):
-    learner = MAML(MAMLConfig(iterations=1), seed=0)
+    from adaptrl.algos.meta_q import MetaQ, MetaQConfig
+
+    learner = MetaQ(MetaQConfig(iterations=1), seed=0)
     monkeypatch.setattr(distributed, "current", lambda: World(0, 2))
-    with pytest.raises(ConfigError, match=r"maml trains in one process.*maml-rl"):
+    with pytest.raises(ConfigError, match=r"meta-q trains in one process.*maml-rl"):
         train(learner, iterations=1, show_progress=False)
+
+
+def test_chunk_bounds_cut_like_tensor_split():
+    for n, chunks in [(8, 2), (7, 3), (5, 5), (4, 1)]:
+        pieces = torch.arange(n).tensor_split(chunks)
+        expect = [(int(p[0]), int(p[-1]) + 1) for p in pieces]
+        assert distributed.chunk_bounds(n, chunks) == expect
+    with pytest.raises(ConfigError, match="cannot cut 3 tasks into 4 chunks"):
+        distributed.chunk_bounds(3, 4)
+    with pytest.raises(ConfigError, match="grad_chunks=3 does not divide across 2 processes"):
+        distributed.check_chunks(World(0, 2), 3)
+
+
+def test_few_shot_chunked_meta_gradient_equals_the_whole_batch_gradient(monkeypatch):
+    def trained(chunks: int) -> dict[str, torch.Tensor]:
+        learner = MAML(MAMLConfig(meta_batch=6, grad_chunks=chunks), seed=0)
+        learner.meta_train_step()
+        return learner.model.state_dict()
+
+    whole, chunked = trained(1), trained(3)
+    for k in whole:
+        torch.testing.assert_close(chunked[k], whole[k], rtol=0, atol=1e-6)
+    monkeypatch.setattr(distributed, "current", lambda: World(0, 2))
+    with pytest.raises(ConfigError, match="grad_chunks=3 does not divide across 2"):
+        MAML(MAMLConfig(meta_batch=6, grad_chunks=3), seed=0)
 
 
 def test_rl2_refuses_chunks_or_outer_loops_it_cannot_split(monkeypatch):
@@ -149,6 +176,36 @@ def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo)
     # tabular MDPs: random transitions and rewards, drawn by each process for its rows
     args = [algo, "--family", "tabular-mdp-v0", "--iterations", "2", "--trials", "8"]
     args += ["--minibatches", "2", "--grad-chunks", "2", "--hidden", "16"]
+    runs = []
+    for processes in (0, 2):
+        out = tmp_path / f"n{processes}"
+        done = _train(out, processes, *args, "--out", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(_params(out))
+    assert _same(*runs)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["maml", "--iterations", "3", "--meta-batch", "4", "--grad-chunks", "2"],
+        ["reptile", "--iterations", "3", "--meta-batch", "4", "--grad-chunks", "4"],
+        [
+            "protonet",
+            "--iterations",
+            "2",
+            "--tasks-per-batch",
+            "2",
+            "--grad-chunks",
+            "2",
+            "--filters",
+            "8",
+        ],
+    ],
+    ids=lambda a: a[0],
+)
+def test_few_shot_parameters_do_not_depend_on_the_number_of_processes(tmp_path, args):
     runs = []
     for processes in (0, 2):
         out = tmp_path / f"n{processes}"

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from adaptrl.algos.base import MetaLearner
+from adaptrl.core import distributed
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import (
     derive_seed,
@@ -105,6 +106,11 @@ class EpisodicLearner(MetaLearner):
         ``max_grad_norm`` if given, then stepping the LR schedule if there is one)."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.apply_gradients(max_grad_norm)
+
+    def apply_gradients(self, max_grad_norm: float | None = None) -> None:
+        """One Adam step on the gradients in ``.grad`` (clipped to ``max_grad_norm`` if given),
+        then one step of the LR schedule if there is one."""
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_grad_norm)
         self.opt.step()
@@ -136,8 +142,21 @@ class SupportSetClassifier(EpisodicLearner):
 
     metric = "accuracy"
     higher_is_better = True
+    distributed = True
     default_eval_steps: ClassVar[int] = 0
     """Adaptation is reading the support set: there are no inner steps."""
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        seed: int,
+        device: torch.device | str,
+        build: Callable[[FewShotFamily], torch.nn.Module],
+    ):
+        distributed.chunk_bounds(config.tasks_per_batch, config.grad_chunks)
+        distributed.check_chunks(distributed.current(), config.grad_chunks)
+        super().__init__(config, seed=seed, device=device, build=build)
 
     def check_family(self) -> None:
         if self.family.kind != "classification":
@@ -160,7 +179,8 @@ class SupportSetClassifier(EpisodicLearner):
         return {"ways": self.config.train_ways}
 
     def meta_train_step(self) -> dict[str, float | torch.Tensor]:
-        """One Adam step on the query loss of ``tasks_per_batch`` training episodes."""
+        """One Adam step on the query loss of ``tasks_per_batch`` training episodes, its gradient
+        summed over ``grad_chunks`` chunks of them (each process computes its share)."""
         batch = self.family.sample(
             self.config.tasks_per_batch,
             "train",
@@ -169,11 +189,26 @@ class SupportSetClassifier(EpisodicLearner):
             **self.train_episode_shape(),
         )
         self.net.train()
-        scores = self.query_logits(batch)
-        loss = self.query_loss(scores, batch.query_y)
-        self.optimizer_step(loss)
+        world = distributed.current()
+        bounds = distributed.chunk_bounds(len(batch), self.config.grad_chunks)
+
+        def chunk_loss(c: int) -> tuple[torch.Tensor, torch.Tensor]:
+            lo, hi = bounds[c]
+            part = batch.chunk(lo, hi)
+            scores = self.query_logits(part)
+            loss = self.query_loss(scores, part.query_y)
+            share = (hi - lo) / len(batch)
+            acc = accuracy(scores.detach(), part.query_y).mean()
+            return loss * share, torch.stack([loss.detach(), acc]) * share
+
+        params = list(self.net.parameters())
+        grads, (loss, acc) = distributed.chunk_gradients(world, len(bounds), params, chunk_loss)
+        self.opt.zero_grad(set_to_none=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        self.apply_gradients()
         self.iteration += 1
-        return {"loss": loss.detach(), "accuracy": accuracy(scores.detach(), batch.query_y).mean()}
+        return {"loss": loss, "accuracy": acc}
 
     def eval_chunks(
         self, fn: Callable[[FewShotBatch], torch.Tensor], tasks: FewShotBatch

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from adaptrl.algos.base import MetaLearner
+from adaptrl.core import distributed
 from adaptrl.core.config import Config, Count, Positive, Size
 from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
@@ -275,6 +276,10 @@ class GradientConfig(Config):
     and evaluation always vmap unless "loop"."""
     eval_chunk: Size = 50
     """Tasks per evaluation chunk (bounds memory)."""
+    grad_chunks: Size = 1
+    """The meta-gradient is the sum, in order, of the gradients of this many fixed chunks of the
+    meta-batch's tasks (each weighted by its share of the tasks). Training depends on it but never
+    on the number of ``torchrun`` processes, which must divide it."""
 
 
 def family_default(kind: str, ways: int, regression: Any, classification: Any, many: Any) -> Any:
@@ -290,6 +295,7 @@ class GradientFewShotLearner(MetaLearner):
     :meth:`task_curve`, and saves / restores everything for bit-identical resumption."""
 
     config: GradientConfig
+    distributed = True
 
     def __init__(
         self, config: GradientConfig, *, seed: int = 0, device: str | torch.device = "cpu"
@@ -319,6 +325,10 @@ class GradientFewShotLearner(MetaLearner):
         self.loss = functional_loss(self.model, self.kind)
         self.generator = make_generator(seed, self.name, "meta-batch")
         self.optimizer = self.make_optimizer()
+        self.world = distributed.current()
+        self.chunks = distributed.chunk_bounds(self.meta_batch, config.grad_chunks)
+        """Tasks ``[lo, hi)`` of each of the meta-batch's gradient chunks."""
+        distributed.check_chunks(self.world, config.grad_chunks)
 
     # --- hooks for the algorithms --------------------------------------------------------------
     def make_optimizer(self) -> torch.optim.Optimizer | None:
@@ -381,14 +391,26 @@ class GradientFewShotLearner(MetaLearner):
         )
 
     def meta_train_step(self) -> dict[str, float | Tensor]:
+        """One Adam step on :meth:`meta_loss` of a meta-batch, its gradient summed over the
+        ``grad_chunks`` chunks of tasks (each process computes its share of them)."""
         batch = self.sample_meta_batch()
-        loss, metrics = self.meta_loss(batch)
         assert self.optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        keys: list[str] = []
+
+        def chunk_loss(c: int) -> tuple[Tensor, Tensor]:
+            lo, hi = self.chunks[c]
+            loss, metrics = self.meta_loss(batch.chunk(lo, hi))
+            keys[:] = ["meta_loss", *metrics]
+            share = (hi - lo) / len(batch)
+            return loss * share, torch.stack([loss.detach(), *metrics.values()]) * share
+
+        grads, stats = distributed.chunk_gradients(self.world, len(self.chunks), params, chunk_loss)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
         self.optimizer.step()
         self.iteration += 1
-        return {"meta_loss": loss.detach(), **metrics}
+        return dict(zip(keys, stats, strict=True))
 
     # --- evaluation hooks ----------------------------------------------------------------------
     def adaptation_curve(

@@ -139,6 +139,10 @@ class MatchingConfig(Config):
     """Filters of each of the 4 conv blocks."""
     lr: Positive = 1e-3
     """Adam learning rate."""
+    grad_chunks: Size = 1
+    """The gradient is the sum, in order, of the gradients of this many fixed chunks of the
+    episodes (each weighted by its share). Training depends on it but never on the number of
+    ``torchrun`` processes, which must divide it."""
 
 
 class MatchingLearner(SupportSetClassifier):

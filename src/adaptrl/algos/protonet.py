@@ -84,6 +84,10 @@ class ProtoNetConfig(Config):
     """Adam learning rate."""
     lr_halve_every: Size = 2000
     """Halve the learning rate every this many outer iterations (the paper: 2000 episodes)."""
+    grad_chunks: Size = 1
+    """The gradient is the sum, in order, of the gradients of this many fixed chunks of the
+    episodes (each weighted by its share). Training depends on it but never on the number of
+    ``torchrun`` processes, which must divide it."""
 
 
 class ProtoNetLearner(SupportSetClassifier):

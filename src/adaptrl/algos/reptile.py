@@ -24,7 +24,9 @@ from adaptrl.algos.gradient import (
     sgd_adapt,
 )
 from adaptrl.algos.registry import AlgoSpec, register_algo
+from adaptrl.core import distributed
 from adaptrl.core.config import Positive
+from adaptrl.core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Reptile(GradientFewShotLearner):
         self.inner_steps = config.inner_steps or family_default(self.kind, ways, 5, 5, 5)
         self.inner_lr = config.inner_lr or family_default(self.kind, ways, 0.02, 0.1, 0.1)
         self.epsilon = config.outer_lr or family_default(self.kind, ways, 0.1, 1.0, 1.0)
+        if config.serial and self.world.size > 1:
+            raise ConfigError("serial Reptile updates after every task: run it in one process")
 
     def make_optimizer(self) -> None:
         return None
@@ -69,9 +73,24 @@ class Reptile(GradientFewShotLearner):
             for t in range(len(batch)):
                 phi = self.task_weights(theta, x[t], y[t])
                 theta = {k: v + epsilon * (phi[k] - v) for k, v in theta.items()}
-        else:
-            phi = map_tasks(self.task_weights, (theta,), (x, y), self.config.strategy)
-            theta = {k: v + epsilon * (phi[k].mean(0) - v) for k, v in theta.items()}
+        else:  # theta moves toward the mean of the tasks' phi, summed over the chunks of tasks
+
+            def chunk_step(c: int) -> Tensor:
+                lo, hi = self.chunks[c]
+                phi = map_tasks(
+                    self.task_weights, (theta,), (x[lo:hi], y[lo:hi]), self.config.strategy
+                )
+                share = (hi - lo) / len(batch)
+                return torch.cat(
+                    [((phi[k].mean(0) - v) * share).reshape(-1) for k, v in theta.items()]
+                )
+
+            step = distributed.chunk_sum(self.world, len(self.chunks), chunk_step)
+            moves = step.split([v.numel() for v in theta.values()])
+            theta = {
+                k: v + epsilon * d.view_as(v)
+                for (k, v), d in zip(theta.items(), moves, strict=True)
+            }
         moved = torch.stack(
             [(theta[k] - p).square().sum() for k, p in self.model.named_parameters()]
         ).sum()

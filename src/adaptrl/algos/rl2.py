@@ -49,7 +49,7 @@ from adaptrl.nn.recurrent import RecurrentActorCritic
 from adaptrl.rl.losses import entropy_loss, ppo_clip_loss, value_loss
 from adaptrl.rl.returns import explained_variance, gae, masked_mean, normalize
 from adaptrl.rl.rollout import collect
-from adaptrl.rl.trpo import trpo_step, unflat
+from adaptrl.rl.trpo import trpo_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,12 +315,7 @@ class RL2(MetaLearner):
         if self.world.size > 1:
             if config.outer != "ppo":
                 raise ConfigError("rl2 splits its trials across processes with outer='ppo' only")
-            if config.grad_chunks % self.world.size:
-                raise ConfigError(
-                    f"grad_chunks={config.grad_chunks} does not divide across {self.world.size} "
-                    f"processes; set --grad-chunks to a multiple of {self.world.size} (the same "
-                    "value in one process gives the same result)"
-                )
+            distributed.check_chunks(self.world, config.grad_chunks)
         self.env = self.family.make_env(self.shard.count, self.device)
         self.env.set_rows(self.shard)
         self.action_map = (
@@ -397,27 +392,28 @@ class RL2(MetaLearner):
         minibatch's valid steps; a process computes its share of the chunks and the chunk
         gradients are gathered (:mod:`adaptrl.core.distributed`)."""
         cfg = self.config
-        chunks = cfg.grad_chunks
-        per = chunks // self.world.size
-        mine = range(self.world.rank * per, (self.world.rank + 1) * per)
         params = list(self.net.parameters())
         ent_coef = self._entropy_coef()
         sums: dict[str, torch.Tensor] = {}
+        keys: list[str] = []
         for _ in range(cfg.epochs):
             order = torch.randperm(cfg.trials, generator=self.generator, device=self.device)
             for idx in order.chunk(cfg.minibatches):
                 steps = valid[:, idx].sum().clamp_min(1)
-                parts = idx.tensor_split(chunks)
-                grads, stats = [], []
-                for c in mine:
-                    j = parts[c]
-                    loss, info = self._ppo_loss(batch, adv, returns, valid, j, ent_coef)
-                    share = valid[:, j].sum() / steps
-                    g = torch.autograd.grad(loss * share, params, materialize_grads=True)
-                    grads.append(torch.cat([x.reshape(-1) for x in g]))
-                    stats.append(torch.stack(list(info.values())) * share)
-                grad_sum = self.world.gather(torch.stack(grads)).sum(0)
-                for p, g in zip(params, unflat(grad_sum, params), strict=True):
+                parts = idx.tensor_split(cfg.grad_chunks)
+
+                def chunk_loss(
+                    c: int, parts: tuple = parts, steps: torch.Tensor = steps
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+                    loss, info = self._ppo_loss(batch, adv, returns, valid, parts[c], ent_coef)
+                    keys[:] = info
+                    share = valid[:, parts[c]].sum() / steps
+                    return loss * share, torch.stack(list(info.values())) * share
+
+                grads, totals = distributed.chunk_gradients(
+                    self.world, cfg.grad_chunks, params, chunk_loss
+                )
+                for p, g in zip(params, grads, strict=True):
                     p.grad = g.clone()
                 if self.net.shared:
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -427,8 +423,7 @@ class RL2(MetaLearner):
                     )
                     torch.nn.utils.clip_grad_norm_(self.net.value_parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
-                totals = self.world.gather(torch.stack(stats)).sum(0)
-                for k, v in zip(info, totals, strict=True):
+                for k, v in zip(keys, totals, strict=True):
                     sums[k] = sums.get(k, 0.0) + v
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach()
         n = cfg.epochs * cfg.minibatches

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -150,6 +151,63 @@ class World:
             _collective(torch.distributed.barrier, "barrier")
 
 
+def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of ``chunks`` contiguous, near-equal pieces of ``range(n)`` (the first
+    ``n % chunks`` one longer, as ``torch.tensor_split``)."""
+    if not 1 <= chunks <= n:
+        raise ConfigError(f"cannot cut {n} tasks into {chunks} chunks: use 1 to {n}")
+    size, extra = divmod(n, chunks)
+    starts = [c * size + min(c, extra) for c in range(chunks + 1)]
+    return list(itertools.pairwise(starts))
+
+
+def check_chunks(world: World, chunks: int, what: str = "grad_chunks") -> None:
+    """Raise unless the number of processes divides ``chunks`` (see :func:`chunk_sum`)."""
+    if chunks % world.size:
+        raise ConfigError(
+            f"{what}={chunks} does not divide across {world.size} processes; set it to a "
+            f"multiple of {world.size} (the same value in one process gives the same result)"
+        )
+
+
+def chunk_sum(
+    world: World, chunks: int, fn: Callable[[int], torch.Tensor], what: str = "grad_chunks"
+) -> torch.Tensor:
+    """``sum_c fn(c)`` over ``c = 0 .. chunks - 1`` in order, each process computing its share of
+    the chunks (``fn(c)``: a flat tensor of the same shape for every chunk).
+
+    The rows are gathered and summed by one operation on the same ``[chunks, ...]`` tensor in
+    every process, so the sum depends on ``chunks`` and never on the number of processes, which
+    must divide it. The learners' fixed-chunk gradients are built on it."""
+    check_chunks(world, chunks, what)
+    per = chunks // world.size
+    rows = [fn(c) for c in range(world.rank * per, (world.rank + 1) * per)]
+    return world.gather(torch.stack(rows)).sum(0)
+
+
+def chunk_gradients(
+    world: World,
+    chunks: int,
+    params: list[torch.Tensor],
+    loss_of: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``(gradients, stats)``: the gradient with respect to ``params`` of ``sum_c loss_of(c)[0]``
+    (shaped like ``params``) and ``sum_c loss_of(c)[1]`` (a flat tensor of statistics), computed
+    chunk by chunk as :func:`chunk_sum`. A chunk's loss is weighted by the caller (its share of
+    the batch), so one chunk is exactly the whole batch's gradient."""
+    sizes = [p.numel() for p in params]
+
+    def row(c: int) -> torch.Tensor:
+        loss, stats = loss_of(c)
+        grads = torch.autograd.grad(loss, params, materialize_grads=True)
+        return torch.cat([*(g.reshape(-1) for g in grads), stats.detach().reshape(-1)])
+
+    total = chunk_sum(world, chunks, row)
+    flat_grads, stats = total[: sum(sizes)], total[sum(sizes) :]
+    grads = [g.view_as(p) for g, p in zip(flat_grads.split(sizes), params, strict=True)]
+    return grads, stats
+
+
 def _device() -> torch.device:
     backend = torch.distributed.get_backend()
     return (
@@ -218,6 +276,10 @@ __all__ = [
     "DistributedError",
     "Rows",
     "World",
+    "check_chunks",
+    "chunk_bounds",
+    "chunk_gradients",
+    "chunk_sum",
     "current",
     "init_from_env",
     "launched",
