@@ -84,11 +84,11 @@ def test_env_blocks_step_like_the_rows_of_the_whole_batch(family_id):
 
 
 def test_a_single_process_learner_is_refused_under_torchrun(monkeypatch):
-    from adaptrl.algos.meta_q import MetaQ, MetaQConfig
+    from adaptrl.algos.lstm_optimizer import LSTMOptimizerConfig, LSTMOptimizerLearner
 
-    learner = MetaQ(MetaQConfig(iterations=1), seed=0)
+    learner = LSTMOptimizerLearner(LSTMOptimizerConfig(iterations=1), seed=0)
     monkeypatch.setattr(distributed, "current", lambda: World(0, 2))
-    with pytest.raises(ConfigError, match=r"meta-q trains in one process.*maml-rl"):
+    with pytest.raises(ConfigError, match=r"lstm-optimizer trains in one process.*maml-rl"):
         train(learner, iterations=1, show_progress=False)
 
 
@@ -124,10 +124,12 @@ def test_rl2_refuses_chunks_or_outer_loops_it_cannot_split(monkeypatch):
         RL2(RL2Config(**small), seed=0)
     with pytest.raises(ConfigError, match="outer='ppo' only"):
         RL2(RL2Config(**small, outer="trpo", grad_chunks=2), seed=0)
-    with pytest.raises(ConfigError, match="does not divide across 2"):
-        RL2(RL2Config(trials=7, minibatches=1, grad_chunks=2), seed=0)
-    with pytest.raises(ConfigError, match=r"grad_chunks \(5\) cannot exceed the trials of a minib"):
-        RL2Config(trials=8, minibatches=2, grad_chunks=5)
+    with pytest.raises(ConfigError, match="trials=3 does not divide across 2"):
+        RL2(RL2Config(trials=3, minibatches=1, hidden=8), seed=0)
+    with pytest.raises(ConfigError, match=r"trials \(6\) must be a multiple of grad_chunks \(4\)"):
+        RL2Config(trials=6, minibatches=1, grad_chunks=4)
+    with pytest.raises(ConfigError, match=r"grad_chunks \(8\) cannot exceed the trials of a minib"):
+        RL2Config(trials=16, minibatches=4, grad_chunks=8)
 
 
 # --- one result whatever the number of processes ------------------------------------------------
@@ -171,11 +173,15 @@ def test_maml_rl_parameters_do_not_depend_on_the_number_of_processes(tmp_path, o
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
-@pytest.mark.parametrize("algo", ["rl2", "hyper-policy"])
-def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo):
-    # tabular MDPs: random transitions and rewards, drawn by each process for its rows
-    args = [algo, "--family", "tabular-mdp-v0", "--iterations", "2", "--trials", "8"]
-    args += ["--minibatches", "2", "--grad-chunks", "2", "--hidden", "16"]
+@pytest.mark.parametrize(
+    ("algo", "family"), [("rl2", "nav2d-goal-v0"), ("hyper-policy", "tabular-mdp-v0")]
+)
+def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo, family):
+    # tabular MDPs: random transitions and rewards, drawn by each process for its rows; nav2d:
+    # Gaussian actions from blocks of 2 trials (matrix products of 2 and 4 rows can differ in the
+    # last bits; the fixed blocks keep them out)
+    args = [algo, "--family", family, "--iterations", "2", "--trials", "4"]
+    args += ["--minibatches", "1", "--grad-chunks", "2", "--hidden", "16"]
     runs = []
     for processes in (0, 2):
         out = tmp_path / f"n{processes}"
@@ -206,6 +212,20 @@ def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo)
     ids=lambda a: a[0],
 )
 def test_few_shot_parameters_do_not_depend_on_the_number_of_processes(tmp_path, args):
+    runs = []
+    for processes in (0, 2):
+        out = tmp_path / f"n{processes}"
+        done = _train(out, processes, *args, "--out", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(_params(out))
+    assert _same(*runs)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+@pytest.mark.parametrize(("algo", "family"), [("pearl", "nav2d-goal-v0"), ("meta-q", None)])
+def test_off_policy_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo, family):
+    args = [algo, *(["--family", family] if family else []), "--iterations", "2"]
+    args += ["--trials", "4", "--updates", "3", "--batch", "8", "--collect-chunks", "2"]
     runs = []
     for processes in (0, 2):
         out = tmp_path / f"n{processes}"

@@ -290,6 +290,11 @@ def mean_episode_return(
     return per_row.sum(1) / episodes
 
 
+def per_task(params: Params, num_tasks: int) -> Params:
+    """Shared parameters as one (expanded, not copied) copy per task, ``[num_tasks, ...]``."""
+    return {k: v.expand(num_tasks, *v.shape) for k, v in params.items()}
+
+
 def steps_per_iteration(config: MAMLRLConfig, horizon: int, iterations: int) -> list[int]:
     """Environment steps of each of the first ``iterations`` meta-iterations, at most (every
     rollout counted as a full episode of ``horizon`` steps): each task's rollouts before and after
@@ -360,28 +365,23 @@ class MAMLRL(MetaLearner):
             seed=derive_seed(self.seed, self.streams, "tasks", it),
             device=self.device,
         )[rows.start : rows.start + rows.count]
-        theta = {k: v.detach() for k, v in self.params.items()}
+        # theta as one copy per task: every computation then has per-task shapes, the same in
+        # every process, so its numbers do not depend on how many tasks a process holds
+        phi = per_task({k: v.detach() for k, v in self.params.items()}, rows.count)
         pre: list[Batch] = []
-        phi, shared = theta, True
         budget = c.batch == "steps"
         for k, lr in enumerate(c.train_lrs(c.steps_at(it))):
             env_seed = derive_seed(self.seed, self.streams, "env", it, k)
             pre.append(
                 self.rollouts(
-                    tasks,
-                    phi,
-                    per_task=not shared,
-                    env_seed=env_seed,
-                    step_budget=budget,
-                    rows=rows,
+                    tasks, phi, per_task=True, env_seed=env_seed, step_budget=budget, rows=rows
                 )
             )
             with torch.no_grad():
-                phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=shared)
-            shared = False
+                phi = self.adapt_params(phi, pre[-1:], [lr], first_order=True, shared=False)
         env_seed = derive_seed(self.seed, self.streams, "env", it, "post")
         post = self.rollouts(
-            tasks, phi, per_task=not shared, env_seed=env_seed, step_budget=budget, rows=rows
+            tasks, phi, per_task=True, env_seed=env_seed, step_budget=budget, rows=rows
         )
         info = self.update(pre, post)
         self.iteration += 1
@@ -485,7 +485,9 @@ class MAMLRL(MetaLearner):
         num_tasks = post.obs.shape[0]
 
         def objective(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.loss_and_kl(dict(zip(names, values, strict=True)), pre, post)
+            params = per_task(dict(zip(names, values, strict=True)), num_tasks)
+            loss, kl = self.task_loss_and_kl(params, pre, post, shared=False)
+            return self.world.gather(loss).mean(), self.world.gather(kl).mean()
 
         def gradient(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             rows, losses = self.task_gradients(
@@ -576,8 +578,9 @@ class MAMLRL(MetaLearner):
             )
         with torch.enable_grad():
             phi = self.adapt_params(
-                theta, pre, c.train_lrs()[: len(pre)], first_order=True, num_tasks=num_tasks
-            )
+                per_task(theta, num_tasks), pre, c.train_lrs()[: len(pre)], first_order=True,
+                shared=False, num_tasks=num_tasks,
+            )  # fmt: skip
             phi_now = tuple(phi[k].detach().contiguous() for k in names)
             phi_leaves = [p.clone().requires_grad_() for p in phi_now]
             new = batched_policy_dist(

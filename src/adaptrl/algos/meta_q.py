@@ -35,6 +35,7 @@ run is bit-identical.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Annotated, Any, Literal
 
 import torch
@@ -310,7 +311,7 @@ class MetaQAgent:
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         L = self.learner
-        self.generator, self.t = generator, 0
+        self.generator, self.t, self.rows = generator, 0, env.rows
         if self.carried:
             self.hidden = torch.zeros(env.num_envs, L.config.context_size, device=env.device)
         else:
@@ -337,15 +338,18 @@ class MetaQAgent:
                 log = {k: torch.stack(v, dim=1) for k, v in self.log.items()}
                 self.head = L.propensity_adapt(log["state"], log["action"], log["reward"])
         self.t += 1
-        gen = self.generator
+        gen, draw = self.generator, self.rows.draw  # noise drawn for the whole batch of rows
         if net.discrete:
             greedy = self._values(state).argmax(-1)
-            u = torch.rand(greedy.shape, generator=gen, device=gen.device).to(obs.device)
-            rand = torch.randint(net.spec.dim, greedy.shape, generator=gen, device=gen.device)
+            shape = tuple(greedy.shape)
+            u = draw(torch.rand, shape, gen, device=gen.device).to(obs.device)
+            rand = draw(
+                functools.partial(torch.randint, net.spec.dim), shape, gen, device=gen.device
+            )
             self.action = torch.where(u < self.epsilon, rand.to(obs.device), greedy)
             return self.action
         unit = torch.tanh(self._values(state))
-        noise = torch.randn(unit.shape, generator=gen, device=gen.device).to(obs.device)
+        noise = draw(torch.randn, tuple(unit.shape), gen, device=gen.device).to(obs.device)
         self.action = (unit + self.noise * noise).clamp(-1.0, 1.0)
         return to_box(self.action, L.action_map)
 

@@ -23,7 +23,10 @@ import tyro
 from torch import nn
 
 from adaptrl.algos.base import MetaLearner
+from adaptrl.core import distributed
 from adaptrl.core.config import Config, Ge, Positive, Size, Unit
+from adaptrl.core.distributed import Rows
+from adaptrl.core.errors import ConfigError
 from adaptrl.core.seeding import derive_seed, generator_state, make_generator, set_generator_state
 from adaptrl.envs import FamilyConfigUnion, make_family
 from adaptrl.envs.bandit import BanditConfig
@@ -70,6 +73,18 @@ class OffPolicyConfig(Config):
     """Rewards are multiplied by this for the update only."""
     max_grad_norm: Positive | None = 10.0
     """Gradient-norm clipping of every update (None: no clipping; the norm is still logged)."""
+    collect_chunks: Size = 1
+    """Trials are collected in this many fixed blocks (``trials`` must be a multiple). Training
+    depends on it but never on the number of ``torchrun`` processes, which must divide it (each
+    collects its share of the blocks)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trials % self.collect_chunks:
+            raise ConfigError(
+                f"trials ({self.trials}) must be a multiple of collect_chunks "
+                f"({self.collect_chunks})"
+            )
 
 
 def collect_trial(
@@ -127,6 +142,9 @@ class OffPolicyLearner(MetaLearner):
 
     default_eval_steps = 2
     """Context episodes ``adaptrl adapt`` reads by default."""
+    distributed = True
+    """Under ``torchrun`` the trials are collected in shares and gathered; every process then
+    holds the same replay and repeats the same updates (simulation is what splits)."""
     optimizers: ClassVar[tuple[str, ...]] = ("optimizer",)
     """Attributes holding the learner's optimisers (None where unused), all checkpointed."""
 
@@ -150,7 +168,12 @@ class OffPolicyLearner(MetaLearner):
         )
         self.action_map = unit_box_rescale(self.family.action_space, self.device)
         self.generator = make_generator(seed, self.name, "train", device=self.device)
-        self.env = self.family.make_env(config.trials, self.device)
+        self.world = distributed.current()
+        self.shard = self.world.shard(config.trials, "trials")
+        distributed.check_chunks(self.world, config.collect_chunks, "collect_chunks")
+        self.block = config.trials // config.collect_chunks
+        """Trials collected at once (see ``collect_chunks``)."""
+        self.env = self.family.make_env(self.block, self.device)
         self.replay = TaskReplay(
             config.trials,
             config.buffer_trials * self.steps,
@@ -229,7 +252,11 @@ class OffPolicyLearner(MetaLearner):
     def meta_train_step(self) -> dict[str, float | torch.Tensor]:
         cfg = self.config
         seed = derive_seed(self.seed, self.name, "tasks", self.iteration)
-        trial, returns = self.collect(self.family.tasks(cfg.trials, "train", seed, self.device))
+        tasks = self.family.tasks(cfg.trials, "train", seed, self.device)
+        rows = self.shard
+        trial, returns = self.collect(tasks[rows.start : rows.start + rows.count], rows)
+        trial = {k: self.world.gather(v) for k, v in trial.items()}
+        returns = self.world.gather(returns)
         self.replay.add(trial)
         sums: dict[str, torch.Tensor] = {}
         for _ in range(cfg.updates):
@@ -249,14 +276,30 @@ class OffPolicyLearner(MetaLearner):
         return metrics
 
     @torch.no_grad()
-    def collect(self, tasks: TaskBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def collect(
+        self, tasks: TaskBatch, rows: Rows | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """One trial per task with the exploring agent: the replay rows ``[trials, steps, ...]``
-        and the per-episode returns ``[trials, episodes]``."""
-        self.env.set_tasks(tasks)
-        obs = self.env.reset(seed=derive_seed(self.seed, self.name, "env", self.iteration))
-        agent = self.exploring_agent()
-        agent.begin_trial(self.env, tasks, self.generator)
-        trial = collect_trial(self.env, agent, obs, self.steps)
+        and the per-episode returns ``[trials, episodes]``. ``rows``: the block of the batch
+        of trials ``tasks`` are (all of it by default).
+
+        Trials are collected :attr:`block` at a time, each block from the same generator state:
+        its noise is drawn for the whole batch (``rows``), so every block advances it alike and
+        a trial's numbers do not depend on how many trials a process holds."""
+        rows = rows or Rows.all(len(tasks))
+        start = self.generator.get_state()
+        env_seed = derive_seed(self.seed, self.name, "env", self.iteration)
+        parts = []
+        for lo in range(0, rows.count, self.block):
+            self.generator.set_state(start)
+            block = tasks[lo : lo + self.block]
+            self.env.set_rows(Rows(rows.start + lo, self.block, rows.total))
+            self.env.set_tasks(block)
+            obs = self.env.reset(seed=env_seed)
+            agent = self.exploring_agent()
+            agent.begin_trial(self.env, block, self.generator)
+            parts.append(collect_trial(self.env, agent, obs, self.steps))
+        trial = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         trial["trial"] = torch.full_like(trial["episode"], self.iteration)
         trial.update(self.trial_extras(trial))
         return trial, episode_sums(trial["reward"], trial["episode"], self.episodes)

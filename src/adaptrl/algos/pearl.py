@@ -31,6 +31,7 @@ from torch import nn
 from adaptrl.algos.offpolicy import OffPolicyConfig, OffPolicyLearner
 from adaptrl.algos.registry import AlgoSpec, register_algo
 from adaptrl.core.config import Ge, Positive, Size
+from adaptrl.core.distributed import Rows
 from adaptrl.envs.base import BatchedEnv, Step, TaskBatch
 from adaptrl.nn import heads
 from adaptrl.nn.context import (
@@ -119,11 +120,13 @@ class PEARLNetwork(nn.Module):
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
     def policy(
-        self, state: torch.Tensor, generator: torch.Generator
+        self, state: torch.Tensor, generator: torch.Generator, rows: Rows | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Continuous: a reparameterised squashed sample and its log-probability."""
+        """Continuous: a reparameterised squashed sample and its log-probability (``rows``: the
+        block of a larger batch ``state`` is, see :func:`heads.sample`)."""
         mean, log_std = self.actor(state).chunk(2, dim=-1)
-        return heads.tanh_gaussian_sample(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), generator)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return heads.tanh_gaussian_sample(mean, log_std, generator, rows)
 
 
 class PEARLAgent:
@@ -138,14 +141,15 @@ class PEARLAgent:
 
     def begin_trial(self, env: BatchedEnv, tasks: TaskBatch, generator: torch.Generator) -> None:
         latent = self.learner.config.latent
-        self.generator = generator
+        self.generator, self.rows = generator, env.rows
         self.precision = torch.zeros(env.num_envs, latent, device=env.device)
         self.weighted = torch.zeros_like(self.precision)
         self.z = self._draw()
 
     def _draw(self) -> torch.Tensor:
         mu, var = posterior_from_sums(self.precision, self.weighted)
-        eps = torch.randn(mu.shape, generator=self.generator, device=self.generator.device)
+        gen = self.generator
+        eps = self.rows.draw(torch.randn, tuple(mu.shape), gen, device=gen.device)
         return mu + var.sqrt() * eps.to(mu.device)
 
     @torch.no_grad()
@@ -155,13 +159,15 @@ class PEARLAgent:
         if net.discrete:
             logits = net.actor(state)
             self.action = (
-                logits.argmax(-1) if self.deterministic else heads.sample(net.spec, logits, gen)
+                logits.argmax(-1)
+                if self.deterministic
+                else heads.sample(net.spec, logits, gen, self.rows)
             )
             return self.action
         if self.deterministic:
             self.action = torch.tanh(net.actor(state).chunk(2, dim=-1)[0])
         else:
-            self.action = net.policy(state, gen)[0]
+            self.action = net.policy(state, gen, self.rows)[0]
         return to_box(self.action, self.learner.action_map)
 
     @torch.no_grad()

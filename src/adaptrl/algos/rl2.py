@@ -128,15 +128,20 @@ class RL2Config(Config):
     cg_iters: Size = 10
     """TRPO conjugate-gradient iterations."""
     grad_chunks: Size = 1
-    """PPO: each minibatch's gradient is the sum, in order, of the gradients of this many fixed
-    chunks of its trials. Training depends on it but never on the number of ``torchrun``
-    processes, which must divide it (each process computes its share of the chunks)."""
+    """Trials are collected in this many fixed blocks, and each PPO minibatch's gradient is the
+    sum, in order, of the gradients of this many fixed chunks of its trials. Training depends on
+    it but never on the number of ``torchrun`` processes, which must divide it (each process
+    collects and computes its share of the blocks and chunks)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.minibatches > self.trials:
             raise ConfigError(
                 f"rl2 minibatches ({self.minibatches}) cannot exceed trials ({self.trials})"
+            )
+        if self.trials % self.grad_chunks:
+            raise ConfigError(
+                f"rl2 trials ({self.trials}) must be a multiple of grad_chunks ({self.grad_chunks})"
             )
         if self.grad_chunks > self.trials // self.minibatches:
             raise ConfigError(
@@ -316,8 +321,10 @@ class RL2(MetaLearner):
             if config.outer != "ppo":
                 raise ConfigError("rl2 splits its trials across processes with outer='ppo' only")
             distributed.check_chunks(self.world, config.grad_chunks)
-        self.env = self.family.make_env(self.shard.count, self.device)
-        self.env.set_rows(self.shard)
+        self.block = config.trials // config.grad_chunks
+        """Trials collected at once: every process steps blocks of this size, so a trial's
+        numbers do not depend on how many trials a process holds."""
+        self.env = self.family.make_env(self.block, self.device)
         self.action_map = (
             unit_box_rescale(self.family.action_space, self.device)
             if config.normalize_actions
@@ -334,14 +341,7 @@ class RL2(MetaLearner):
         tasks = self.family.tasks(
             cfg.trials, "train", derive_seed(self.seed, "rl2", "tasks", self.iteration), self.device
         )
-        rows = self.shard
-        self.env.set_tasks(tasks[rows.start : rows.start + rows.count])
-        obs = self.env.reset(seed=derive_seed(self.seed, "rl2", "env", self.iteration))
-        batch = self.gather_trials(
-            collect_trials(
-                self.net, self.env, obs, self.steps, self.generator, self.action_map, rows
-            )
-        )
+        batch = self.gather_trials(self.collect_blocks(tasks))
         valid, end = trial_masks(batch.done, self.episodes)
         adv, returns = trial_advantages(
             batch.rewards * cfg.reward_scale, batch.values, valid, end, cfg.gamma, cfg.gae_lambda
@@ -376,6 +376,29 @@ class RL2(MetaLearner):
     def _entropy_coef(self) -> float:
         cfg = self.config
         return linear_schedule(cfg.entropy_coef, cfg.entropy_final, self.iteration, cfg.iterations)
+
+    def collect_blocks(self, tasks: TaskBatch) -> TrialBatch:
+        """This process's trials of ``tasks`` (all of them in one process), collected block by
+        block (:attr:`block` trials each), every block from the same policy-generator state: its
+        noise is drawn for the whole batch, so each block advances it alike."""
+        start = self.generator.get_state()
+        env_seed = derive_seed(self.seed, "rl2", "env", self.iteration)
+        parts = []
+        for lo in range(self.shard.start, self.shard.start + self.shard.count, self.block):
+            self.generator.set_state(start)
+            rows = Rows(lo, self.block, self.config.trials)
+            self.env.set_rows(rows)
+            self.env.set_tasks(tasks[lo : lo + self.block])
+            obs = self.env.reset(seed=env_seed)
+            parts.append(
+                collect_trials(
+                    self.net, self.env, obs, self.steps, self.generator, self.action_map, rows
+                )
+            )
+        if len(parts) == 1:
+            return parts[0]
+        fields = [f.name for f in dataclasses.fields(TrialBatch)]
+        return TrialBatch(**{k: torch.cat([getattr(p, k) for p in parts], dim=1) for k in fields})
 
     def gather_trials(self, batch: TrialBatch) -> TrialBatch:
         """Every process's trials, in trial order (the identity in one process)."""

@@ -152,6 +152,7 @@ def resume_train(path: Path) -> int:
 def _after_training(path: Path, learner: Any, world: distributed.World) -> int:
     from adaptrl.algos.trainer import read_run
 
+    world.barrier()  # the first process has written the model; leave together
     distributed.shutdown()
     if not world.is_main:
         return 0

@@ -130,12 +130,14 @@ class World:
         TRAFFIC.bytes += x.numel() * x.element_size() * self.size
         if self.size == 1:
             return x
-        x = x.contiguous()
+        flag = x.dtype == torch.bool  # gathered as bytes: not every backend takes bool
+        x = (x.to(torch.uint8) if flag else x).contiguous()
         parts = [torch.empty_like(x) for _ in range(self.size)]
         start = time.perf_counter()
         _collective(lambda: torch.distributed.all_gather(parts, x), "all_gather")
         TRAFFIC.seconds += time.perf_counter() - start
-        return torch.cat(parts)
+        out = torch.cat(parts)
+        return out.bool() if flag else out
 
     def check_same(self, value: int, what: str) -> None:
         """Raise unless every process passes the same ``value`` (the configs, seeds and iteration

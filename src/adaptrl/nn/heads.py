@@ -150,12 +150,17 @@ def mode(spec: DistSpec, params: torch.Tensor) -> torch.Tensor:
 
 
 def tanh_gaussian_sample(
-    mean: torch.Tensor, log_std: torch.Tensor, generator: torch.Generator
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    generator: torch.Generator,
+    rows: Rows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAC's squashed Gaussian: ``a = tanh(u)``, ``u ~ N(mean, std)`` reparameterised; returns
     ``(a, log pi(a))`` with the change-of-variables term ``-sum log(1 - tanh(u)^2)`` computed as
-    ``2 (log 2 - u - softplus(-2u))``, which stays finite where ``tanh`` saturates."""
-    eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean)
+    ``2 (log 2 - u - softplus(-2u))``, which stays finite where ``tanh`` saturates. ``rows``: as
+    :func:`sample`."""
+    rows = rows or Rows.all(mean.shape[0])
+    eps = rows.draw(torch.randn, mean.shape, generator, device=generator.device).to(mean)
     u = mean + log_std.exp() * eps
     log_normal = (-0.5 * eps.square() - log_std - 0.5 * LOG_2PI).sum(-1)
     log_det = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
