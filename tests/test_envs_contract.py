@@ -25,7 +25,10 @@ from adaptrl.envs.tabular import TabularEnv, TabularMDP
 
 @pytest.mark.parametrize("family_id", list(FAMILIES))
 def test_builtin_families_pass_the_contract(family_id):
-    if FAMILIES.get(family_id).__module__ == "adaptrl.envs.mujoco":
+    module = FAMILIES.get(family_id).__module__
+    if module == "adaptrl.envs.metaworld":
+        pytest.skip("checked in tests/test_envs_metaworld.py with few rows (a 20 MB scene each)")
+    if module == "adaptrl.envs.mujoco":
         pytest.importorskip("mujoco")  # the optional extra
     check_family(make_family(family_id))
 
