@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from collections import Counter
 
 import numpy as np
@@ -147,6 +148,14 @@ def test_without_metaworld_building_envs_names_the_pip_install(monkeypatch):
         with pytest.raises(MissingExtraError, match=r"pip install 'adaptrl\[metaworld\]'") as info:
             build()
         assert isinstance(info.value, ImportError) and "metaworld-ml1-v0" in str(info.value)
+
+
+def test_an_old_metaworld_is_refused_with_the_upgrade_command(monkeypatch):
+    old = types.SimpleNamespace(__version__="2.0.0", ML1=object)  # no ML10, no v3 tasks
+    monkeypatch.setitem(sys.modules, "metaworld", old)
+    fam = make_family("metaworld-ml10-v0", benchmark_seed=434343)  # not in the cache
+    with pytest.raises(ConfigError, match=r"needs metaworld>=3.0 .*found 2.0.0.*pip install -U"):
+        fam.make_env(1)
 
 
 def test_evaluation_rounds_visit_every_test_goal_once():

@@ -182,7 +182,7 @@ _SPLITS: tuple[Split, Split] = ("train", "test")
 # --- loading metaworld --------------------------------------------------------------------------
 
 
-def load_metaworld(feature: str = "the Meta-World families") -> Any:
+def load_metaworld(feature: str = "Meta-World") -> Any:
     """Import metaworld, or raise :class:`MissingExtraError` naming ``pip install
     'adaptrl[metaworld]'``: also when metaworld is there but a module it imports is not
     (``import metaworld`` needs ``packaging``, which nothing in its own requirements installs)."""
@@ -196,7 +196,7 @@ def load_metaworld(feature: str = "the Meta-World families") -> Any:
     ):
         version = getattr(module, "__version__", "an old version")
         raise ConfigError(
-            f"{feature} need metaworld>=3.0 (its v3 tasks); found {version}. "
+            f"{feature} needs metaworld>=3.0 (its v3 tasks); found {version}. "
             "Upgrade it with: pip install -U 'metaworld>=3.0'"
         )
     return module
@@ -292,7 +292,8 @@ def _unknown_task(name: str) -> ConfigError:
 
 @dataclasses.dataclass(frozen=True)
 class MetaWorldML1Config(MetaWorldConfig):
-    """Meta-World ML1: one task class, 50 meta-train goals and 50 held-out meta-test goals."""
+    """Meta-World ML1: one task class, 50 meta-train goals and 50 held-out meta-test goals
+    (meta-test draws from the first test_goals of them)."""
 
     task: str = "reach-v3"
     """The Meta-World v3 task (reach-v3, push-v3, pick-place-v3, ...)."""
