@@ -45,6 +45,11 @@ def test_list_shows_families_agents_and_benches(capsys):
         (["demo", "--help"], "--num-tasks"),
         (["plot", "--help"], "RUN"),
         (["--help"], "eval"),
+        # a Meta-World task is an option's value, not a mistyped family id
+        (
+            ["train", "maml-rl", "--family", "metaworld-ml1-v0", "--task", "push-v3", "--help"],
+            "--benchmark-seed",
+        ),
     ],
 )
 def test_help_shows_typed_options_with_defaults(args, expected, capsys):
@@ -67,6 +72,14 @@ def test_help_shows_typed_options_with_defaults(args, expected, capsys):
         ([*BANDIT, "--agents", "psrl"], "does not run on bandit-bernoulli-v0"),
         ([*BANDIT, "--agents", "ucb1", "--params", "ucb1.q=3"], "has no parameter(s) q"),
         ([*BANDIT, "--device", "cuda:7"], "--device cpu"),
+        (
+            ["train", "maml-rl", "--family", "metaworld-ml1-v0", "--task", "reech-v3"],
+            "unknown Meta-World task 'reech-v3'. Did you mean 'reach-v3'",
+        ),
+        (
+            ["eval", "metaworld-ml1-v0", "--task", "push-v2", "--agents", "random"],
+            "Did you mean 'push-v3'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, capsys, tmp_path, monkeypatch):

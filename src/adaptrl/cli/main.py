@@ -47,12 +47,15 @@ FAMILY_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*-v\d+")
 
 
 def _precheck_eval(argv: list[str]) -> None:
-    """Turn a mistyped family id into a one-line error with the nearest id."""
+    """Turn a mistyped family id into a one-line error with the nearest id. A token right after
+    an option is that option's value (``--task reach-v3``, a Meta-World task), not a family."""
     from adaptrl.envs import FAMILIES
     from adaptrl.fewshot import FEWSHOT_FAMILIES
 
     known = [*FAMILIES, *FEWSHOT_FAMILIES]
-    for tok in argv:
+    for before, tok in zip(["", *argv], argv, strict=False):
+        if before.startswith("--") and "=" not in before:
+            continue
         if FAMILY_ID.fullmatch(tok) and tok not in known:
             raise UnknownIdError("family", tok, known)
 

@@ -1,7 +1,8 @@
 """Task families and batched environments (layer 2: knows nothing of learning)."""
 
-# Importing these registers the built-in families (mujoco declares its families without MuJoCo).
-from adaptrl.envs import bandit, gridworld, mujoco, nav2d, tabular  # noqa: F401
+# Importing these registers the built-in families (mujoco and metaworld declare their families
+# without MuJoCo or metaworld installed).
+from adaptrl.envs import bandit, gridworld, metaworld, mujoco, nav2d, tabular  # noqa: F401
 from adaptrl.envs.base import BatchedEnv, FamilyConfig, Step, TaskBatch, TaskFamily
 from adaptrl.envs.check import FamilyContractError, check_family
 from adaptrl.envs.gym_adapter import FamilyEnv, GymVectorFamily, family_env

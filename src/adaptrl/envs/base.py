@@ -15,6 +15,12 @@ Step semantics (documented once, here):
 * Tasks stay bound to rows across episodes (a *trial*) until ``set_tasks`` is called again;
   ``set_tasks`` takes effect at the next ``reset``.
 * No Python loop over rows and no host synchronisation inside ``step``.
+* Success (optional): a family with a notion of task success (Meta-World) sets the class attribute
+  ``reports_success = True``; its env's ``success`` attribute is then a ``[num_envs]`` bool
+  tensor, all False after ``reset`` and, after each ``step``, whether that step's transition (the
+  one that led to ``final_obs``) succeeded. Elsewhere ``success`` stays ``None``. It is an
+  attribute rather than a sixth field of :class:`Step` so that code unpacking a step's five fields
+  keeps working; read it right after ``step``, the next step overwrites it.
 """
 
 from __future__ import annotations
@@ -128,6 +134,9 @@ class TaskFamily(ABC):
                 f"{self.family_id} takes a {self.config_cls.__name__}, got {type(config).__name__}"
             )
 
+    reports_success: ClassVar[bool] = False
+    """Whether the family's envs report success (``BatchedEnv.success``; module docstring)."""
+
     # --- what every family declares -------------------------------------------------------
     observation_space: gym.Space
     action_space: gym.Space
@@ -189,6 +198,9 @@ class BatchedEnv(ABC):
         self.elapsed = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._started = False
         self.rows = Rows.all(self.num_envs)
+        self.success: torch.Tensor | None = None
+        """``[num_envs]`` bool: success of the last step, for families with
+        ``reports_success`` (module docstring); ``None`` otherwise."""
 
     def set_rows(self, rows: Rows) -> None:
         """Make this environment's rows the block ``rows`` of a larger batch (one process's share

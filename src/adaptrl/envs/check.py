@@ -20,6 +20,9 @@ Run it on your own families (every built-in family goes through it in the tests)
 * time limits, over ``2 * max_episode_steps + 1`` random steps (or ``steps``): with the step
   count tracked here, ``truncated`` is set exactly when an episode reaches ``max_episode_steps``
   without terminating, and no episode runs longer;
+* the success channel: ``env.success`` is ``None`` after ``reset`` and every step for a family
+  without ``reports_success``; with it, a bool ``[B]`` tensor on the device, all False after
+  ``reset``, and identical for two envs with the same tasks, seed and actions;
 * auto-reset: where an episode ended, ``obs`` equals the first observation of a fresh env with
   the same tasks. This assumes a deterministic start state; a family whose episodes start at
   random sets the class attribute ``deterministic_start = False`` and this check is skipped;
@@ -283,6 +286,30 @@ def _check_step(name: str, step: Step, env: BatchedEnv, b: int, device: torch.de
         raise _fail(name, "obs and final_obs differ in a row whose episode did not end")
 
 
+def _check_success(name: str, family: TaskFamily, env: BatchedEnv, b: int, when: str) -> None:
+    success = env.success
+    if not getattr(family, "reports_success", False):
+        if success is not None:
+            raise _fail(
+                name,
+                f"env.success is set {when} but the family does not declare reports_success = True",
+            )
+        return
+    if success is None:
+        raise _fail(name, f"reports_success is True but env.success is None {when}")
+    if (
+        not isinstance(success, torch.Tensor)
+        or success.dtype != torch.bool
+        or tuple(success.shape) != (b,)
+    ):
+        got = (
+            (success.dtype, tuple(success.shape)) if isinstance(success, torch.Tensor) else success
+        )
+        raise _fail(name, f"env.success {when} must be a bool tensor of shape [{b}], got {got}")
+    if not _on_device(success, env.device):
+        raise _fail(name, f"env.success {when} is on {success.device}, requested {env.device}")
+
+
 def _check_rollouts(
     family: TaskFamily, name: str, tasks: TaskBatch, device: torch.device, steps: int | None
 ) -> None:
@@ -297,6 +324,9 @@ def _check_rollouts(
         fresh = envs[1].reset(seed=0)
         if not torch.equal(first, fresh):
             raise _fail(name, "two envs with the same tasks and reset(seed=0) start differently")
+        _check_success(name, family, envs[0], b, "after reset()")
+        if envs[0].success is not None and bool(envs[0].success.any()):
+            raise _fail(name, "env.success must be all False after reset(): no step was taken")
         deterministic_start = getattr(family, "deterministic_start", True)
         gen = _gen(device, 0)
         elapsed = torch.zeros(b, dtype=torch.long, device=device)
@@ -313,6 +343,13 @@ def _check_rollouts(
                         f"step {t}: {field} differs between two envs with the same tasks, "
                         "env seed and actions (randomness outside env.generator?)",
                     )
+            _check_success(name, family, envs[0], b, f"after step {t}")
+            if envs[0].success is not None and not torch.equal(envs[0].success, envs[1].success):
+                raise _fail(
+                    name,
+                    f"step {t}: env.success differs between two envs with the same tasks, "
+                    "env seed and actions",
+                )
             elapsed += 1
             done = step.terminated | step.truncated
             expected_trunc = (elapsed >= limit) & ~step.terminated

@@ -48,7 +48,8 @@ class FamilyEnv(gym.Env):
     the next episode of the same task, which the batched env has already started.
 
     Discrete observations come back as ``np.int64``, Box observations as fresh arrays of the
-    space's dtype (float32 for every built-in family).
+    space's dtype (float32 for every built-in family). For a family that reports success
+    (Meta-World), ``info["success"]`` is that step's success as a bool; otherwise ``info`` is empty.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012  (Gymnasium's convention)
@@ -106,12 +107,13 @@ class FamilyEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         out = self._env.step(self._to_batch(action))
+        success = self._env.success
         return (
             self._to_numpy(out.final_obs[0]),
             float(out.reward[0]),
             bool(out.terminated[0]),
             bool(out.truncated[0]),
-            {},
+            {} if success is None else {"success": bool(success[0])},
         )
 
     def close(self) -> None:
