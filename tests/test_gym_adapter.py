@@ -28,8 +28,11 @@ from adaptrl.envs import (
 
 @pytest.mark.parametrize("family_id", list(FAMILIES))
 def test_family_env_passes_check_env(family_id):
-    if FAMILIES.get(family_id).__module__ == "adaptrl.envs.mujoco":
+    module = FAMILIES.get(family_id).__module__
+    if module == "adaptrl.envs.mujoco":
         pytest.importorskip("mujoco")  # the optional extra
+    if module == "adaptrl.envs.metaworld":
+        pytest.importorskip("metaworld")
     env = family_env(family_id)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
