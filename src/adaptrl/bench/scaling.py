@@ -114,7 +114,8 @@ def project(
 ) -> dict[str, Any]:  # fmt: skip
     """The split of a meta-iteration into repeated, split and collective time, and ``T(n)`` with
     efficiency for :data:`PROJECTED` processes at a meta-batch of :data:`PROJECTED_TASKS`."""
-    work = max(0.0, min(t1, 2.0 * (t1 - t2 + c2)))
+    split = 2.0 * (t1 - t2 + c2)
+    work = max(0.0, min(t1, split))
     repeated = t1 - work
     scale = PROJECTED_TASKS / tasks
     one = repeated + work * scale
@@ -127,6 +128,7 @@ def project(
         "repeated_seconds": repeated,
         "split_seconds": work,
         "amdahl_limit_speedup": one / repeated if repeated > 0 else float("inf"),
+        "superlinear": split > t1,
         "projected": rows,
     }
 
@@ -193,6 +195,10 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
             "gathered_bytes_per_iteration": nbytes,
         }
         payload["speedup_2"] = t1 / t2
+        limit = here["amdahl_limit_speedup"]
+        amdahl = (
+            f"Amdahl limit {limit:.0f}x" if limit != float("inf") else "no Amdahl limit measured"
+        )
         prow = []
         for n in PROJECTED:
             a, b = here["projected"][n], cluster["projected"][n]
@@ -207,10 +213,19 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
             f"{maml.meta_batch_size} tasks, {calls:.0f} gathers of {nbytes / 2**20:.2f} MiB per "
             f"iteration; links alpha {alpha * 1e6:.0f} us / beta {beta / 1e9:.2f} GB/s here, "
             f"{CLUSTER_LATENCY * 1e6:.0f} us / {CLUSTER_BANDWIDTH / 1e9:.1f} GB/s assumed for a "
-            f"cluster; Amdahl limit {here['amdahl_limit_speedup']:.0f}x"
+            f"cluster; {amdahl}"
         )
         print_table(ptitle, pheader, prow)
         md += [f"{ptitle}.\n", markdown_table(pheader, prow), ""]
+        if here["superlinear"]:
+            note = (
+                "T(1) - T(2) + C(2) >= T(1) / 2 here: each process's half of the work ran at "
+                "least twice as fast as the whole (smaller batches fit the caches better), so "
+                "the repeated work cannot be told apart from the split work. It is taken as 0, "
+                "and the projection shows only what the collectives would cost."
+            )
+            console().print(note)
+            md += [note, ""]
     write_bench(cfg.out, payload, "\n".join(md) + "\n", seeds=[cfg.seed])
     return payload
 
