@@ -68,3 +68,4 @@ def worker(workdir: Path) -> None:
 
 if __name__ == "__main__":
     worker(Path(sys.argv[1]))
+    distributed.exit_process(0)

@@ -274,4 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from adaptrl.core.distributed import exit_process
+
+    exit_process(main())

@@ -266,6 +266,20 @@ def init_from_env(device: torch.device | None = None) -> World:
     return current()
 
 
+def exit_process(code: int) -> None:
+    """End a ``torchrun`` process with ``code`` without the interpreter's teardown, where gloo's
+    threads can still abort the process after a clean ``destroy_process_group`` (about one exit
+    in fifteen here; pytorch/pytorch#179291), which torchrun would report as a failure. Outside
+    torchrun: ``sys.exit``."""
+    import sys
+
+    if not launched():
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def shutdown() -> None:
     """Leave the process group (at the end of a run)."""
     dist = torch.distributed
@@ -283,6 +297,7 @@ __all__ = [
     "chunk_gradients",
     "chunk_sum",
     "current",
+    "exit_process",
     "init_from_env",
     "launched",
     "shutdown",
