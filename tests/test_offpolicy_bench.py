@@ -147,6 +147,24 @@ def test_the_shipped_pearl_cheetah_vel_model_rescores_its_report():
     )
 
 
+def test_the_shipped_maml_cheetah_vel_model_rescores_its_side_by_side_report():
+    """MAML-TRPO behind the side-by-side HalfCheetah-Vel row is shipped; its first chunk of test
+    tasks (the adaptation draws its rollouts' seeds chunk by chunk) scores the report's values."""
+    pytest.importorskip("mujoco")
+    from adaptrl.algos.maml_rl import MAMLRL
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.core.seeding import make_generator
+
+    data = json.loads((SHIPPED_OFFPOLICY / "cheetah-vel-side-by-side/results.json").read_text())
+    maml = load_trained(SHIPPED_OFFPOLICY / "models/maml-cheetah-vel-s0", expect=MAMLRL)
+    tasks = maml.family.tasks(data["num_tasks"], "test", data["eval_seed"])
+    first = maml.config.eval_chunk
+    gen = make_generator(data["eval_seed"], data["benchmark"], "maml")
+    curve = maml.adaptation_curve(tasks[:first], data["maml"]["steps"], gen)
+    expected = torch.tensor(data["maml"]["curve"], dtype=torch.float64)[:first]
+    torch.testing.assert_close(curve.double(), expected, rtol=0, atol=1e-4)
+
+
 def test_the_shipped_meta_q_bandit_model_rescores_its_report_exactly():
     """meta-q behind the bandit (k = 5, n = 10) figure is shipped and is the preset's config."""
     from adaptrl.algos.meta_q import MetaQConfig

@@ -376,6 +376,7 @@ def run_versus_maml(bench: VersusMAMLBench, name: str) -> dict[str, Any]:
             "steps": maml_steps,
             "return": maml_return,
             "env_steps": maml_trained,
+            "curve": curve.double().tolist(),  # per task: return after 0..steps inner steps
         },
         "configs": {label: config_to_dict(lr.config) for label, lr, _ in learners},
         "training": {label: rec for label, _, rec in learners},
