@@ -139,6 +139,9 @@ TINY = [
 ]  # fmt: skip
 
 
+PROTONET = ["protonet", "--iterations", "2", "--tasks-per-batch", "2", "--grad-chunks", "2", "--filters", "8"]  # fmt: skip
+
+
 def _train(out: Path, processes: int, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"}
     cli = ["-m", "adaptrl.cli.main", "train", *args]
@@ -157,16 +160,22 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _assert_same_parameters(tmp_path: Path, args: list[str], processes: tuple[int, ...]) -> None:
+    """Train ``args`` with each process count (0: no torchrun); the parameters must agree."""
+    runs = []
+    for n in processes:
+        out = tmp_path / f"n{n}"
+        done = _train(out, n, *args, "--out", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(_params(out))
+    assert all(_same(runs[0], params) for params in runs[1:])
+
+
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
 @pytest.mark.parametrize("outer", ["trpo", "ppo"])
 def test_maml_rl_parameters_do_not_depend_on_the_number_of_processes(tmp_path, outer):
-    runs = {}
-    for processes in (0, 1, 2) if outer == "trpo" else (0, 2):
-        out = tmp_path / f"n{processes}"
-        done = _train(out, processes, "maml-rl", *TINY, "--outer", outer, "--out", str(out))
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs[processes] = _params(out)
-    assert all(_same(runs[0], params) for params in runs.values())
+    processes = (0, 1, 2) if outer == "trpo" else (0, 2)
+    _assert_same_parameters(tmp_path, ["maml-rl", *TINY, "--outer", outer], processes)
     # the rank-0 process alone wrote the run: one metrics row per iteration
     rows = (tmp_path / "n2" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
@@ -182,13 +191,7 @@ def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo,
     # last bits; the fixed blocks keep them out)
     args = [algo, "--family", family, "--iterations", "2", "--trials", "4"]
     args += ["--minibatches", "1", "--grad-chunks", "2", "--hidden", "16"]
-    runs = []
-    for processes in (0, 2):
-        out = tmp_path / f"n{processes}"
-        done = _train(out, processes, *args, "--out", str(out))
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs.append(_params(out))
-    assert _same(*runs)
+    _assert_same_parameters(tmp_path, args, (0, 2))
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
@@ -197,28 +200,12 @@ def test_rl2_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo,
     [
         ["maml", "--iterations", "3", "--meta-batch", "4", "--grad-chunks", "2"],
         ["reptile", "--iterations", "3", "--meta-batch", "4", "--grad-chunks", "4"],
-        [
-            "protonet",
-            "--iterations",
-            "2",
-            "--tasks-per-batch",
-            "2",
-            "--grad-chunks",
-            "2",
-            "--filters",
-            "8",
-        ],
+        PROTONET,
     ],
     ids=lambda a: a[0],
 )
 def test_few_shot_parameters_do_not_depend_on_the_number_of_processes(tmp_path, args):
-    runs = []
-    for processes in (0, 2):
-        out = tmp_path / f"n{processes}"
-        done = _train(out, processes, *args, "--out", str(out))
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs.append(_params(out))
-    assert _same(*runs)
+    _assert_same_parameters(tmp_path, args, (0, 2))
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
@@ -226,13 +213,7 @@ def test_few_shot_parameters_do_not_depend_on_the_number_of_processes(tmp_path, 
 def test_off_policy_parameters_do_not_depend_on_the_number_of_processes(tmp_path, algo, family):
     args = [algo, *(["--family", family] if family else []), "--iterations", "2"]
     args += ["--trials", "4", "--updates", "3", "--batch", "8", "--collect-chunks", "2"]
-    runs = []
-    for processes in (0, 2):
-        out = tmp_path / f"n{processes}"
-        done = _train(out, processes, *args, "--out", str(out))
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs.append(_params(out))
-    assert _same(*runs)
+    _assert_same_parameters(tmp_path, args, (0, 2))
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")

@@ -146,17 +146,10 @@ class SupportSetClassifier(EpisodicLearner):
     default_eval_steps: ClassVar[int] = 0
     """Adaptation is reading the support set: there are no inner steps."""
 
-    def __init__(
-        self,
-        config: Any,
-        *,
-        seed: int,
-        device: torch.device | str,
-        build: Callable[[FewShotFamily], torch.nn.Module],
-    ):
+    def __init__(self, config: Any, **kwargs: Any):
         distributed.chunk_bounds(config.tasks_per_batch, config.grad_chunks)
         distributed.check_chunks(distributed.current(), config.grad_chunks)
-        super().__init__(config, seed=seed, device=device, build=build)
+        super().__init__(config, **kwargs)
 
     def check_family(self) -> None:
         if self.family.kind != "classification":
