@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -123,6 +124,20 @@ def test_the_shipped_meta_q_gridworld_model_rescores_its_report_exactly():
     assert res.agents[0].returns.sum(-1).double().mean().item() == pytest.approx(expected, abs=1e-6)
 
 
+def recorded_for_this_mujoco(model: str, report_value: Any) -> Any:
+    """The value a shipped MuJoCo model re-scores to under the installed MuJoCo: the report's
+    own (made with 4.0.1), or the one recorded for this release in rescores-by-mujoco.json
+    (releases differ in the last bits, which a rollout amplifies); skips for other releases."""
+    import mujoco
+
+    if mujoco.__version__ == "4.0.1":
+        return report_value
+    recorded = json.loads((SHIPPED_OFFPOLICY / "models/rescores-by-mujoco.json").read_text())
+    if mujoco.__version__ not in recorded[model]:
+        pytest.skip(f"{model}'s figures are recorded for other MuJoCo releases")
+    return recorded[model][mujoco.__version__]
+
+
 def test_the_shipped_pearl_cheetah_vel_model_rescores_its_report():
     """PEARL behind the HalfCheetah-Vel figure is shipped; its return after 2 context episodes
     on the report's 100 held-out tasks is reproduced."""
@@ -142,6 +157,7 @@ def test_the_shipped_pearl_cheetah_vel_model_rescores_its_report():
         show_progress=False,
     )
     expected = torch.tensor(data["agents"][0]["returns"])[0, :, -1].double().mean().item()
+    expected = recorded_for_this_mujoco("pearl-cheetah-vel-s0", expected)
     assert res.agents[0].returns[0, :, -1].double().mean().item() == pytest.approx(
         expected, abs=1e-4
     )
@@ -161,7 +177,10 @@ def test_the_shipped_maml_cheetah_vel_model_rescores_its_side_by_side_report():
     first = maml.config.eval_chunk
     gen = make_generator(data["eval_seed"], data["benchmark"], "maml")
     curve = maml.adaptation_curve(tasks[:first], data["maml"]["steps"], gen)
-    expected = torch.tensor(data["maml"]["curve"], dtype=torch.float64)[:first]
+    expected = torch.tensor(data["maml"]["curve"], dtype=torch.float64)[:first].tolist()
+    expected = torch.tensor(
+        recorded_for_this_mujoco("maml-cheetah-vel-s0", expected), dtype=torch.float64
+    )
     torch.testing.assert_close(curve.double(), expected, rtol=0, atol=1e-4)
 
 
