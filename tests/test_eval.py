@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from adaptrl.baselines.base import TrialAgent
 from adaptrl.core.errors import ConfigError, DeviceError
 from adaptrl.envs import TaskBatch, make_family
 from adaptrl.eval import evaluate, mean_ci, run_trials, within
+from adaptrl.eval.protocol import run_trial_outcomes
 from adaptrl.eval.report import save_report, to_dict, to_markdown
 
 
@@ -138,3 +140,34 @@ def test_reports_carry_tasks_seeds_budget_and_raw_numbers(tmp_path):
     assert "8 held-out test tasks" in md and "budget: 4 episode(s)" in md and "95% CI" in md
     paths = save_report(res, tmp_path)
     assert paths["plot"].stat().st_size > 1000 and paths["json"].exists()
+
+
+def test_success_is_recorded_per_episode_where_the_family_reports_it(tmp_path):
+    """A nav2d variant that reports success on reaching its goal: an agent that always steps
+    toward +x succeeds on goals it reaches within the horizon and fails on the others."""
+    from test_envs_contract import GoalSuccess
+
+    family = GoalSuccess(make_family("nav2d-goal-v0", goal_radius=0.5).config)
+    goals = torch.tensor([[0.3, 0.0], [-0.4, 0.4]])
+    out, success = run_trial_outcomes(
+        ConstantAgent([0.1, 0.0]), family.make_env(2), TaskBatch({"goal": goals}), 2,
+        torch.Generator(), 0,
+    )  # fmt: skip
+    assert success is not None and success.tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    assert out.shape == (2, 2)
+    # plain families report none
+    plain = make_family("nav2d-goal-v0")
+    _, none = run_trial_outcomes(
+        ConstantAgent([0.1, 0.0]), plain.make_env(2), TaskBatch({"goal": goals}), 1,
+        torch.Generator(), 0,
+    )  # fmt: skip
+    assert none is None
+    # through evaluate: a success rate per episode in the result, the JSON and the report
+    result = evaluate(family, ["random"], num_tasks=6, episodes=2, show_progress=False)
+    rate = result.agents[0].success_curve()
+    assert rate is not None and len(rate[0]) == 2 and all(0.0 <= m <= 1.0 for m in rate[0])
+    assert "Success rate per episode" in to_markdown(result)
+    save_report(result, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["agents"][0]["success"][0]) == 6
+    assert evaluate(plain, ["random"], num_tasks=2, show_progress=False).agents[0].success is None

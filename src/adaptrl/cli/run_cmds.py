@@ -389,7 +389,13 @@ def plot_curves_from_json(path: Path, out: Path) -> Path:
     config = FAMILIES.get(data["family"]).config_cls
     family = make_family(config_from_dict(config, data["family_config"]))
     agents = [
-        AgentResult(a["name"], a["params"], torch.tensor(a["returns"])) for a in data["agents"]
+        AgentResult(
+            a["name"],
+            a["params"],
+            torch.tensor(a["returns"]),
+            torch.tensor(a["success"], dtype=torch.float32) if "success" in a else None,
+        )
+        for a in data["agents"]
     ]
     result = EvalResult(
         family, data["num_tasks"], data["episodes"], data["eval_seed"], tuple(data["seeds"]), agents

@@ -40,28 +40,49 @@ def run_trials(
     Rows whose episodes end early (terminal states) keep stepping after their budget is spent,
     but those rewards fall into a discarded column, so the loop has no data-dependent branching.
     """
+    return run_trial_outcomes(agent, env, tasks, episodes, generator, env_seed)[0]
+
+
+def run_trial_outcomes(
+    agent: TrialAgent,
+    env: BatchedEnv,
+    tasks: TaskBatch,
+    episodes: int,
+    generator: torch.Generator,
+    env_seed: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`run_trials`' returns and, for families that report success (Meta-World), whether
+    each episode succeeded ``[B, episodes]`` (1.0 if ``env.success`` was set at any of its steps,
+    Meta-World's definition); ``None`` for the others."""
     env.set_tasks(tasks)
     obs = env.reset(seed=env_seed)
     agent.begin_trial(env, tasks, generator)
     returns = torch.zeros(env.num_envs, episodes + 1, device=env.device)
+    succeeded = torch.zeros(env.num_envs, episodes + 1, device=env.device)
     episode = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
     for _ in range(episodes * env.max_episode_steps):
         action = agent.act(obs)
         step = env.step(action)
         agent.observe(obs, action, step)
-        returns.scatter_add_(1, episode.clamp_max(episodes).unsqueeze(1), step.reward.unsqueeze(1))
+        column = episode.clamp_max(episodes).unsqueeze(1)
+        returns.scatter_add_(1, column, step.reward.unsqueeze(1))
+        if env.success is not None:
+            succeeded.scatter_reduce_(1, column, env.success.float().unsqueeze(1), "amax")
         episode += step.terminated | step.truncated
         obs = step.obs
-    return returns[:, :episodes]
+    success = succeeded[:, :episodes] if env.success is not None else None
+    return returns[:, :episodes], success
 
 
 @dataclasses.dataclass
 class AgentResult:
-    """Per-episode returns ``[seeds, tasks, episodes]`` of one agent on the evaluation tasks."""
+    """Per-episode returns ``[seeds, tasks, episodes]`` of one agent on the evaluation tasks, and
+    for families that report success, whether each episode succeeded (same shape, 0 or 1)."""
 
     name: str
     params: dict[str, Any]
     returns: torch.Tensor
+    success: torch.Tensor | None = None
 
     @property
     def label(self) -> str:
@@ -78,10 +99,21 @@ class AgentResult:
 
     def episode_curve(self) -> tuple[list[float], list[float]]:
         """Mean return of each episode of the trial and its 95% CI half-width."""
-        r = self.returns.double()
-        per = r.mean(1) if r.shape[0] > 1 else r[0]
-        pairs = [mean_ci(per[:, e].numpy()) for e in range(r.shape[-1])]
-        return [m for m, _ in pairs], [h for _, h in pairs]
+        return _per_episode(self.returns)
+
+    def success_curve(self) -> tuple[list[float], list[float]] | None:
+        """Success rate of each episode of the trial (over tasks, or over seed means) and its
+        95% CI half-width; None for families without success."""
+        return None if self.success is None else _per_episode(self.success)
+
+
+def _per_episode(values: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Mean of ``[seeds, tasks, episodes]`` values per episode, with the 95% CI half-width over
+    tasks (one seed) or over seed means."""
+    r = values.double()
+    per = r.mean(1) if r.shape[0] > 1 else r[0]
+    pairs = [mean_ci(per[:, e].numpy()) for e in range(r.shape[-1])]
+    return [m for m, _ in pairs], [h for _, h in pairs]
 
 
 @dataclasses.dataclass
@@ -150,7 +182,8 @@ def evaluate(
 
     Work is done in units of (agent, seed, chunk of tasks), each seeded only by its own key, so a
     unit gives the same numbers whatever ran before it. ``on_unit(key, returns)`` is called after
-    each unit (to checkpoint it) and units found in ``completed`` are not run again (to resume).
+    each unit (to checkpoint it; also ``on_unit(key + "/success", success)`` for families that
+    report success) and units found in ``completed`` are not run again (to resume).
     """
     episodes = family.episodes_per_trial if episodes is None else episodes
     if episodes < 1:
@@ -170,24 +203,33 @@ def evaluate(
         )
         with bar:
             for name, params, agent in built:
-                per_seed = []
+                per_seed, success_per_seed = [], []
                 for seed in seeds:
-                    parts = []
+                    parts, success_parts = [], []
                     for i, chunk in chunks:
                         key = unit_key(name, params, seed, i)
                         if completed is not None and key in completed:
-                            parts.append(completed[key])
+                            out, success = completed[key], completed.get(key + "/success")
                         else:
                             env = family.make_env(len(chunk), device)
                             gen = make_generator(seed, "agent", name, i, device=device)
                             env_seed = derive_seed(eval_seed, "env", i)
-                            out = run_trials(agent, env, chunk, episodes, gen, env_seed).cpu()
-                            parts.append(out)
+                            out, success = run_trial_outcomes(
+                                agent, env, chunk, episodes, gen, env_seed
+                            )
+                            out, success = out.cpu(), None if success is None else success.cpu()
                             if on_unit is not None:
                                 on_unit(key, out)
+                                if success is not None:
+                                    on_unit(key + "/success", success)
+                        parts.append(out)
+                        success_parts.append(success)
                         bar.advance()
                     per_seed.append(torch.cat(parts))
-                results.append(AgentResult(name, params, torch.stack(per_seed)))
+                    if family.reports_success:
+                        success_per_seed.append(torch.cat(success_parts))
+                success_all = torch.stack(success_per_seed) if success_per_seed else None
+                results.append(AgentResult(name, params, torch.stack(per_seed), success_all))
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"a batch of {min(num_tasks, chunk_size)} tasks does not fit on {device}; "

@@ -10,7 +10,7 @@ from typing import Any
 from adaptrl.core.config import config_to_dict
 from adaptrl.core.provenance import provenance, write_json
 from adaptrl.core.table import markdown_table
-from adaptrl.eval.protocol import EvalResult
+from adaptrl.eval.protocol import AgentResult, EvalResult
 
 
 def to_dict(result: EvalResult) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
                     [[round(float(x), 5) for x in task] for task in seed]
                     for seed in a.returns.tolist()
                 ],
+                **_success_fields(a),
             }
         )
     return {
@@ -48,6 +49,18 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
         **({"model": result.model} if result.model else {}),
         "provenance": provenance(seeds=list(result.seeds)),
         "agents": agents,
+    }
+
+
+def _success_fields(a: AgentResult) -> dict[str, Any]:
+    """Success rate per episode (with CIs) and every episode's success, where there are any."""
+    curve = a.success_curve()
+    if curve is None or a.success is None:
+        return {}
+    return {
+        "episode_success_mean": curve[0],
+        "episode_success_ci95": curve[1],
+        "success": [[[int(x) for x in task] for task in seed] for seed in a.success.tolist()],
     }
 
 
@@ -75,7 +88,24 @@ def to_markdown(result: EvalResult) -> str:
         first, last = fmt_ci(curve[0], ci[0], 3), fmt_ci(curve[-1], ci[-1], 3)
         rows.append([a.label, fmt_ci(*a.trial_return()), first, last])
     columns = ["agent", "trial return (95% CI)", "first episode", "last episode"]
-    return "\n".join([*lines, markdown_table(columns, rows)]) + "\n"
+    tables = [markdown_table(columns, rows)]
+    success = [(a.label, a.success_curve()) for a in result.agents]
+    if any(curve is not None for _, curve in success):
+        episodes = range(1, result.episodes + 1)
+        srows = [
+            [label, *(f"{100 * m:.1f}% ± {100 * h:.1f}" if h != float("inf") else f"{100 * m:.1f}%"
+                      for m, h in zip(*curve, strict=True))]
+            for label, curve in success
+            if curve is not None
+        ]  # fmt: skip
+        tables += [
+            "",
+            "Success rate per episode (an episode succeeds if the task reports success at any "
+            "of its steps; 95% CI):",
+            "",
+            markdown_table(["agent", *(f"episode {e}" for e in episodes)], srows),
+        ]
+    return "\n".join([*lines, *tables]) + "\n"
 
 
 def _draw_curves(result: EvalResult, ax) -> None:
