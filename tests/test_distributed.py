@@ -217,6 +217,14 @@ def test_off_policy_parameters_do_not_depend_on_the_number_of_processes(tmp_path
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_rl2_on_meta_world_does_not_depend_on_the_number_of_processes(tmp_path):
+    pytest.importorskip("metaworld")
+    args = ["rl2", "metaworld-ml1-v0", "--task", "reach-v3", "--horizon", "30", "--episodes", "2"]
+    args += ["--iterations", "2", "--trials", "4", "--minibatches", "1", "--grad-chunks", "2"]
+    _assert_same_parameters(tmp_path, [*args, "--hidden", "16"], (0, 2))
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
 def test_a_run_killed_in_one_process_resumes_in_two_to_the_same_result(tmp_path):
     ref = tmp_path / "ref"
     assert _train(ref, 0, "maml-rl", *TINY, "--out", str(ref)).returncode == 0
