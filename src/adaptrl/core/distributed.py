@@ -116,9 +116,10 @@ class World:
         that every process computes as many tasks (collectives gather equal shapes)."""
         if n % self.size:
             lower, upper = n - n % self.size, n + self.size - n % self.size
+            near = " or ".join(str(m) for m in (lower, upper) if m > 0)
             raise ConfigError(
                 f"{what}={n} does not divide across {self.size} processes; use a multiple of "
-                f"{self.size} (e.g. {lower or upper} or {upper}) or another process count"
+                f"{self.size} (e.g. {near}) or another process count"
             )
         per = n // self.size
         return Rows(self.rank * per, per, n)
