@@ -295,6 +295,14 @@ def per_task(params: Params, num_tasks: int) -> Params:
     return {k: v.expand(num_tasks, *v.shape) for k, v in params.items()}
 
 
+def task_leaves(params: Params, num_tasks: int) -> list[torch.Tensor]:
+    """One detached copy of every shared parameter per task, ``[num_tasks, ...]``, as autograd
+    leaves: the gradient of a sum of per-task values holds each task's own gradient."""
+    return [
+        v.detach().expand(num_tasks, *v.shape).clone().requires_grad_() for v in params.values()
+    ]
+
+
 def steps_per_iteration(config: MAMLRLConfig, horizon: int, iterations: int) -> list[int]:
     """Environment steps of each of the first ``iterations`` meta-iterations, at most (every
     rollout counted as a full episode of ``horizon`` steps): each task's rollouts before and after
@@ -450,9 +458,11 @@ class MAMLRL(MetaLearner):
     def loss_and_kl(
         self, params: Params, pre: list[Batch], post: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The outer objective at shared ``params``: :meth:`task_loss_and_kl` averaged over the
-        meta-batch's tasks (gathered from every process; differentiable only in one process)."""
-        loss, kl = self.task_loss_and_kl(params, pre, post)
+        """The outer objective at shared ``params``: :meth:`task_loss_and_kl` on one copy of them
+        per task, averaged over the meta-batch's tasks (gathered from every process;
+        differentiable only in one process)."""
+        copies = per_task(params, post.obs.shape[0])
+        loss, kl = self.task_loss_and_kl(copies, pre, post, shared=False)
         return self.world.gather(loss).mean(), self.world.gather(kl).mean()
 
     def task_gradients(
@@ -468,10 +478,7 @@ class MAMLRL(MetaLearner):
         the meta-gradient independent of the number of processes (:mod:`adaptrl.core.distributed`).
         """
         names = list(theta)
-        copies = [
-            theta[k].detach().expand(num_tasks, *theta[k].shape).clone().requires_grad_()
-            for k in names
-        ]
+        copies = task_leaves(theta, num_tasks)
         with torch.enable_grad():
             values = fn(dict(zip(names, copies, strict=True)))
             grads = torch.autograd.grad(values.sum(), copies, materialize_grads=True)
@@ -485,9 +492,7 @@ class MAMLRL(MetaLearner):
         num_tasks = post.obs.shape[0]
 
         def objective(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            params = per_task(dict(zip(names, values, strict=True)), num_tasks)
-            loss, kl = self.task_loss_and_kl(params, pre, post, shared=False)
-            return self.world.gather(loss).mean(), self.world.gather(kl).mean()
+            return self.loss_and_kl(dict(zip(names, values, strict=True)), pre, post)
 
         def gradient(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             rows, losses = self.task_gradients(
@@ -591,10 +596,7 @@ class MAMLRL(MetaLearner):
             weight = post.mask / (post.mask.sum((1, 2), keepdim=True).clamp_min(1.0) * total)
             if second_order:
                 # per-task copies of theta: d(sum_g L_g)/d theta_g is task g's inner gradient
-                copies = [
-                    theta[k].detach().expand(num_tasks, *theta[k].shape).clone().requires_grad_()
-                    for k in names
-                ]
+                copies = task_leaves(theta, num_tasks)
                 b = pre[0]
                 dist = batched_policy_dist(
                     self.policy, dict(zip(names, copies, strict=True)), b.obs
@@ -652,10 +654,7 @@ class MAMLRL(MetaLearner):
         as :meth:`task_gradients`."""
         names = list(theta)
         num_tasks = post.obs.shape[0]
-        copies = [
-            theta[k].detach().expand(num_tasks, *theta[k].shape).clone().requires_grad_()
-            for k in names
-        ]
+        copies = task_leaves(theta, num_tasks)
         with torch.enable_grad():
             params = dict(zip(names, copies, strict=True))
             kl = self.task_loss_and_kl(params, pre, post, shared=False)[1]

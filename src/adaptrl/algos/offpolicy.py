@@ -283,22 +283,23 @@ class OffPolicyLearner(MetaLearner):
         and the per-episode returns ``[trials, episodes]``. ``rows``: the block of the batch
         of trials ``tasks`` are (all of it by default).
 
-        Trials are collected :attr:`block` at a time, each block from the same generator state:
-        its noise is drawn for the whole batch (``rows``), so every block advances it alike and
-        a trial's numbers do not depend on how many trials a process holds."""
+        Trials are collected :attr:`block` at a time
+        (:func:`~adaptrl.core.distributed.in_blocks`), so a trial's numbers do not depend on how
+        many trials a process holds."""
         rows = rows or Rows.all(len(tasks))
-        start = self.generator.get_state()
         env_seed = derive_seed(self.seed, self.name, "env", self.iteration)
-        parts = []
-        for lo in range(0, rows.count, self.block):
-            self.generator.set_state(start)
-            block = tasks[lo : lo + self.block]
-            self.env.set_rows(Rows(rows.start + lo, self.block, rows.total))
-            self.env.set_tasks(block)
+
+        def collect_block(block: Rows) -> dict[str, torch.Tensor]:
+            lo = block.start - rows.start
+            block_tasks = tasks[lo : lo + block.count]
+            self.env.set_rows(block)
+            self.env.set_tasks(block_tasks)
             obs = self.env.reset(seed=env_seed)
             agent = self.exploring_agent()
-            agent.begin_trial(self.env, block, self.generator)
-            parts.append(collect_trial(self.env, agent, obs, self.steps))
+            agent.begin_trial(self.env, block_tasks, self.generator)
+            return collect_trial(self.env, agent, obs, self.steps)
+
+        parts = distributed.in_blocks(rows, self.block, self.generator, collect_block)
         trial = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         trial["trial"] = torch.full_like(trial["episode"], self.iteration)
         trial.update(self.trial_extras(trial))

@@ -379,22 +379,18 @@ class RL2(MetaLearner):
 
     def collect_blocks(self, tasks: TaskBatch) -> TrialBatch:
         """This process's trials of ``tasks`` (all of them in one process), collected block by
-        block (:attr:`block` trials each), every block from the same policy-generator state: its
-        noise is drawn for the whole batch, so each block advances it alike."""
-        start = self.generator.get_state()
+        block (:attr:`block` trials each; :func:`~adaptrl.core.distributed.in_blocks`)."""
         env_seed = derive_seed(self.seed, "rl2", "env", self.iteration)
-        parts = []
-        for lo in range(self.shard.start, self.shard.start + self.shard.count, self.block):
-            self.generator.set_state(start)
-            rows = Rows(lo, self.block, self.config.trials)
+
+        def collect_block(rows: Rows) -> TrialBatch:
             self.env.set_rows(rows)
-            self.env.set_tasks(tasks[lo : lo + self.block])
+            self.env.set_tasks(tasks[rows.start : rows.start + rows.count])
             obs = self.env.reset(seed=env_seed)
-            parts.append(
-                collect_trials(
-                    self.net, self.env, obs, self.steps, self.generator, self.action_map, rows
-                )
+            return collect_trials(
+                self.net, self.env, obs, self.steps, self.generator, self.action_map, rows
             )
+
+        parts = distributed.in_blocks(self.shard, self.block, self.generator, collect_block)
         if len(parts) == 1:
             return parts[0]
         fields = [f.name for f in dataclasses.fields(TrialBatch)]

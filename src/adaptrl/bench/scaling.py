@@ -82,16 +82,15 @@ def quick_maml() -> MAMLRLConfig:
 
 
 # --- the bench: launch, read, project ---------------------------------------------------------------
-def launch(workdir: Path, processes: int) -> dict[str, Any]:
+def launch(workdir: Path, processes: int, threads: int) -> dict[str, Any]:
+    """Run the worker on ``workdir``'s job with ``processes`` torchrun processes of ``threads``
+    threads each; the first process's result."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         raise ConfigError(f"torchrun is not installed beside {sys.executable}")
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(processes)]
     cmd += ["-m", "adaptrl.bench.scaling_worker", str(workdir)]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(json.loads((workdir / "job.json").read_text())["threads"]),
-    }
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
@@ -153,7 +152,7 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         (workdir / "job.json").write_text(json.dumps(job))
         for n in processes:
             console().print(f"scaling: {n} process(es), {iterations} timed meta-iterations ...")
-            results[n] = launch(workdir, n)
+            results[n] = launch(workdir, n, cfg.threads)
     t1 = statistics.median(results[1]["seconds"])
     rows = []
     for n in processes:

@@ -28,10 +28,13 @@ import itertools
 import os
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
 from adaptrl.core.errors import AdaptrlError, ConfigError
+
+T = TypeVar("T")
 
 TIMEOUT_SECONDS = 600
 """How long a collective waits for a process that stopped answering before every other one stops
@@ -152,6 +155,21 @@ class World:
     def barrier(self) -> None:
         if self.size > 1:
             _collective(torch.distributed.barrier, "barrier")
+
+
+def in_blocks(
+    rows: Rows, size: int, generator: torch.Generator, fn: Callable[[Rows], T]
+) -> list[T]:
+    """``fn(block)`` for each block of ``size`` rows of ``rows``, in order, every one started from
+    ``generator``'s current state. Each block draws its noise at the whole batch's shape
+    (:meth:`Rows.draw`), so each advances the generator alike and the generator ends where one
+    block leaves it; the blocks' numbers are then those of the same rows of one whole-batch run."""
+    start = generator.get_state()
+    out = []
+    for lo in range(rows.start, rows.start + rows.count, size):
+        generator.set_state(start)
+        out.append(fn(Rows(lo, size, rows.total)))
+    return out
 
 
 def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
@@ -299,6 +317,7 @@ __all__ = [
     "chunk_sum",
     "current",
     "exit_process",
+    "in_blocks",
     "init_from_env",
     "launched",
     "shutdown",
