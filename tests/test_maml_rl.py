@@ -44,14 +44,10 @@ def fresh_rollouts(learner: MAMLRL) -> tuple[dict[str, torch.Tensor], Batch, Bat
 
 
 def to_double(batch: Batch) -> Batch:
-    return Batch(
-        **{
-            f.name: getattr(batch, f.name).double()
-            if getattr(batch, f.name).is_floating_point()
-            else getattr(batch, f.name)
-            for f in dataclasses.fields(batch)
-        }
-    )
+    def double(x: torch.Tensor | None) -> torch.Tensor | None:
+        return x.double() if x is not None and x.is_floating_point() else x
+
+    return Batch(**{f.name: double(getattr(batch, f.name)) for f in dataclasses.fields(batch)})
 
 
 def collected_data(

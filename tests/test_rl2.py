@@ -14,6 +14,7 @@ from adaptrl.algos.rl2 import (
     collect_trials,
     episode_index,
     episode_returns,
+    episode_successes,
     linear_schedule,
     next_episode_step,
     trial_advantages,
@@ -67,6 +68,14 @@ def test_episode_returns():
     rewards = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     done = torch.tensor([[0, 1], [1, 1], [1, 0]], dtype=torch.bool)
     assert episode_returns(rewards, done, 2).tolist() == [[4.0, 5.0], [2.0, 4.0]]
+
+
+def test_episode_successes_marks_episodes_with_success_at_any_step():
+    done = torch.tensor([[0, 1], [1, 1], [0, 0], [1, 0]], dtype=torch.bool)
+    success = torch.tensor([[1, 0], [0, 0], [0, 0], [0, 1]], dtype=torch.bool)
+    # row 0: episodes [0-1] succeed at step 0, [2-3] not; row 1: [0], [1] not, [2-3] beyond 2
+    assert episode_successes(success, done, 2).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert episode_successes(success, done, 3).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
 
 
 @pytest.mark.parametrize(

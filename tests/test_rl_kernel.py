@@ -19,6 +19,7 @@ from adaptrl.rl import (
     conjugate_gradient_with_product,
     discounted_returns,
     entropy_loss,
+    episode_success,
     explained_variance,
     first_episode_mask,
     fisher_vector_product,
@@ -694,6 +695,31 @@ def test_step_in_episode_and_first_episode_mask():
     ro, _, _ = collect(env, towards_goal_policy, obs, (gen(62), torch.zeros(4)), 9)
     after_last = torch.where(ro.done[-1], 0, step_in_episode(ro.done)[-1] + 1)
     assert torch.equal(after_last, env.elapsed) and env.elapsed.max() > 0
+
+
+def test_episode_success_counts_an_episode_with_success_at_any_kept_step():
+    # two groups of two rows, 5 steps; columns a, b (group 0), c, d (group 1)
+    done = torch.zeros(5, 4, dtype=torch.bool)
+    done[[1, 4], 0] = True  # a: episodes of 2 and 3 steps
+    done[4, 1] = True  # b: one episode of 5 steps
+    done[2, 2] = True  # c: one episode of 3 steps, then one unfinished
+    done[4, 3] = True
+    success = torch.zeros(5, 4, dtype=torch.bool)
+    success[0, 0] = True  # a's first episode succeeds at its first step only
+    success[3, 1] = True  # b succeeds one step before its end
+    success[3, 2] = True  # c succeeds in its unfinished episode (which is not an episode kept)
+    everything = torch.ones(5, 4, dtype=torch.bool)
+    # group 0: a 1 of 2 episodes, b 1 of 1 -> 2 / 3; group 1: c 0 of 1 finished, d 0 of 1 -> 0
+    rates = episode_success(success, done, everything, groups=2)
+    assert rates.tolist() == pytest.approx([2 / 3, 0.0])
+    # each row's first episode only (MAML-RL's batches): a 1, b 1 | c 0, d 0
+    first = first_episode_mask(done)
+    assert episode_success(success, done, first, groups=2).tolist() == [1.0, 0.0]
+    # success outside the kept steps does not count; a group with no kept episode has rate 0
+    late = torch.zeros_like(success)
+    late[4, 3] = True
+    assert episode_success(late, done, first, groups=2).tolist() == [0.0, 0.5]  # d, not c
+    assert episode_success(success, done, torch.zeros_like(done), groups=2).tolist() == [0, 0]
 
 
 def test_step_budget_mask_keeps_the_episodes_completed_when_the_budget_is_reached():

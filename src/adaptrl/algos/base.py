@@ -10,6 +10,8 @@ talks to a learner through optional hooks:
   trained learner is scored on exactly the tasks the baselines see;
 * ``adaptation_curve(tasks, steps, generator)`` for gradient learners: the metric after 0..steps inner
   steps, shape ``[num_tasks, steps + 1]``;
+* ``adaptation_success(tasks, steps, generator)``: beside the curve, on families that report success
+  (Meta-World), the success rate of each task's episodes after 0..steps inner steps (same shape);
 * ``adapt(tasks, steps, generator)``: adapted parameters with a leading ``[num_tasks]`` dim.
 """
 
@@ -78,6 +80,13 @@ class MetaLearner(abc.ABC):
 
     def adaptation_curve(self, tasks: Any, steps: int, generator: torch.Generator) -> torch.Tensor:
         raise ConfigError(f"{self.name} does not adapt by gradient steps; evaluate it by trials")
+
+    def adaptation_success(
+        self, tasks: Any, steps: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(curve, success)``: :meth:`adaptation_curve` and, from the same episodes, each task's
+        success rate after 0..steps inner steps, both ``[num_tasks, steps + 1]``."""
+        raise ConfigError(f"{self.name} does not measure success after gradient steps")
 
     def adapt(self, tasks: Any, steps: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise ConfigError(

@@ -59,6 +59,7 @@ from adaptrl.rl.returns import normalize
 from adaptrl.rl.rollout import (
     Rollout,
     collect,
+    episode_success,
     first_episode_mask,
     step_budget_mask,
     step_in_episode,
@@ -240,6 +241,9 @@ class Batch:
     logp: torch.Tensor
     returns: torch.Tensor
     """Mean undiscounted return of the task's kept episodes [G]."""
+    success: torch.Tensor | None = None
+    """Success rate of the task's kept episodes [G] (success at any step), for families that
+    report success; else None."""
 
     def first_rollouts(self, k: int) -> Batch:
         """The first ``k`` of each task's E rollouts (i.i.d. rollouts: a random subset)."""
@@ -247,7 +251,10 @@ class Batch:
             return self
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return Batch(
-            **{n: v if n == "returns" else v[:, :, :k].contiguous() for n, v in fields.items()}
+            **{
+                n: v if n in ("returns", "success") else v[:, :, :k].contiguous()
+                for n, v in fields.items()
+            }
         )
 
 
@@ -398,6 +405,10 @@ class MAMLRL(MetaLearner):
             "return_pre": gather((pre[0] if pre else post).returns).mean(),
             "return_post": gather(post.returns).mean(),
         }
+        first = pre[0] if pre else post
+        if first.success is not None and post.success is not None:
+            metrics["success_pre"] = gather(first.success).mean()
+            metrics["success_post"] = gather(post.success).mean()
         metrics.update({k: v for k, v in info.items() if isinstance(v, float | int | torch.Tensor)})
         return metrics
 
@@ -853,17 +864,21 @@ class MAMLRL(MetaLearner):
                 dist=dist,
                 logp=heads.log_prob(self.spec, dist, actions),
                 returns=mean_episode_return(rewards, done, kept, num_tasks, budget is not None),
+                success=None
+                if ro.success is None
+                else episode_success(ro.success, done, kept, num_tasks),
             )
 
     # --- evaluation hooks -----------------------------------------------------------------------
     def _adapt_chunk(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
-    ) -> tuple[Params, torch.Tensor]:
-        """Adapt ``steps`` times on fresh rollouts; returns (params [G, ...], returns [G, steps+1])."""
+    ) -> tuple[Params, torch.Tensor, torch.Tensor | None]:
+        """Adapt ``steps`` times on fresh rollouts; returns (params [G, ...], returns
+        [G, steps+1], success rates [G, steps+1] or None for families without success)."""
         c = self.config
         theta = {k: v.detach() for k, v in self.params.items()}
         phi, shared = theta, True
-        returns = []
+        returns, success = [], []
         for k in range(steps + 1):
             env_seed = int(torch.randint(2**62, (1,), generator=generator).item())
             batch = self.rollouts(
@@ -876,6 +891,7 @@ class MAMLRL(MetaLearner):
                 step_budget=c.eval_batch == "steps",
             )
             returns.append(batch.returns)
+            success.append(batch.success)
             if k < steps:
                 with torch.no_grad():
                     phi = self.adapt_params(
@@ -884,7 +900,8 @@ class MAMLRL(MetaLearner):
                 shared = False
         if shared:
             phi = self.adapt_params(phi, [], [], first_order=True, num_tasks=len(tasks))
-        return phi, torch.stack(returns, dim=1)
+        rates = None if success[0] is None else torch.stack(success, dim=1)
+        return phi, torch.stack(returns, dim=1), rates
 
     def _chunks(self, tasks: TaskBatch) -> list[TaskBatch]:
         size = self.config.eval_chunk
@@ -902,6 +919,20 @@ class MAMLRL(MetaLearner):
             raise ConfigError(f"steps must be >= 0, got {steps}")
         tasks = tasks.to(self.device)
         return torch.cat([self._adapt_chunk(t, steps, generator)[1] for t in self._chunks(tasks)])
+
+    def adaptation_success(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`adaptation_curve` and each task's success rate over the same rollouts after
+        0..steps inner steps (Meta-World's protocol: the adaptation episodes of step k are the
+        evaluation episodes of the policy adapted k times; success at any step of an episode)."""
+        if not self.family.reports_success:
+            raise ConfigError(f"{self.family.family_id} does not report success")
+        if steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {steps}")
+        tasks = tasks.to(self.device)
+        parts = [self._adapt_chunk(t, steps, generator) for t in self._chunks(tasks)]
+        return torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])  # type: ignore[misc]
 
     def adapt(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator

@@ -22,6 +22,7 @@ One iteration:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
@@ -207,10 +208,18 @@ def episode_returns(rewards: torch.Tensor, done: torch.Tensor, episodes: int) ->
     return out.scatter_add_(1, ep, rewards.T.float())[:, :episodes]
 
 
+def episode_successes(success: torch.Tensor, done: torch.Tensor, episodes: int) -> torch.Tensor:
+    """Whether each of the first ``episodes`` episodes of every trial succeeded at any of its
+    steps (Meta-World's definition), ``[B, episodes]`` of 0.0 / 1.0."""
+    ep = episode_index(done).clamp_max(episodes).T
+    out = torch.zeros(success.shape[1], episodes + 1, device=success.device)
+    return out.scatter_reduce_(1, ep, success.T.float(), "amax")[:, :episodes]
+
+
 @dataclasses.dataclass
 class TrialBatch:
     """Whole trials, time-major ``[T, B, ...]``: network inputs, actions, old log-probabilities
-    and values, rewards and done flags."""
+    and values, rewards and done flags (and success flags, for families that report it)."""
 
     inputs: torch.Tensor
     actions: torch.Tensor
@@ -218,6 +227,18 @@ class TrialBatch:
     values: torch.Tensor
     rewards: torch.Tensor
     done: torch.Tensor
+    success: torch.Tensor | None = None
+
+    def map(
+        self, fn: Callable[[list[torch.Tensor]], torch.Tensor], *others: TrialBatch
+    ) -> TrialBatch:
+        """A batch whose every field is ``fn`` of that field in ``self`` and ``others`` (None
+        stays None)."""
+        fields = {}
+        for f in dataclasses.fields(self):
+            values = [getattr(b, f.name) for b in (self, *others)]
+            fields[f.name] = None if values[0] is None else fn(values)
+        return TrialBatch(**fields)
 
 
 def collect_trials(
@@ -272,6 +293,7 @@ def collect_trials(
         ro.extras["value"],
         ro.rewards,
         ro.terminated | ro.truncated,
+        ro.success,
     )
 
 
@@ -361,6 +383,10 @@ class RL2(MetaLearner):
             **update,
             "explained_variance": explained_variance(batch.values, returns, valid),
         }
+        if batch.success is not None:
+            success = episode_successes(batch.success & valid.bool(), batch.done, self.episodes)
+            metrics["first_episode_success"] = success[:, 0].mean()
+            metrics["last_episode_success"] = success[:, -1].mean()
         self.iteration += 1
         return metrics
 
@@ -391,19 +417,13 @@ class RL2(MetaLearner):
             )
 
         parts = distributed.in_blocks(self.shard, self.block, self.generator, collect_block)
-        if len(parts) == 1:
-            return parts[0]
-        fields = [f.name for f in dataclasses.fields(TrialBatch)]
-        return TrialBatch(**{k: torch.cat([getattr(p, k) for p in parts], dim=1) for k in fields})
+        return parts[0].map(lambda vs: torch.cat(vs, dim=1), *parts[1:])
 
     def gather_trials(self, batch: TrialBatch) -> TrialBatch:
         """Every process's trials, in trial order (the identity in one process)."""
         if self.world.size == 1:
             return batch
-        fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
-        return TrialBatch(
-            **{k: self.world.gather(v.transpose(0, 1)).transpose(0, 1) for k, v in fields.items()}
-        )
+        return batch.map(lambda vs: self.world.gather(vs[0].transpose(0, 1)).transpose(0, 1))
 
     def _ppo(self, batch, adv, returns, valid) -> dict[str, torch.Tensor]:
         """PPO epochs over minibatches of whole trials. A minibatch's gradient is the ordered sum

@@ -7,6 +7,7 @@ from adaptrl.bench import (  # noqa: F401  (one module per line below)
     fewshot_speed,
     maml_rl,
     maml_speed,
+    metaworld,
     mpo,
     offpolicy,
     offpolicy_speed,

@@ -159,40 +159,71 @@ def _evaluate_curve(learner: MetaLearner, opts: EvalOptions, out_dir: Path) -> s
     source = task_source(learner)
     device = resolve_device(opts.device)
     tasks = source.tasks(opts.num_tasks, opts.split, seed=opts.eval_seed, device=device)
-    values = []
+    # Families that report success (Meta-World) get the success rate of the same episodes too.
+    with_success = bool(getattr(source, "reports_success", False)) and learner.supports(
+        "adaptation_success"
+    )
+    values, rates = [], []
     for seed in opts.seeds:
-        parts = []
+        parts, rate_parts = [], []
         starts = range(0, opts.num_tasks, opts.chunk_size)
         for start in progress(
             starts, description=f"eval {learner.name}", disable=not opts.show_progress
         ):
             chunk = _slice(tasks, start, min(start + opts.chunk_size, opts.num_tasks))
             gen = make_generator(opts.eval_seed, "adapt", seed, start, device=device)
-            parts.append(learner.adaptation_curve(chunk, steps, gen).detach().cpu())
+            if with_success:
+                curve, rate = learner.adaptation_success(chunk, steps, gen)
+                rate_parts.append(rate.detach().cpu())
+            else:
+                curve = learner.adaptation_curve(chunk, steps, gen)
+            parts.append(curve.detach().cpu())
         values.append(torch.cat(parts))
+        if with_success:
+            rates.append(torch.cat(rate_parts))
+    meta = {
+        "family": source.family_id,
+        "config": config_to_dict(learner.config),
+        "num_tasks": opts.num_tasks,
+        "eval_seed": opts.eval_seed,
+        "seeds": list(opts.seeds),
+        "training_seed": learner.seed,
+        "model": describe_model(learner),
+        "budget": f"{steps} inner gradient steps",
+    }
+    report = _curve_report(learner, source.family_id, learner.metric, values, steps, meta)
+    markdown = curve_markdown(report)
+    if with_success:
+        success = _curve_report(learner, source.family_id, "success rate", rates, steps, meta)
+        save_curve_report(success, out_dir / "success")
+        markdown += "\n" + curve_markdown(success).replace("# ", "## ", 1)
+        report.meta["success_report"] = "success/report.md"
+    save_curve_report(report, out_dir)
+    (out_dir / "report.md").write_text(markdown)
+    return markdown
+
+
+def _curve_report(
+    learner: MetaLearner,
+    family_id: str,
+    metric: str,
+    values: list[torch.Tensor],
+    steps: int,
+    meta: dict[str, Any],
+) -> CurveReport:
+    """The report of one metric's per-seed ``[tasks, points]`` values."""
     # Several sampling seeds: average per task, so the CI stays over tasks.
     curve = torch.stack(values).double().mean(0)
-    x = list(range(curve.shape[1]))
-    report = CurveReport(
-        title=f"{learner.name} on {source.family_id}",
-        metric=learner.metric,
+    return CurveReport(
+        title=f"{learner.name} on {family_id}"
+        + ("" if metric == learner.metric else f": {metric}"),
+        metric=metric,
         x_label="gradient steps" if curve.shape[1] > 1 or steps > 0 else "adaptation",
-        x=x,
-        higher_is_better=learner.higher_is_better,
+        x=list(range(curve.shape[1])),
+        higher_is_better=learner.higher_is_better or metric == "success rate",
         curves=[AdaptationCurve(learner.name, curve)],
-        meta={
-            "family": source.family_id,
-            "config": config_to_dict(learner.config),
-            "num_tasks": opts.num_tasks,
-            "eval_seed": opts.eval_seed,
-            "seeds": list(opts.seeds),
-            "training_seed": learner.seed,
-            "model": describe_model(learner),
-            "budget": f"{steps} inner gradient steps",
-        },
+        meta=dict(meta),
     )
-    save_curve_report(report, out_dir)
-    return curve_markdown(report)
 
 
 def _slice(tasks: Any, start: int, stop: int) -> Any:

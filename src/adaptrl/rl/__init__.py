@@ -12,6 +12,7 @@ from adaptrl.rl.returns import discounted_returns, explained_variance, gae, mask
 from adaptrl.rl.rollout import (
     Rollout,
     collect,
+    episode_success,
     first_episode_mask,
     step_budget_mask,
     step_in_episode,
@@ -52,6 +53,7 @@ __all__ = [
     "discrete_sac_target",
     "double_dqn_target",
     "entropy_loss",
+    "episode_success",
     "explained_variance",
     "first_episode_mask",
     "fisher_vector_product",

@@ -41,6 +41,9 @@ class Rollout:
     """Observation the action led to: ``final_obs`` where an episode ended, else ``obs[t + 1]``."""
     extras: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
     """Whatever the policy returned per step, stacked over time."""
+    success: torch.Tensor | None = None
+    """``env.success`` after each step ``[T, B]`` bool, for families that report success
+    (Meta-World); ``None`` otherwise."""
 
     @property
     def done(self) -> torch.Tensor:
@@ -72,6 +75,7 @@ def collect(
         k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "next_obs")
     }
     extras: dict[str, list[torch.Tensor]] = {}
+    success: list[torch.Tensor] = []
     for _ in range(steps):
         action, step_extras, carry = policy(obs, carry)
         step = env.step(action)
@@ -83,12 +87,35 @@ def collect(
         columns["terminated"].append(step.terminated)
         columns["truncated"].append(step.truncated)
         columns["next_obs"].append(step.final_obs)
+        if env.success is not None:
+            success.append(env.success)
         for key, value in step_extras.items():
             extras.setdefault(key, []).append(value)
         obs = step.obs
     stacked = {k: torch.stack(v) for k, v in columns.items()}
-    rollout = Rollout(**stacked, extras={k: torch.stack(v) for k, v in extras.items()})
+    rollout = Rollout(
+        **stacked,
+        extras={k: torch.stack(v) for k, v in extras.items()},
+        success=torch.stack(success) if success else None,
+    )
     return rollout, obs, carry
+
+
+def episode_success(
+    success: torch.Tensor, done: torch.Tensor, kept: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """Each group's success rate ``[groups]`` over the episodes it keeps: an episode succeeds if
+    ``success`` is set at any of its steps (Meta-World's definition). ``success``, ``done`` and
+    ``kept`` are ``[T, groups * rows]`` (group-major rows); a kept episode is one whose last step
+    is kept. A group that kept no episode has rate 0."""
+    T, B = done.shape
+    episode = (done.long().cumsum(0) - done.long()).T  # [B, T]: each step's episode index per row
+    hit = torch.zeros(B, T, device=done.device)
+    hit.scatter_reduce_(1, episode, (success & kept).T.float(), "amax")
+    ended = torch.zeros(B, T, device=done.device)
+    ended.scatter_reduce_(1, episode, (done & kept).T.float(), "amax")
+    wins = (hit * ended).reshape(groups, -1).sum(1)
+    return wins / ended.reshape(groups, -1).sum(1).clamp_min(1.0)
 
 
 def step_in_episode(done: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
