@@ -140,8 +140,12 @@ def test_bench_scores_trained_runs_by_meta_worlds_protocol(tmp_path, reach_run):
 
 
 def test_bench_refuses_runs_of_another_benchmark_and_bad_rounds(reach_run):
-    from adaptrl.bench.metaworld import MetaWorldML1Bench, MetaWorldML10Bench
-    from adaptrl.bench.metaworld import run_metaworld_ml1, run_metaworld_ml10
+    from adaptrl.bench.metaworld import (
+        MetaWorldML1Bench,
+        MetaWorldML10Bench,
+        run_metaworld_ml1,
+        run_metaworld_ml10,
+    )
     from adaptrl.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"adaptrl train rl2 --config metaworld-ml1"):
