@@ -267,6 +267,15 @@ def test_scaling_projection_splits_repeated_and_split_work():
     assert eight["seconds"] == pytest.approx(18.084)
     assert eight["efficiency"] == pytest.approx(130 / (8 * 18.084))
     assert out["amdahl_limit_speedup"] == pytest.approx(65.0)
+    assert out["split_from"] == "2 processes"
+    # measured from one process on half the meta-batch: T_half = 6 -> split 8 s, repeated 2 s,
+    # whatever the 2-process time says
+    half = project(10.0, 4.0, 0.5, calls=10, nbytes=1e6, tasks=8, alpha=1e-3, beta=1e9, t_half=6.0)
+    assert half["split_from"] == "half batch" and not half["superlinear"]
+    assert half["repeated_seconds"] == pytest.approx(2.0)
+    # a half batch more than twice as fast cannot be split: fall back to the 2-process inference
+    odd = project(10.0, 6.5, 0.5, calls=10, nbytes=1e6, tasks=8, alpha=1e-3, beta=1e9, t_half=4.0)
+    assert odd["split_from"] == "2 processes" and odd["repeated_seconds"] == pytest.approx(2.0)
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
@@ -275,6 +284,8 @@ def test_scaling_bench_quick_writes_a_report(tmp_path):
 
     payload = run_scaling(ScalingConfig(quick=True, out=tmp_path))
     assert set(payload["raw"]) == {"1", "2"}
+    assert len(payload["half_batch"]["seconds"]) == 2  # 4 of the quick config's 8 tasks
+    assert payload["projection"]["this_machine"]["split_from"] in ("half batch", "2 processes")
     assert payload["projection"]["calls_per_iteration"] > 0
     assert (tmp_path / "report.md").read_text().startswith("# adaptrl bench scaling")
 

@@ -9,13 +9,17 @@ records what the collectives did (:data:`adaptrl.core.distributed.TRAFFIC`: call
 seconds inside them, waiting included) and times ``all_gather`` alone at two sizes, which gives
 the per-call latency ``alpha`` and the bandwidth ``beta`` between processes of this machine.
 
-The projection splits a meta-iteration measured at 1 and 2 processes into work every process
-repeats ``R`` (the TRPO solver's vector algebra, the full-batch noise draws, the line search's
-bookkeeping), work split by task ``W`` and collective time ``C``::
+The projection splits a meta-iteration into work every process repeats ``R`` (the TRPO solver's
+vector algebra, the line search's bookkeeping), work split by task ``W`` and collective time ``C``.
+The split is measured directly in one process, by timing the same configuration with half the
+meta-batch, which holds what one of two processes runs, without collectives::
 
-    T(1) = R + W,   T(2) = R + W / 2 + C(2)   =>   W = 2 (T(1) - T(2) + C(2)),   R = T(1) - W
+    T(1) = R + W,   T_half(1) = R + W / 2   =>   W = 2 (T(1) - T_half(1)),   R = T(1) - W
 
-and projects ``T(n) = R + W' / n + calls * alpha * (n - 1) + bytes' * (n - 1) / n / beta`` (a ring
+(with an odd meta-batch, or when that leaves R < 0, the split is inferred from the 2-process time
+instead: ``T(2) = R + W / 2 + C(2)  =>  W = 2 (T(1) - T(2) + C(2))``), and projects
+
+``T(n) = R + W' / n + calls * alpha * (n - 1) + bytes' * (n - 1) / n / beta`` (a ring
 all-gather: ``n - 1`` hops per call) for a meta-batch of 128 tasks (``W'`` and ``bytes'`` scaled by
 128 / G; 128 divides by every projected count), once with this machine's ``alpha, beta`` and once
 with a stated cluster network. Efficiency is ``T(1) / (n T(n))``.
@@ -82,20 +86,20 @@ def quick_maml() -> MAMLRLConfig:
 
 
 # --- the bench: launch, read, project ---------------------------------------------------------------
-def launch(workdir: Path, processes: int, threads: int) -> dict[str, Any]:
-    """Run the worker on ``workdir``'s job with ``processes`` torchrun processes of ``threads``
-    threads each; the first process's result."""
+def launch(workdir: Path, processes: int, threads: int, job: str = "job") -> dict[str, Any]:
+    """Run the worker on ``workdir``'s ``job`` with ``processes`` torchrun processes of
+    ``threads`` threads each; the first process's result."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         raise ConfigError(f"torchrun is not installed beside {sys.executable}")
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(processes)]
-    cmd += ["-m", "adaptrl.bench.scaling_worker", str(workdir)]
+    cmd += ["-m", "adaptrl.bench.scaling_worker", str(workdir), job]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
         raise ConfigError(f"torchrun with {processes} processes failed:\n{tail}")
-    return json.loads((workdir / f"result-{processes}.json").read_text())
+    return json.loads((workdir / f"{job}-result-{processes}.json").read_text())
 
 
 def link_model(one: dict[str, Any]) -> tuple[float, float]:
@@ -109,11 +113,15 @@ def link_model(one: dict[str, Any]) -> tuple[float, float]:
 
 def project(
     t1: float, t2: float, c2: float, calls: float, nbytes: float, tasks: int,
-    alpha: float, beta: float,
+    alpha: float, beta: float, t_half: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The split of a meta-iteration into repeated, split and collective time, and ``T(n)`` with
-    efficiency for :data:`PROJECTED` processes at a meta-batch of :data:`PROJECTED_TASKS`."""
-    split = 2.0 * (t1 - t2 + c2)
+    """The split of a meta-iteration into repeated, split and collective time (measured from
+    ``t_half``, one process on half the meta-batch, where given; else inferred from ``t2``), and
+    ``T(n)`` with efficiency for :data:`PROJECTED` processes at a meta-batch of
+    :data:`PROJECTED_TASKS`."""
+    inferred = 2.0 * (t1 - t2 + c2)
+    measured = None if t_half is None else 2.0 * (t1 - t_half)
+    split = measured if measured is not None and measured <= t1 else inferred
     work = max(0.0, min(t1, split))
     repeated = t1 - work
     scale = PROJECTED_TASKS / tasks
@@ -128,6 +136,7 @@ def project(
         "split_seconds": work,
         "amdahl_limit_speedup": one / repeated if repeated > 0 else float("inf"),
         "superlinear": split > t1,
+        "split_from": "half batch" if split is measured else "2 processes",
         "projected": rows,
     }
 
@@ -153,7 +162,16 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         for n in processes:
             console().print(f"scaling: {n} process(es), {iterations} timed meta-iterations ...")
             results[n] = launch(workdir, n, cfg.threads)
+        half = None
+        if maml.meta_batch_size % 2 == 0:
+            console().print("scaling: 1 process on half the meta-batch (the split work) ...")
+            half_job = {**job, "maml": config_to_dict(dataclasses.replace(
+                maml, meta_batch_size=maml.meta_batch_size // 2
+            ))}  # fmt: skip
+            (workdir / "half.json").write_text(json.dumps(half_job))
+            half = launch(workdir, 1, cfg.threads, "half")
     t1 = statistics.median(results[1]["seconds"])
+    t_half = None if half is None else statistics.median(half["seconds"])
     rows = []
     for n in processes:
         r = results[n]
@@ -166,6 +184,7 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         "iterations": iterations,
         "threads": cfg.threads,
         "raw": {str(n): r for n, r in results.items()},
+        "half_batch": half,
         "target_speedup_2": TARGET_SPEEDUP,
     }
     title = (
@@ -174,6 +193,8 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         f"median of {iterations} after a warm-up, {cfg.threads} thread(s) per process"
     )
     header = ["processes", "s / iteration", "s in collectives", "speed-up", "efficiency"]
+    if t_half is not None:
+        rows.append(["1, half the meta-batch", f"{t_half:.3f}", "0", f"{t1 / t_half:.2f}x", ""])
     print_table(title, header, rows)
     md = [f"# adaptrl bench {BENCHMARK}\n", f"{title}.\n", markdown_table(header, rows), ""]
     if 2 in results:
@@ -183,9 +204,10 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         c2 = statistics.median(r2["collective_seconds"])
         calls = statistics.median(r2["calls"])
         nbytes = statistics.median(r2["gathered_bytes"])
-        here = project(t1, t2, c2, calls, nbytes, maml.meta_batch_size, alpha, beta)
+        tasks = maml.meta_batch_size
+        here = project(t1, t2, c2, calls, nbytes, tasks, alpha, beta, t_half)
         cluster = project(
-            t1, t2, c2, calls, nbytes, maml.meta_batch_size, CLUSTER_LATENCY, CLUSTER_BANDWIDTH
+            t1, t2, c2, calls, nbytes, tasks, CLUSTER_LATENCY, CLUSTER_BANDWIDTH, t_half
         )
         payload["projection"] = {
             "this_machine": {"alpha": alpha, "beta": beta, **here},
@@ -208,7 +230,8 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         pheader = ["processes", "s (this machine's links)", "eff.", "s (cluster links)", "eff."]
         ptitle = (
             f"Projected for a meta-batch of {PROJECTED_TASKS} tasks: repeated work "
-            f"{here['repeated_seconds']:.3f} s, split work {here['split_seconds']:.3f} s per "
+            f"{here['repeated_seconds']:.3f} s, split work {here['split_seconds']:.3f} s "
+            f"(measured from {here['split_from']}) per "
             f"{maml.meta_batch_size} tasks, {calls:.0f} gathers of {nbytes / 2**20:.2f} MiB per "
             f"iteration; links alpha {alpha * 1e6:.0f} us / beta {beta / 1e9:.2f} GB/s here, "
             f"{CLUSTER_LATENCY * 1e6:.0f} us / {CLUSTER_BANDWIDTH / 1e9:.1f} GB/s assumed for a "
@@ -216,7 +239,7 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         )
         print_table(ptitle, pheader, prow)
         md += [f"{ptitle}.\n", markdown_table(pheader, prow), ""]
-        if here["superlinear"]:
+        if here["superlinear"] and here["split_from"] == "2 processes":
             note = (
                 "T(1) - T(2) + C(2) >= T(1) / 2 here: each process's half of the work ran at "
                 "least twice as fast as the whole (smaller batches fit the caches better), so "

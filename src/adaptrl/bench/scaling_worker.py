@@ -1,5 +1,5 @@
 """The process side of ``adaptrl bench scaling`` (:mod:`adaptrl.bench.scaling`), started by
-``torchrun -m adaptrl.bench.scaling_worker WORKDIR`` once per process."""
+``torchrun -m adaptrl.bench.scaling_worker WORKDIR [JOB]`` once per process."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def gather_seconds(world: distributed.World, numel: int, repeats: int = 20) -> f
     return statistics.median(times)
 
 
-def worker(workdir: Path) -> None:
-    """Time the learner described by ``workdir/job.json`` in this torchrun process; the first
-    process writes ``workdir/result-<processes>.json``."""
-    job = json.loads((workdir / "job.json").read_text())
+def worker(workdir: Path, name: str = "job") -> None:
+    """Time the learner described by ``workdir/<name>.json`` in this torchrun process; the first
+    process writes ``workdir/<name>-result-<processes>.json``."""
+    job = json.loads((workdir / f"{name}.json").read_text())
     torch.set_num_threads(int(job["threads"]))
     world = distributed.init_from_env()
     try:
@@ -60,12 +60,12 @@ def worker(workdir: Path) -> None:
                 "gather_seconds_64B": small,
                 "gather_seconds_1MiB": large,
             }
-            (workdir / f"result-{world.size}.json").write_text(json.dumps(result))
+            (workdir / f"{name}-result-{world.size}.json").write_text(json.dumps(result))
         world.barrier()  # leave together: a peer's closed connection must not abort the others
     finally:
         distributed.shutdown()
 
 
 if __name__ == "__main__":
-    worker(Path(sys.argv[1]))
+    worker(Path(sys.argv[1]), *sys.argv[2:3])
     distributed.exit_process(0)
