@@ -83,6 +83,22 @@ def test_rl2_reports_the_success_of_each_episode_of_its_trials(first_rows_succee
     assert metrics["first_episode_success"].item() == metrics["last_episode_success"].item() == 0.5
 
 
+def test_meta_batches_must_give_every_ml10_class_the_same_share():
+    from adaptrl.algos.pearl import PEARL, PEARLConfig
+    from adaptrl.core.errors import ConfigError
+    from adaptrl.envs.metaworld import MetaWorldML10Config
+
+    ml10 = MetaWorldML10Config(horizon=20)
+    with pytest.raises(ConfigError, match="meta_batch_size=15 does not split evenly over the 10"):
+        MAMLRL(MAMLRLConfig(family=ml10, meta_batch_size=15), seed=0)
+    with pytest.raises(ConfigError, match="trials=5 does not split evenly over the 10 training"):
+        RL2(RL2Config(family=ml10, trials=5), seed=0)
+    with pytest.raises(ConfigError, match="trials=4 does not split evenly"):
+        PEARL(PEARLConfig(family=ml10, trials=4), seed=0)
+    assert MAMLRL(MAMLRLConfig(family=ml10, meta_batch_size=20), seed=0).shard.count == 20
+    assert RL2(RL2Config(family=REACH, trials=3, minibatches=1), seed=0).shard.count == 3
+
+
 def test_families_without_success_do_not_measure_it():
     from adaptrl.core.errors import ConfigError
 
@@ -103,9 +119,11 @@ def _bench(tmp_path, *args: str) -> dict:
     return json.loads((tmp_path / "results.json").read_text())
 
 
-@pytest.mark.parametrize(("name", "goals"), [("metaworld-ml1", 4), ("metaworld-ml10", 20)])
+@pytest.mark.parametrize(
+    ("name", "goals", "trials"), [("metaworld-ml1", 4, 2), ("metaworld-ml10", 20, 10)]
+)
 def test_bench_quick_scores_a_memory_and_a_gradient_learner_on_every_test_goal(
-    tmp_path, name, goals
+    tmp_path, name, goals, trials
 ):
     results = _bench(tmp_path, name, "--quick")
     assert [s["algo"] for s in results["learners"]] == ["rl2", "maml-rl"]
@@ -113,7 +131,7 @@ def test_bench_quick_scores_a_memory_and_a_gradient_learner_on_every_test_goal(
         for key in ("success_before", "success_after", "return_after"):
             assert len(scored[key]) == goals  # each of the first 4 goals of each test class once
         assert all(0.0 <= v <= 1.0 for v in scored["success_after"])
-    assert results["learners"][0]["env_steps"] == 2 * 2 * 10 * 20  # 2 iterations, 2 trials
+    assert results["learners"][0]["env_steps"] == 2 * trials * 10 * 20  # 2 iterations
     assert "success after adaptation" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "success.png").stat().st_size > 0
 

@@ -366,6 +366,7 @@ class MAMLRL(MetaLearner):
         self.generator = make_generator(self.seed, self.streams, "actions", device=self.device)
         self._envs: dict[int, BatchedEnv] = {}
         self.world = distributed.current()
+        self.family.check_meta_batch(config.meta_batch_size)
         self.shard = self.world.shard(config.meta_batch_size)
         """This process's block of every meta-batch (all of it in one process)."""
 

@@ -169,6 +169,7 @@ class OffPolicyLearner(MetaLearner):
         self.action_map = unit_box_rescale(self.family.action_space, self.device)
         self.generator = make_generator(seed, self.name, "train", device=self.device)
         self.world = distributed.current()
+        self.family.check_meta_batch(config.trials, "trials")
         self.shard = self.world.shard(config.trials, "trials")
         distributed.check_chunks(self.world, config.collect_chunks, "collect_chunks")
         self.block = config.trials // config.collect_chunks

@@ -337,6 +337,7 @@ class RL2(MetaLearner):
         self.optimizer = torch.optim.Adam(trained, lr=config.lr, eps=1e-5)
         self.generator = make_generator(seed, "rl2", "policy", device=self.device)
         self.world = distributed.current()
+        self.family.check_meta_batch(config.trials, "trials")
         self.shard = self.world.shard(config.trials, "trials")
         """This process's block of every batch of trials (all of them in one process)."""
         if self.world.size > 1:

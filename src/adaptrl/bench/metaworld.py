@@ -188,13 +188,15 @@ def check_family(learner: MetaLearner, run: Path, family_id: str, task: str | No
 
 
 def quick_learners(family_cfg: Any) -> list[tuple[str, MetaLearner, float]]:
-    """A tiny RL² and MAML-RL trained in memory for a few iterations (--quick)."""
+    """A tiny RL² and MAML-RL trained in memory for a few iterations (--quick), on meta-batches
+    of one task per training class (two on ML1)."""
+    batch = max(2, len(make_family(family_cfg).classes("train")))  # type: ignore[attr-defined]
     rl2 = RL2(
         dataclasses.replace(
             load_config("rl2", "metaworld-ml1"),
             family=family_cfg,
             iterations=2,
-            trials=2,
+            trials=batch,
             hidden=16,
             embed=(16,),
             epochs=1,
@@ -207,7 +209,7 @@ def quick_learners(family_cfg: Any) -> list[tuple[str, MetaLearner, float]]:
             load_config("maml-rl", "metaworld-ml1"),
             family=family_cfg,
             iterations=1,
-            meta_batch_size=2,
+            meta_batch_size=batch,
             rollouts_per_task=2,
             hidden=(16,),
             eval_chunk=2,

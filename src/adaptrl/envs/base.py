@@ -168,6 +168,10 @@ class TaskFamily(ABC):
         gen = make_generator(seed, self.family_id, "tasks", split, device=device)
         return self.sample_tasks(n, gen)
 
+    def check_meta_batch(self, n: int, what: str = "meta_batch_size") -> None:
+        """Refuse a meta-training batch of ``n`` tasks the family cannot draw as its benchmark
+        does (a :class:`ConfigError` naming ``what``); any size is fine by default."""
+
     def task_keys(self, tasks: TaskBatch) -> torch.Tensor:
         """One row per task identifying it (for split-disjointness checks); default: flattened params."""
         return torch.cat([v.reshape(len(tasks), -1).float() for v in tasks.params.values()], dim=1)

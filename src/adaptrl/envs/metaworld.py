@@ -366,6 +366,17 @@ class MetaWorldFamily(TaskFamily):
         code = _SPLITS.index(split)
         return TaskBatch({"split": torch.full((n,), code, device=device), "env": env, "goal": goal})
 
+    def check_meta_batch(self, n: int, what: str = "meta_batch_size") -> None:
+        """Meta-World's meta-batches give every training class the same share: ``n`` must be a
+        multiple of the number of training classes."""
+        classes = len(self.classes("train"))
+        if n % classes:
+            raise ConfigError(
+                f"{what}={n} does not split evenly over the {classes} training classes of "
+                f"{self.family_id}; use a multiple of {classes} (Meta-World's meta-batches give "
+                "every class the same share)"
+            )
+
     def official(self) -> OfficialTasks:
         """The benchmark's task objects (built on first use, then cached for the process)."""
         return official_tasks(self.benchmark_name, self.config.benchmark_seed)
