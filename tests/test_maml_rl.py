@@ -162,11 +162,13 @@ def test_first_order_drops_exactly_the_second_order_term():
 
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("inner_steps", [1, 0])
-def test_structured_fisher_product_equals_double_backward(first_order, inner_steps):
+@pytest.mark.parametrize("block", [None, 3])
+def test_structured_fisher_product_equals_double_backward(first_order, inner_steps, block):
     """J^T F J (two inner Hessian-vector products + a Fisher product) is the exact Hessian of the
     mean KL through the adaptation at the data-collecting parameters: it matches rl.trpo's
-    double-backward product."""
-    learner = MAMLRL(tiny_config(first_order=first_order), seed=3)
+    double-backward product, also computed in blocks of time steps (``fvp_block``, a block size
+    that does not divide the horizon)."""
+    learner = MAMLRL(tiny_config(first_order=first_order, fvp_block=block), seed=3)
     theta, pre, post = fixed_data(learner)
     pres = [pre] * inner_steps
     if not pres:  # the post-update data then comes from theta itself
@@ -229,6 +231,15 @@ def test_fisher_products_use_the_subsampled_rollouts(subsample, expected, monkey
     assert seen == [(expected, [expected])]
     new = {k: v.detach() for k, v in learner.params.items()}
     assert float(mean_kl(learner, new, [pre], post)) <= learner.config.max_kl * (1 + 1e-4)
+
+
+def test_step_blocks_cover_every_step_once():
+    from adaptrl.algos.maml_rl import step_blocks
+
+    assert step_blocks(7, None) == [slice(0, 7)]
+    assert step_blocks(7, 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    assert step_blocks(6, 3) == [slice(0, 3), slice(3, 6)]
+    assert step_blocks(2, 5) == [slice(0, 2)]
 
 
 def test_fvp_subsample_errors():

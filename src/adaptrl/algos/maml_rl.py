@@ -137,6 +137,11 @@ class MAMLRLConfig(Config):
     """TRPO, structured product only: share of each task's rollouts the Fisher-vector products use
     (the gradient, the KL and the line search always use all). 1.0 is exact; Schulman et al. (2015)
     compute them on 10% of the data, since the Fisher only sets the step's metric."""
+    fvp_block: Size | None = None
+    """TRPO, structured product only: time steps per block of the Fisher-vector products. The
+    products are sums over steps, so computing them block by block is exact (to float rounding);
+    blocks whose activations fit the per-core cache keep the elementwise work of the double
+    backward there. None: one block (all H steps)."""
     cg_damping: Annotated[float, Ge(0)] = 1e-5
     """TRPO: damping added to the Fisher-vector product."""
     ls_max_steps: Count = 15
@@ -295,6 +300,13 @@ def mean_episode_return(
         return per_row.mean(1)
     episodes = (done & kept).reshape(done.shape[0], groups, -1).sum((0, 2))
     return per_row.sum(1) / episodes
+
+
+def step_blocks(steps: int, block: int | None) -> list[slice]:
+    """Slices of ``steps`` time steps in blocks of ``block`` (the last may be shorter); one slice
+    of all of them for ``None``."""
+    size = steps if block is None else block
+    return [slice(i, min(i + size, steps)) for i in range(0, steps, size)]
 
 
 def per_task(params: Params, num_tasks: int) -> Params:
@@ -600,22 +612,37 @@ class MAMLRL(MetaLearner):
             )  # fmt: skip
             phi_now = tuple(phi[k].detach().contiguous() for k in names)
             phi_leaves = [p.clone().requires_grad_() for p in phi_now]
-            new = batched_policy_dist(
-                self.policy, dict(zip(names, phi_leaves, strict=True)), post.obs
-            )
             # task_mean's weight of each step: the KL's Hessian is sum_i weight_i J_i^T F_i J_i
             total = num_tasks * self.world.size
             weight = post.mask / (post.mask.sum((1, 2), keepdim=True).clamp_min(1.0) * total)
+            # each block's observations, behaviour distributions and weights [G, block, E, ...],
+            # contiguous: the products' batched matmuls would copy strided slices every time
+            blocks = [
+                tuple(x[:, t].contiguous() for x in (post.obs, post.dist, weight[..., None]))
+                for t in step_blocks(post.obs.shape[1], c.fvp_block)
+            ]
+            new = [
+                batched_policy_dist(self.policy, dict(zip(names, phi_leaves, strict=True)), obs)
+                for obs, _, _ in blocks
+            ]
             if second_order:
-                # per-task copies of theta: d(sum_g L_g)/d theta_g is task g's inner gradient
+                # per-task copies of theta: d(sum_g L_g)/d theta_g is task g's inner gradient;
+                # the inner loss is a masked mean over steps, so each block's part is its masked
+                # sum over the task's whole count
                 copies = task_leaves(theta, num_tasks)
                 b = pre[0]
-                dist = batched_policy_dist(
-                    self.policy, dict(zip(names, copies, strict=True)), b.obs
-                )
-                logp = heads.log_prob(self.spec, dist, b.actions)
-                inner = vmap(vpg_loss)(logp, b.advantages, b.mask).sum()
-                inner_grad = torch.autograd.grad(inner, copies, create_graph=True)
+                scale = b.mask.sum((1, 2)).clamp_min(1.0)
+                inner_grads = []
+                for t in step_blocks(b.obs.shape[1], c.fvp_block):
+                    obs, actions, adv, mask = (
+                        x[:, t].contiguous() for x in (b.obs, b.actions, b.advantages, b.mask)
+                    )
+                    dist = batched_policy_dist(
+                        self.policy, dict(zip(names, copies, strict=True)), obs
+                    )
+                    logp = heads.log_prob(self.spec, dist, actions)
+                    part = -(logp * adv * mask).sum((1, 2)) / scale
+                    inner_grads.append(torch.autograd.grad(part.sum(), copies, create_graph=True))
 
         def dot(xs: tuple[torch.Tensor, ...], ys: list[torch.Tensor]) -> torch.Tensor:
             return sum((x * y.detach()).sum() for x, y in zip(xs, ys, strict=True))  # type: ignore[return-value]
@@ -626,9 +653,12 @@ class MAMLRL(MetaLearner):
         def project(w: list[torch.Tensor]) -> list[torch.Tensor]:  # P: zero what is not adapted
             return [torch.zeros_like(x) if f else x for x, f in zip(w, frozen, strict=True)]
 
-        def hessian(w: list[torch.Tensor]) -> list[torch.Tensor]:  # H^in_g w_g
+        def hessian(w: list[torch.Tensor]) -> list[torch.Tensor]:  # H^in_g w_g, block by block
             with torch.enable_grad():
-                return list(torch.autograd.grad(dot(inner_grad, w), copies, retain_graph=True))
+                parts = [
+                    torch.autograd.grad(dot(g, w), copies, retain_graph=True) for g in inner_grads
+                ]
+            return [sum(xs) for xs in zip(*parts, strict=True)]  # type: ignore[misc]
 
         def jacobian(w: list[torch.Tensor]) -> list[torch.Tensor]:  # J_g w_g = w_g - lr P H w_g
             if not second_order:
@@ -640,14 +670,19 @@ class MAMLRL(MetaLearner):
                 return w
             return [a - lr * h for a, h in zip(w, hessian(project(w)), strict=True)]
 
-        def dist_of(*p: torch.Tensor) -> torch.Tensor:
-            return batched_policy_dist(self.policy, dict(zip(names, p, strict=True)), post.obs)
-
         def fisher(u: list[torch.Tensor]) -> list[torch.Tensor]:  # F_g u_g: jvp, then vjp
-            _, du = jvp(dist_of, phi_now, tuple(t.contiguous() for t in u))
-            w = heads.fisher_product(self.spec, post.dist, du) * weight[..., None]
-            with torch.enable_grad():
-                return list(torch.autograd.grad(new, phi_leaves, w, retain_graph=True))
+            tangents = tuple(x.contiguous() for x in u)
+            parts = []
+            for (obs, behaviour, weights), out in zip(blocks, new, strict=True):
+
+                def dist_of(*p: torch.Tensor, obs: torch.Tensor = obs) -> torch.Tensor:
+                    return batched_policy_dist(self.policy, dict(zip(names, p, strict=True)), obs)
+
+                _, du = jvp(dist_of, phi_now, tangents)
+                w = heads.fisher_product(self.spec, behaviour, du) * weights
+                with torch.enable_grad():
+                    parts.append(torch.autograd.grad(out, phi_leaves, w, retain_graph=True))
+            return [sum(xs) for xs in zip(*parts, strict=True)]  # type: ignore[misc]
 
         def fvp(v: torch.Tensor) -> torch.Tensor:
             shared = unflat(v, [theta[k] for k in names])
