@@ -142,6 +142,24 @@ def test_train_writes_metrics_checkpoints_and_model(tmp_path):
     assert read_run(run.path)[1].config == GoalGuessConfig(iterations=7)
 
 
+def test_slow_iterations_are_checkpointed_by_time(tmp_path, monkeypatch):
+    """Iterations slower than checkpoint_minutes each get a checkpoint, whatever
+    checkpoint_every says: a run of hour-long iterations killed loses at most one."""
+    import adaptrl.algos.trainer as trainer
+
+    clock = iter(range(0, 10_000, 700))  # every reading 700 s (over 10 minutes) after the last
+    monkeypatch.setattr(trainer, "_now", lambda: float(next(clock)))
+    run = new_run(tmp_path / "r", GoalGuessConfig(iterations=5), checkpoint_every=50, keep=9)
+    learner = GoalGuess(GoalGuessConfig(iterations=5))
+    train(learner, run, iterations=5, checkpoint_every=50, keep=9, show_progress=False)
+    steps = [int(p.name.rsplit("-", 1)[-1]) for p in list_checkpoints(run.checkpoint_dir)]
+    assert steps == [1, 2, 3, 4, 5]
+    # fast iterations (well under 10 minutes) keep to checkpoint_every
+    fast = new_run(tmp_path / "f", GoalGuessConfig(iterations=5), checkpoint_every=50, keep=9)
+    train_run(fast.path, show_progress=False)
+    assert [p.name for p in list_checkpoints(fast.checkpoint_dir)] == ["ckpt-000000000005"]
+
+
 def test_resume_after_a_kill_is_identical(tmp_path):
     # killed after the checkpoint at 6: iteration 7 is logged, then lost
     full, resumed = full_and_resumed(tmp_path, GoalGuessConfig(iterations=10), kill_at=7)

@@ -212,6 +212,15 @@ def to_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: out[k] for k in metrics}
 
 
+CHECKPOINT_MINUTES = 10.0
+"""A run also checkpoints after any iteration ending this long after its last checkpoint."""
+
+
+def _now() -> float:
+    """The clock of time-based checkpoints (a function, so tests can replace it)."""
+    return time.perf_counter()
+
+
 def train(
     learner: MetaLearner,
     run: RunDir | None = None,
@@ -219,6 +228,7 @@ def train(
     iterations: int,
     checkpoint_every: int = 50,
     keep: int = 2,
+    checkpoint_minutes: float | None = CHECKPOINT_MINUTES,
     show_progress: bool = True,
     resume: bool = False,
     description: str | None = None,
@@ -227,8 +237,10 @@ def train(
     """Run ``learner.meta_train_step`` until it has done ``iterations``: the one training loop.
 
     In a run directory (``run``) every iteration's metrics go to ``metrics.csv`` and TensorBoard,
-    a checkpoint is written every ``checkpoint_every`` iterations and at the end (the newest
-    ``keep`` kept), and the final state as ``model``; ``resume`` first loads the newest
+    a checkpoint is written every ``checkpoint_every`` iterations, after any iteration that ends
+    ``checkpoint_minutes`` or more after the last checkpoint (so that a run of slow iterations
+    loses little when killed; None: never by time) and at the end (the newest ``keep`` kept), and
+    the final state as ``model``; ``resume`` first loads the newest
     checkpoint. Without one (benchmarks, examples) the learner trains in memory. Either way a NaN
     or infinite metric stops training with a :class:`TrainingError` naming the iteration and the
     metric, and ``on_iteration(learner, metrics)`` runs after every iteration; returning True
@@ -268,6 +280,7 @@ def train(
             progress(total=iterations, description=label, disable=not (show_progress and main))
         )
         bar.update(completed=start)
+        saved = _now()
         while learner.iteration < iterations:
             metrics = to_numbers(learner.meta_train_step())
             _check_finite(metrics, learner.iteration, run)
@@ -275,10 +288,13 @@ def train(
                 logger.log(learner.iteration, metrics)
             stop = bool(on_iteration(learner, metrics)) if on_iteration is not None else False
             end = stop or learner.iteration == iterations
-            if run is not None and main and (learner.iteration % checkpoint_every == 0 or end):
+            late = checkpoint_minutes is not None and _now() - saved >= 60 * checkpoint_minutes
+            due = learner.iteration % checkpoint_every == 0 or end or late
+            if run is not None and main and due:
                 seconds = {TRAIN_SECONDS: before + time.perf_counter() - t0}
                 save_state(run.checkpoint_path(learner.iteration), learner.state_dict(), seconds)
                 run.prune_checkpoints(keep)
+                saved = _now()
             rate = (learner.iteration - start) / max(time.perf_counter() - t0, 1e-9)
             shown = {k: metrics[k] for k in list(metrics)[:2]}
             bar.update(completed=learner.iteration, **shown, it_s=rate)
