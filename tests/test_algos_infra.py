@@ -154,6 +154,7 @@ def test_slow_iterations_are_checkpointed_by_time(tmp_path, monkeypatch):
     train(learner, run, iterations=5, checkpoint_every=50, keep=9, show_progress=False)
     steps = [int(p.name.rsplit("-", 1)[-1]) for p in list_checkpoints(run.checkpoint_dir)]
     assert steps == [1, 2, 3, 4, 5]
+    monkeypatch.undo()
     # fast iterations (well under 10 minutes) keep to checkpoint_every
     fast = new_run(tmp_path / "f", GoalGuessConfig(iterations=5), checkpoint_every=50, keep=9)
     train_run(fast.path, show_progress=False)
