@@ -14,6 +14,7 @@ from adaptrl.bench import (  # noqa: F401  (one module per line below)
     rl2,
     scaling,
     sinusoid,
+    speed,
     throughput,
 )
 from adaptrl.bench.registry import BENCHES, BenchSpec, register_bench
