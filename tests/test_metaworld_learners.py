@@ -155,6 +155,7 @@ def test_bench_scores_trained_runs_by_meta_worlds_protocol(tmp_path, reach_run):
     assert len(scored["success_after"]) == 40  # Meta-World's 40 test goals, each once
     assert results["protocol"]["adaptation_episodes"] == 10
     assert scored["training_seconds"] > 0 and scored["env_steps"] == 2 * 2 * 20
+    assert scored["iterations_trained"] == "1"
 
 
 def test_bench_refuses_runs_of_another_benchmark_and_bad_rounds(reach_run):

@@ -113,6 +113,8 @@ class Scored:
     """Mean return per goal of the scored episodes [goals]."""
     env_steps: int | None
     seconds: float | None
+    trained: str = ""
+    """Iterations trained, of those planned when fewer (a run scored mid-way says so)."""
 
 
 def evaluation_tasks(family: MetaWorldFamily, meta_batch_size: int) -> list[TaskBatch]:
@@ -170,8 +172,17 @@ def score(learner: MetaLearner, run: str, family: MetaWorldFamily, bench: MetaWo
         raise ConfigError(f"{run}: {learner.name} is neither a memory nor a gradient RL learner")
     steps = learner.env_steps(learner.iteration)
     seconds = training_seconds(run) if Path(run).is_dir() else None
+    planned = learner.config.iterations
+    trained = f"{learner.iteration}" + ("" if learner.iteration == planned else f" of {planned}")
     return Scored(
-        learner.name, run, before.double(), after.double(), returns.double(), steps, seconds
+        learner.name,
+        run,
+        before.double(),
+        after.double(),
+        returns.double(),
+        steps,
+        seconds,
+        trained,
     )
 
 
@@ -317,6 +328,7 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
         "success after adaptation (95% CI)",
         "return after adaptation",
         "meta-train env steps",
+        "iterations trained",
         "training hours",
         "Meta-World paper (Table 1, meta-test)",
     ]
@@ -333,6 +345,7 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
                 _pct(_summary([s.after for s in group])),
                 f"{mean_ci(mean_returns)[0]:.1f} ± {mean_ci(mean_returns)[1]:.1f}",
                 f"{int(np.mean(steps)):,}" if steps else "",
+                ", ".join(s.trained for s in group),
                 f"{np.mean(hours):.2f}" if hours else "",
                 f"{reference[algo]:.1f}%" if algo in reference else "",
             ]
@@ -369,6 +382,7 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
                 "algo": s.algo,
                 "run": s.run,
                 "env_steps": s.env_steps,
+                "iterations_trained": s.trained,
                 "training_seconds": s.seconds,
                 "success_before": s.before.tolist(),
                 "success_after": s.after.tolist(),
