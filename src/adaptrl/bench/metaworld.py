@@ -198,39 +198,27 @@ def check_family(learner: MetaLearner, run: Path, family_id: str, task: str | No
     return cfg
 
 
+QUICK_CHANGES = {
+    "rl2": {"iterations": 2, "hidden": 16, "embed": (16,), "epochs": 1, "minibatches": 1},
+    "maml-rl": {"iterations": 1, "rollouts_per_task": 2, "hidden": (16,), "eval_chunk": 2},
+}
+"""What --quick shrinks in the metaworld-ml1 presets (besides the family and the meta-batch)."""
+
+
 def quick_learners(family_cfg: Any) -> list[tuple[str, MetaLearner, float]]:
     """A tiny RL² and MAML-RL trained in memory for a few iterations (--quick), on meta-batches
     of one task per training class (two on ML1)."""
     batch = max(2, len(make_family(family_cfg).classes("train")))  # type: ignore[attr-defined]
-    rl2 = RL2(
-        dataclasses.replace(
-            load_config("rl2", "metaworld-ml1"),
-            family=family_cfg,
-            iterations=2,
-            trials=batch,
-            hidden=16,
-            embed=(16,),
-            epochs=1,
-            minibatches=1,
-        ),
-        seed=0,
-    )
-    maml = MAMLRL(
-        dataclasses.replace(
-            load_config("maml-rl", "metaworld-ml1"),
-            family=family_cfg,
-            iterations=1,
-            meta_batch_size=batch,
-            rollouts_per_task=2,
-            hidden=(16,),
-            eval_chunk=2,
-        ),
-        seed=0,
-    )
     out = []
-    for learner in (rl2, maml):
-        record = train_timed(learner, learner.config.iterations, f"quick {learner.name}")
-        out.append((f"quick-{learner.name}", learner, record["seconds"]))
+    for algo, cls, size in (("rl2", RL2, "trials"), ("maml-rl", MAMLRL, "meta_batch_size")):
+        config = dataclasses.replace(
+            load_config(algo, "metaworld-ml1"),
+            family=family_cfg,
+            **{size: batch, **QUICK_CHANGES[algo]},
+        )
+        learner = cls(config, seed=0)
+        record = train_timed(learner, config.iterations, f"quick {algo}")
+        out.append((f"quick-{algo}", learner, record["seconds"]))
     return out
 
 
