@@ -205,6 +205,7 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path):
             quick=True,
             traced_iterations=2,
             variant_iterations=1,
+            product_blocks=(3,),
             out=tmp_path,
         )
     )
@@ -217,6 +218,8 @@ def test_maml_speed_runs_ours_reference_and_floor(tmp_path):
         "mktn",
     }
     assert result["exact_fisher_products_seconds"] > 0
+    assert set(result["exact_fisher_products_blocked_seconds"]) == {"blocks of 3"}
+    assert "blocks of 3 time steps" in (tmp_path / "report.md").read_text()
     assert len(result["memory"]["rss_mb_peak_by_tenth"]) == 3  # one value per iteration here
     assert result["speedup_vs_reference"] > 0
     assert (tmp_path / "report.md").read_text().startswith("# maml-speed")

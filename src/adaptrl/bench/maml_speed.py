@@ -211,8 +211,12 @@ def time_floor(learner: MAMLRL, repeats: int = 5) -> float:
     return statistics.median(interleaved_seconds({"floor": rollout_forwards}, repeats)["floor"])
 
 
-def time_exact_products(learner: MAMLRL, repeats: int = 3) -> float:
-    """Seconds for the ``cg_iters`` exact second-order Fisher-vector products of one TRPO step.
+def time_exact_products(
+    learner: MAMLRL, repeats: int = 3, blocks: tuple[int, ...] = ()
+) -> dict[str, float]:
+    """Seconds for the ``cg_iters`` exact second-order Fisher-vector products of one TRPO step,
+    as one block of all steps (``"one block"``) and in blocks of each of ``blocks`` time steps
+    (``"blocks of N"``; ``fvp_block``), rounds interleaved on the same data and vector.
 
     Every exact implementation of the reference's solver performs these products (each two inner
     Hessian-vector products over the pre-update rollouts and a Fisher product over the post-update
@@ -225,21 +229,29 @@ def time_exact_products(learner: MAMLRL, repeats: int = 3) -> float:
     with torch.no_grad():
         phi = learner.adapt_params(theta, [pre], [c.inner_lr], first_order=True)
     post = learner.rollouts(tasks, phi, per_task=True, env_seed=2)
-    fvp = learner.structured_fvp(theta, [pre], post, c.cg_damping)
     v = torch.randn(sum(t.numel() for t in theta.values()), generator=make_generator(0, "v"))
-    products = {"products": lambda: [fvp(v) for _ in range(c.cg_iters)]}
-    return statistics.median(interleaved_seconds(products, repeats)["products"])
+    products = {}
+    for block in (None, *blocks):
+        learner.config = dataclasses.replace(c, fvp_block=block)
+        fvp = learner.structured_fvp(theta, [pre], post, c.cg_damping)
+        label = "one block" if block is None else f"blocks of {block}"
+        products[label] = lambda fvp=fvp: [fvp(v) for _ in range(c.cg_iters)]
+    learner.config = c
+    seconds = interleaved_seconds(products, repeats)
+    return {label: statistics.median(s) for label, s in seconds.items()}
 
 
 VARIANTS: dict[str, Callable[[MAMLRLConfig], MAMLRLConfig]] = {
     "autograd-fvp": partial(dataclasses.replace, fvp="autograd"),
     "first-order": partial(dataclasses.replace, first_order=True),
     "fvp-subsample-0.1": partial(dataclasses.replace, fvp_subsample=0.1),
+    "fvp-block-10": partial(dataclasses.replace, fvp_block=10),
     "mktn": mktn_config,
 }
 """Other configurations timed beside ours: rl.trpo's double-backward Fisher product, FOMAML,
-the Fisher products on 10% of the rollouts (Schulman et al. 2015's practice; not exact), and
-MKTN (ANIL: only the head adapted; same streams, so the same tasks and rollouts)."""
+the Fisher products on 10% of the rollouts (Schulman et al. 2015's practice; not exact), the
+exact products in blocks of 10 time steps, and MKTN (ANIL: only the head adapted; same streams,
+so the same tasks and rollouts)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +270,9 @@ class MAMLSpeedConfig(Config):
     """Variants of ours also timed (autograd-fvp, first-order, fvp-subsample-0.1, mktn)."""
     variant_iterations: Size = 3
     """Timed iterations of each variant (after one warm-up)."""
+    product_blocks: tuple[Size, ...] = (10,)
+    """Time steps per block at which the exact Fisher products are also timed (``fvp_block``),
+    interleaved with the one-block products."""
     seed: int = 0
     """Seed of both learners (same initial policy and task draws)."""
     threads: Size = 1
@@ -341,7 +356,9 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
     times, rss = timed["seconds"][warmup:], timed["rss"][warmup:]
     traced = min(3, cfg.traced_iterations) if cfg.quick else cfg.traced_iterations
     memory = memory_trace(ours, traced)
-    floor, products = time_floor(ours), time_exact_products(ours)
+    floor = time_floor(ours)
+    blocked = time_exact_products(ours, blocks=cfg.product_blocks)
+    products = blocked.pop("one block")
     variants = time_variants(cfg, config, min(cfg.variant_iterations, config.iterations))
     ref_times = time_reference(config, cfg.seed, 1 if cfg.quick else cfg.reference_iterations)
     ours_s, ref_s = statistics.median(times), statistics.median(ref_times)
@@ -359,6 +376,7 @@ def run_maml_speed(cfg: MAMLSpeedConfig) -> dict[str, Any]:
         "variants_seconds_per_iteration": variants,
         "floor_seconds_per_iteration": floor,
         "exact_fisher_products_seconds": products,
+        "exact_fisher_products_blocked_seconds": blocked,
         "speedup_vs_reference": ref_s / ours_s,
         "ours_over_floor": ours_s / floor,
         "target_seconds": TARGET_SECONDS,
@@ -398,6 +416,10 @@ def speed_report(result: dict[str, Any], config: MAMLRLConfig) -> str:
         line("floor (policy forwards of the rollouts)", floor),
         line(
             f"exact TRPO floor: its {config.cg_iters} second-order Fisher products alone", products
+        ),
+        *(
+            line(f"  the same products, {label} time steps (fvp_block)", seconds)
+            for label, seconds in result.get("exact_fisher_products_blocked_seconds", {}).items()
         ),
     ]
     cols = ["implementation", "s / meta-iteration", "speed-up vs reference", "x floor"]

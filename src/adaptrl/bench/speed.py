@@ -96,6 +96,12 @@ def maml_speed(r: dict[str, Any]) -> list[Row]:
             f"{_x(r['exact_fisher_products_seconds'] / ours)} (its Fisher products)",
         ]
     ]
+    products = r["exact_fisher_products_seconds"]
+    for label, seconds in r.get("exact_fisher_products_blocked_seconds", {}).items():
+        rows.append(
+            [f"  its exact Fisher products, {label} steps", f"{seconds:.3f} s",
+             f"{_x(products / seconds)} one block", ""]
+        )  # fmt: skip
     ref = r["reference_seconds_per_iteration"]["median"]
     for name, seconds in r.get("variants_seconds_per_iteration", {}).items():
         rows.append([f"  variant {name}", f"{seconds:.3f} s", f"{_x(ref / seconds)} reference", ""])
