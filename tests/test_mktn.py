@@ -157,3 +157,29 @@ def test_maml_rl_config_is_refused():
         from adaptrl.algos import make_learner
 
         make_learner("mktn", MAMLRLConfig())
+
+
+def test_the_shipped_cheetah_dir_model_rescores_its_report():
+    """MKTN behind the HalfCheetah-Dir row (ANIL's Table 2) is shipped; its first chunk of test
+    tasks scores the report's values before and after one step (the report was made under
+    MuJoCo 3.3.0, the release metaworld pins; other releases differ in the last bits, which a
+    rollout amplifies)."""
+    import json
+    from pathlib import Path
+
+    mujoco = pytest.importorskip("mujoco")
+    if mujoco.__version__ != "3.3.0":
+        pytest.skip("the shipped MKTN HalfCheetah-Dir report was made under MuJoCo 3.3.0")
+    from adaptrl.algos.trainer import load_trained
+
+    shipped = Path(__file__).resolve().parents[1] / "docs/results/maml-rl/mktn-cheetah-dir-s1"
+    data = json.loads((shipped / "eval-160it-100tasks-lr005/results.json").read_text())
+    learner = load_trained(shipped / "model", expect=MKTN)
+    assert learner.iteration == 160 and learner.seed == 1
+    meta = data["meta"]
+    tasks = learner.family.tasks(meta["num_tasks"], "test", seed=meta["eval_seed"])
+    first = learner.config.eval_chunk
+    gen = make_generator(meta["eval_seed"], "adapt", 0, 0)  # adaptrl eval's first chunk
+    curve = learner.adaptation_curve(tasks[:first], 1, gen)
+    expected = torch.tensor(data["curves"][0]["values"], dtype=torch.float64)[:first, :2]
+    torch.testing.assert_close(curve.double(), expected, rtol=0, atol=1e-4)
