@@ -305,3 +305,35 @@ def test_rl2_chunked_minibatch_gradients_sum_to_the_whole_minibatch_gradient():
     assert not _same(whole, chunked)  # a different summation order...
     for k in whole:  # ...of the same gradient
         torch.testing.assert_close(chunked[k], whole[k], rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_nproc_launches_torchrun_with_the_same_result(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _train(one, 0, "maml-rl", *TINY, "--out", str(one)).returncode == 0
+    done = _train(two, 0, "maml-rl", *TINY, "--out", str(two), "--nproc", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(2 processes)" in done.stdout
+    assert _same(_params(one), _params(two))
+
+
+def test_nproc_errors(monkeypatch):
+    from adaptrl.cli.main import main
+
+    assert main(["train", "maml-rl", "--nproc", "0"]) == 2
+    assert main(["train", "maml-rl", "--nproc=two"]) == 2
+    with pytest.raises(SystemExit):  # the command is parsed before any process starts
+        main(["train", "maml-rl", "--nproc", "2", "--no-such-flag"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "maml-rl", "--nproc", "2"]) == 2
+
+
+def test_a_failed_launch_names_the_resume_command(tmp_path, monkeypatch):
+    import adaptrl.cli.run_cmds as run_cmds
+    from adaptrl.core.errors import TrainingError
+
+    monkeypatch.setattr(subprocess, "call", lambda cmd: 1)  # the processes stopped early
+    with pytest.raises(TrainingError, match=f"adaptrl train --resume {tmp_path} --nproc 2"):
+        run_cmds.launch_processes(2, ["maml-rl", "--out", str(tmp_path)], tmp_path)
+    (tmp_path / "model.json").write_text("{}")  # ... after the first process saved the model
+    assert run_cmds.launch_processes(2, ["maml-rl", "--out", str(tmp_path)], tmp_path) == 0

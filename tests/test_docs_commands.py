@@ -97,6 +97,7 @@ def test_documented_command_parses(doc, command, runs):
     if args is None:
         pytest.skip("an elided command (...), a bare --resume in prose or a usage pattern")
     runners = ("run_train", "run_eval", "run_eval_run", "run_adapt", "resume_train", "resume_eval")
+    runners += ("launch_processes",)
     called = []
 
     def record(*args: object, **kwargs: object) -> int:

@@ -98,12 +98,28 @@ def _family_flag(args: list[str]) -> list[str]:
     return out
 
 
+def _take_nproc(args: list[str]) -> tuple[int | None, list[str]]:
+    """``--nproc N`` (or ``--nproc=N``) taken out of ``args``: (N or None, the other args)."""
+    for i, a in enumerate(args):
+        if a == "--nproc" or a.startswith("--nproc="):
+            value = a.partition("=")[2] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            rest = args[:i] + args[i + (1 if "=" in a else 2) :]
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"--nproc takes a number of processes >= 1, got {value!r}")
+            return int(value), rest
+    return None, args
+
+
 def _train(args: list[str]) -> int:
     from adaptrl.algos import ALGOS, load_config
     from adaptrl.cli import run_cmds
 
+    nproc, args = _take_nproc(args)
+    launch = nproc is not None and nproc > 1  # as nproc torchrun processes, once args parse
     resume = _take_resume(args, "train")
     if resume is not None:
+        if launch:
+            return run_cmds.launch_processes(nproc, ["--resume", str(resume)], resume)  # type: ignore[arg-type]
         return run_cmds.resume_train(resume)
     if not args or args[0].startswith("-"):
         run_cmds.print_algos()
@@ -120,6 +136,10 @@ def _train(args: list[str]) -> int:
     cmd = parse_cli(
         cls, rest, prog=prog, markers=MARKERS, config_flag=False, default=default, description=doc
     )
+    if launch:
+        out = cmd.out if cmd.out is not None else run_cmds.default_run_dir(spec.name)
+        extra = [] if cmd.out is not None else ["--out", str(out)]
+        return run_cmds.launch_processes(nproc, [*args, *extra], out)  # type: ignore[arg-type]
     return run_cmds.run_train(spec.name, cmd)
 
 

@@ -15,7 +15,7 @@ from adaptrl.core import distributed
 from adaptrl.core.checkpoint import load_checkpoint, save_checkpoint
 from adaptrl.core.config import config_from_dict, load_yaml_config, parse_dotted
 from adaptrl.core.device import resolve_device
-from adaptrl.core.errors import ConfigError
+from adaptrl.core.errors import ConfigError, TrainingError
 from adaptrl.core.logging import MetricLogger
 from adaptrl.core.progress import console
 from adaptrl.core.rundir import RunDir
@@ -132,6 +132,42 @@ def run_train(algo: str, cmd: Any) -> int:
     world.barrier()
     learner = train_run(out, learner=learner)
     return _after_training(Path(out), learner, world)
+
+
+def default_run_dir(algo: str) -> Path:
+    """Where a run goes without ``--out``: ``runs/ALGO/<UTC time stamp>``."""
+    return Path("runs") / algo / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
+def launch_processes(nproc: int, args: list[str], out: Path) -> int:
+    """``adaptrl train ARGS --nproc N`` (already parsed and checked): the same command as ``N``
+    ``torchrun`` processes on this machine, training the run at ``out``. Success is read from what
+    the first process completed (the final model in ``out``), not from the launcher's exit code
+    alone: gloo can abort in process-group teardown after all the work is done
+    (docs/architecture.md, "Many processes")."""
+    import os
+    import subprocess
+    import sys
+
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc launches torchrun itself; under torchrun leave it out")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        raise ConfigError(f"--nproc needs torchrun (part of torch) beside {sys.executable}")
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(nproc)]
+    code = subprocess.call([*cmd, "-m", "adaptrl.cli.main", "train", *args])
+    if code == 0:
+        return 0
+    if (out / "model.json").exists():
+        console().print(
+            f"torchrun exited with code {code} after the first process saved the final model "
+            f"in {out}: training completed (a process aborted while leaving the process group)"
+        )
+        return 0
+    raise TrainingError(
+        f"training with {nproc} processes stopped (torchrun exit code {code}); the run keeps its "
+        f"newest checkpoint: continue with `adaptrl train --resume {out} --nproc {nproc}`"
+    )
 
 
 def _processes(world: distributed.World) -> str:
