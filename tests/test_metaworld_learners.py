@@ -177,3 +177,23 @@ def test_bench_refuses_runs_of_another_benchmark_and_bad_rounds(reach_run):
         run_metaworld_ml10(MetaWorldML10Bench(runs=(reach_run,)))
     with pytest.raises(ConfigError, match="40 test goals per class do not split evenly"):
         run_metaworld_ml1(MetaWorldML1Bench(runs=(reach_run,), meta_batch_size=3))
+
+
+def test_the_shipped_maml_ml1_reach_model_rescores_its_first_round():
+    """MAML-TRPO behind the ML1 reach figure is shipped; the bench's first evaluation round (10
+    of the 40 held-out goals, its own random streams) scores the report's values exactly."""
+    from pathlib import Path
+
+    from adaptrl.algos.trainer import load_trained
+    from adaptrl.bench.metaworld import MetaWorldML1Bench, score_gradient
+
+    shipped = Path(__file__).resolve().parents[1] / "docs/results/metaworld"
+    data = json.loads((shipped / "ml1-reach/results.json").read_text())
+    learner = load_trained(shipped / "models/maml-ml1-reach-s0", expect=MAMLRL)
+    (first, *_) = learner.family.evaluation_rounds(data["protocol"]["meta_batch_size"])
+    before, after, returns = score_gradient(learner, [first], MetaWorldML1Bench())
+    (scored,) = [s for s in data["learners"] if s["algo"] == "maml-rl"]
+    rows = len(first)
+    assert before.tolist() == pytest.approx(scored["success_before"][:rows], abs=1e-9)
+    assert after.tolist() == pytest.approx(scored["success_after"][:rows], abs=1e-9)
+    assert returns.tolist() == pytest.approx(scored["return_after"][:rows], abs=1e-3)
