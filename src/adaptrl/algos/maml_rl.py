@@ -946,15 +946,21 @@ class MAMLRL(MetaLearner):
     def env_steps(self, iterations: int) -> int:
         return sum(steps_per_iteration(self.config, self.family.max_episode_steps, iterations))
 
+    def _adapt_all(
+        self, tasks: TaskBatch, steps: int, generator: torch.Generator
+    ) -> list[tuple[Params, torch.Tensor, torch.Tensor | None]]:
+        """:meth:`_adapt_chunk` of every ``eval_chunk`` of ``tasks`` in turn."""
+        if steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {steps}")
+        tasks = tasks.to(self.device)
+        return [self._adapt_chunk(t, steps, generator) for t in self._chunks(tasks)]
+
     def adaptation_curve(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
     ) -> torch.Tensor:
         """Mean return of the rollouts after 0..steps inner steps, ``[num_tasks, steps + 1]``
         (``eval_rollouts_per_task`` rollouts per task and step, default ``E``)."""
-        if steps < 0:
-            raise ConfigError(f"steps must be >= 0, got {steps}")
-        tasks = tasks.to(self.device)
-        return torch.cat([self._adapt_chunk(t, steps, generator)[1] for t in self._chunks(tasks)])
+        return torch.cat([p[1] for p in self._adapt_all(tasks, steps, generator)])
 
     def adaptation_success(
         self, tasks: TaskBatch, steps: int, generator: torch.Generator
@@ -964,10 +970,7 @@ class MAMLRL(MetaLearner):
         evaluation episodes of the policy adapted k times; success at any step of an episode)."""
         if not self.family.reports_success:
             raise ConfigError(f"{self.family.family_id} does not report success")
-        if steps < 0:
-            raise ConfigError(f"steps must be >= 0, got {steps}")
-        tasks = tasks.to(self.device)
-        parts = [self._adapt_chunk(t, steps, generator) for t in self._chunks(tasks)]
+        parts = self._adapt_all(tasks, steps, generator)
         return torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])  # type: ignore[misc]
 
     def adapt(
@@ -977,10 +980,7 @@ class MAMLRL(MetaLearner):
 
         With ``normalize_actions`` the policy they define acts in ``[-1, 1]^d``: rescale its
         actions with :func:`adaptrl.nn.policies.unit_box_rescale` of the family's action space."""
-        if steps < 0:
-            raise ConfigError(f"steps must be >= 0, got {steps}")
-        tasks = tasks.to(self.device)
-        parts = [self._adapt_chunk(t, steps, generator)[0] for t in self._chunks(tasks)]
+        parts = [p[0] for p in self._adapt_all(tasks, steps, generator)]
         return {k: torch.cat([p[k] for p in parts]).contiguous() for k in parts[0]}
 
     # --- checkpoints ----------------------------------------------------------------------------

@@ -418,6 +418,8 @@ class RL2(MetaLearner):
             )
 
         parts = distributed.in_blocks(self.shard, self.block, self.generator, collect_block)
+        if len(parts) == 1:
+            return parts[0]
         return parts[0].map(lambda vs: torch.cat(vs, dim=1), *parts[1:])
 
     def gather_trials(self, batch: TrialBatch) -> TrialBatch:

@@ -75,6 +75,8 @@ class MetaWorldBench(Config):
     """Seed of the evaluation's random streams (the test goals are fixed by the benchmark)."""
     threads: Size = 1
     """torch threads (the machine is shared)."""
+    meta_batch_size: Size = 10
+    """Rows per evaluation round (Meta-World+'s ML1 meta-batch); must divide test_goals."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +85,6 @@ class MetaWorldML1Bench(MetaWorldBench):
 
     task: str = "reach-v3"
     """The ML1 task the runs were trained on (checked against them)."""
-    meta_batch_size: Size = 10
-    """Rows per evaluation round (Meta-World+'s ML1 meta-batch); must divide test_goals."""
     out: Path = Path("results/bench/metaworld-ml1")
     """Directory for results.json, report.md and success.png."""
 
@@ -115,11 +115,6 @@ class Scored:
     seconds: float | None
     trained: str = ""
     """Iterations trained, of those planned when fewer (a run scored mid-way says so)."""
-
-
-def evaluation_tasks(family: MetaWorldFamily, meta_batch_size: int) -> list[TaskBatch]:
-    """Meta-World's evaluation rounds: each test goal of each held-out class once."""
-    return family.evaluation_rounds(meta_batch_size)
 
 
 def score_trials(
@@ -161,9 +156,14 @@ def score_gradient(
     return rate[:, 0], rate[:, -1], curve[:, -1]
 
 
-def score(learner: MetaLearner, run: str, family: MetaWorldFamily, bench: MetaWorldBench) -> Scored:
-    """``learner`` on Meta-World's evaluation tasks, by the protocol of its kind."""
-    rounds = evaluation_tasks(family, bench.meta_batch_size)  # type: ignore[attr-defined]
+def score(
+    learner: MetaLearner,
+    run: str,
+    family: MetaWorldFamily,
+    rounds: list[TaskBatch],
+    bench: MetaWorldBench,
+) -> Scored:
+    """``learner`` on Meta-World's evaluation ``rounds``, by the protocol of its kind."""
     if learner.supports("trial_agent"):
         before, after, returns = score_trials(learner, family, rounds, bench)
     elif learner.supports("adaptation_success"):
@@ -279,15 +279,16 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
         )
     learners: list[tuple[str, MetaLearner, float | None]] = []
     if bench.quick:
-        family_cfg = make_family(
+        quick = make_family(
             family_id, **({"task": task} if task else {}), horizon=QUICK_HORIZON, test_goals=4
-        ).config
+        )
+        family_cfg = quick.config
         learners = quick_learners(family_cfg)
         bench = dataclasses.replace(
             bench,
             adaptation_episodes=1,
             evaluation_episodes=1,
-            meta_batch_size=len_classes(family_id),
+            meta_batch_size=len(quick.classes("test")),  # type: ignore[attr-defined]
         )
     else:
         family_cfg = None
@@ -299,9 +300,10 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
             family_cfg = cfg
             learners.append((str(path), learner, None))
     family = make_family(family_cfg)
+    rounds = family.evaluation_rounds(bench.meta_batch_size)  # type: ignore[attr-defined]
     scored = []
     for run, learner, seconds in learners:
-        s = score(learner, run, family, bench)
+        s = score(learner, run, family, rounds, bench)  # type: ignore[arg-type]
         if seconds is not None:
             s.seconds = seconds
         scored.append(s)
@@ -340,7 +342,7 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
         )
     print_table(name, columns, rows)
     plot_success(groups, reference, bench.out / "success.png")
-    goals = sum(len(t) for t in evaluation_tasks(family, bench.meta_batch_size))  # type: ignore[arg-type]
+    goals = sum(len(t) for t in rounds)
     header = {
         "family": f"`{config_to_dict(family_cfg)}`",
         "tasks": f"Meta-World's meta-test goals: {goals} (each held-out goal once), "
@@ -381,11 +383,6 @@ def run_metaworld(bench: MetaWorldBench, name: str, family_id: str, task: str | 
         "configs": {run: config_to_dict(lr.config) for run, lr, _ in learners},
     }
     return write_bench(bench.out, payload, markdown, seeds=[lr.seed for _, lr, _ in learners])
-
-
-def len_classes(family_id: str) -> int:
-    """Held-out classes of a Meta-World family (a quick evaluation round has one row each)."""
-    return len(make_family(family_id).classes("test"))  # type: ignore[attr-defined]
 
 
 def run_metaworld_ml1(bench: MetaWorldML1Bench) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -137,20 +137,19 @@ def offpolicy_speed(r: dict[str, Any]) -> list[Row]:
 
 
 def scaling(r: dict[str, Any]) -> list[Row]:
-    one = min(r["raw"]["1"]["seconds"])
-    rows = []
-    for n, raw in sorted(r["raw"].items(), key=lambda kv: int(kv[0])):
-        seconds = sorted(raw["seconds"])[len(raw["seconds"]) // 2]
-        if n != "1":
-            rows.append(
-                [
-                    f"MAML-RL meta-iteration at {n} torchrun processes",
-                    f"{seconds:.3f} s",
-                    f"{_x(r['speedup_2'] if n == '2' else one / seconds)} 1 process",
-                    "",
-                ]
-            )
-    return rows
+    """Each process count's median seconds per meta-iteration against one process's (the
+    medians the scaling bench reports)."""
+    median = {int(n): statistics.median(raw["seconds"]) for n, raw in r["raw"].items()}
+    return [
+        [
+            f"MAML-RL meta-iteration at {n} torchrun processes",
+            f"{seconds:.3f} s",
+            f"{_x(median[1] / seconds)} 1 process",
+            "",
+        ]
+        for n, seconds in sorted(median.items())
+        if n != 1
+    ]
 
 
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
@@ -167,7 +166,7 @@ def run_speed(cfg: SpeedConfig) -> dict[str, Any]:
     unknown = sorted(set(cfg.parts) - set(PARTS))
     if unknown:
         raise ConfigError(f"unknown speed part(s) {unknown}; the parts: {', '.join(PARTS)}")
-    torchrun = Path(sys.executable).with_name("torchrun").exists() or shutil.which("torchrun")
+    torchrun = Path(sys.executable).with_name("torchrun").exists()  # where scaling launches it
     rows: list[Row] = []
     parts: dict[str, Any] = {}
     for part in (p for p in PARTS if p in cfg.parts):
